@@ -1,0 +1,3 @@
+from dlw.cli import main
+
+main()

@@ -1,0 +1,228 @@
+"""The ``dlw`` command: a thin layer over the Python API, one API call per command.
+
+Heavy imports (keras, jax, pandas) happen inside the commands, so ``dlw --help``
+answers at once. Every bad input ends with exit status 2 and one line on stderr;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="dlw",
+    help="The deep-learning workflow on your own data: formulate, prepare, train, measure, predict, and honestly.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+_STATE = {"debug": False}
+
+
+def _reports_errors(command):
+    """Turn any exception into one line on stderr and an exit status (2 for bad input)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            print("dlw: interrupted; no run folder was left half-written", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            from dlw.errors import DlwError
+
+            if _STATE["debug"]:
+                import traceback
+
+                traceback.print_exc()
+            if isinstance(exc, DlwError):
+                print(f"dlw: error: {exc}", file=sys.stderr)
+                raise typer.Exit(2) from None
+            if isinstance(exc, (OSError, MemoryError)):
+                print(f"dlw: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                raise typer.Exit(2) from None
+            print(
+                f"dlw: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+                "(run again with --debug for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+SOURCE_HELP = "A config (.yaml), a built-in data set (penguins, iris, wine, breast_cancer, diabetes) or a CSV/Parquet file."
+TargetOpt = typer.Option(None, "--target", "-t", help="Column to predict (needed with a data file).")
+SetOpt = typer.Option([], "--set", "-s", help="Override a config key: --set train.epochs=50 (value read as YAML). Repeatable.")
+OutOpt = typer.Option(None, "--out", "-o", help="Run folder to write (default runs/<name>).")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing run folder or output file.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+
+def _workflow(source: str, target, overrides, quiet: bool):
+    from dlw.workflow import Workflow
+
+    return Workflow.from_config(source, target=target, overrides=list(overrides), quiet=quiet)
+
+
+@app.command()
+@_reports_errors
+def run(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    target: Optional[str] = TargetOpt,
+    set_: list[str] = SetOpt,
+    out: Optional[Path] = OutOpt,
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+):
+    """All the steps in one command: prepare, train, measure on the test split (and report)."""
+    wf = _workflow(source, target, set_, quiet)
+    wf.train(out=out, overwrite=overwrite)
+
+
+@app.command()
+@_reports_errors
+def train(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    target: Optional[str] = TargetOpt,
+    set_: list[str] = SetOpt,
+    out: Optional[Path] = OutOpt,
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+):
+    """Steps 1-6 and 8: prepare the data, choose the loss, build, train, measure; write a run folder."""
+    wf = _workflow(source, target, set_, quiet)
+    wf.train(out=out, overwrite=overwrite)
+
+
+@app.command()
+@_reports_errors
+def init(
+    data: str = typer.Argument(..., help="A CSV/Parquet file or a built-in data set."),
+    target: Optional[str] = TargetOpt,
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the config here instead of stdout."),
+    overwrite: bool = OverwriteOpt,
+):
+    """Steps 1-2: look at the data and print a commented config with what was inferred."""
+    from dlw.init import write_config
+
+    text = write_config(data, target, output)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    _check_output(output, overwrite)
+    output.write_text(text, encoding="utf-8")
+    print(f"wrote {output}", file=sys.stderr)
+
+
+@app.command()
+@_reports_errors
+def evaluate(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled CSV/Parquet to measure on instead of the run's test split."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here."),
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+):
+    """Step 8 again: the network and the baselines on the test split, or on new labelled data."""
+    from dlw.console import Console
+    from dlw.runs import write_json
+    from dlw.workflow import load
+
+    if output is not None:
+        _check_output(output, overwrite)
+    run_ = load(run_dir)
+    metrics = run_.evaluate(data, console=Console(quiet=quiet))
+    if output is not None:
+        write_json(output, metrics)
+        print(f"wrote {output}", file=sys.stderr)
+
+
+@app.command()
+@_reports_errors
+def predict(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train."),
+    data: Path = typer.Argument(..., help="CSV/Parquet rows with the training's input columns."),
+    output: Optional[Path] = typer.Option(None, "--output", help="CSV to write (default: stdout)."),
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+):
+    """Step 9: predictions for new rows, with one probability column per class."""
+    from dlw.console import Console
+    from dlw.data.loaders import read_table
+    from dlw.workflow import load
+
+    if output is not None:
+        _check_output(output, overwrite)
+    console = Console(quiet=quiet)
+    run_ = load(run_dir)
+    rows = read_table(str(data))
+    predictions = run_.predict(rows, console=console, origin=str(data))
+    if output is None:
+        predictions.to_csv(sys.stdout, index=False)
+        return
+    tmp = output.with_name(f".{output.name}.partial")
+    predictions.to_csv(tmp, index=False)
+    tmp.replace(output)
+    console.say(f"wrote {len(predictions)} prediction(s) to {output}")
+
+
+@app.command()
+@_reports_errors
+def doctor():
+    """Is the install working? Versions, backend, devices and a 2-second smoke fit."""
+    from dlw.doctor import run_doctor
+
+    raise typer.Exit(run_doctor())
+
+
+@app.command()
+@_reports_errors
+def schema():
+    """Print the JSON Schema of the config file."""
+    import json
+
+    from dlw.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+def _version(value: bool):
+    if value:
+        from dlw import __version__
+
+        print(f"dlw {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    _STATE["debug"] = debug
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    from dlw.errors import DlwError
+
+    if path.exists() and not overwrite:
+        raise DlwError(f"{path}: already exists; pass --overwrite to replace it, or choose another --output")
+    if not path.parent.exists():
+        raise DlwError(f"{path.parent}: folder does not exist; create it or choose another --output")
+
+
+def main() -> None:
+    app(prog_name="dlw")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The run specification: YAML validated by pydantic models.
+
+Every key has a default except ``data.source`` (and ``data.target`` for a file),
+so the smallest config is two lines::
+
+    data:
+      source: my.csv
+      target: label
+
+``load_spec`` accepts a YAML file, a built-in data set name or a data file, and
+applies ``--set key.path=value`` overrides (values parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dlw.errors import ConfigError
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    """How rows are divided into train, validation and test sets (step 3)."""
+
+    validation: float = Field(0.2, gt=0, lt=1, description="Fraction of rows for validation (early stopping, tuning).")
+    test: float = Field(0.2, gt=0, lt=1, description="Fraction of rows held out for the final measurement only.")
+    seed: int = Field(42, description="Seed of the split; same seed, same rows.")
+    stratify: bool = Field(True, description="Keep class proportions equal across splits (classification only).")
+    order: str = Field(
+        "random",
+        description="'random', or 'time:<column>' for a chronological split: the latest rows are the test set.",
+    )
+
+    @field_validator("order")
+    @classmethod
+    def _order_is_known(cls, value: str) -> str:
+        if value == "random" or re.fullmatch(r"time:.+", value):
+            return value
+        raise ValueError("must be 'random' or 'time:<column>'")
+
+    @property
+    def time_column(self) -> str | None:
+        return self.order.split(":", 1)[1] if self.order.startswith("time:") else None
+
+
+class DataConfig(_Strict):
+    """Where the data is and which columns are inputs and output (steps 2-3)."""
+
+    source: str = Field(description="A built-in name (penguins, iris, wine, breast_cancer, diabetes) or a CSV/Parquet path.")
+    target: str | None = Field(None, description="The column to predict.")
+    features: list[str] | None = Field(None, description="Input columns; default: all other usable columns.")
+    types: dict[str, Literal["numeric", "categorical", "boolean", "ignore"]] = Field(
+        default_factory=dict, description="Override the inferred type of a column, e.g. {zip_code: categorical}."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+class ModelConfig(_Strict):
+    """The network (step 5)."""
+
+    kind: Literal["mlp"] = Field("mlp", description="Architecture: 'mlp' for tables.")
+    hidden_layers: list[int] = Field([64, 32], description="Units of each hidden Dense layer.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout rate after each hidden layer.")
+    activation: str = Field("relu", description="Activation of hidden layers (a Keras name).")
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _positive_units(cls, value: list[int]) -> list[int]:
+        if any(units < 1 for units in value):
+            raise ValueError("every layer needs at least 1 unit")
+        return value
+
+
+class EarlyStoppingConfig(_Strict):
+    patience: int = Field(20, ge=1, description="Epochs without improvement before stopping.")
+    monitor: str = Field("val_loss", description="Logged quantity to watch, e.g. val_loss or val_accuracy.")
+
+
+class TrainConfig(_Strict):
+    """Fitting the network (step 6)."""
+
+    epochs: int = Field(200, ge=1, description="Most epochs to train; early stopping usually ends sooner.")
+    batch_size: int = Field(32, ge=1, description="Rows per gradient step.")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, description="Optimizer step size.")
+    early_stopping: EarlyStoppingConfig | Literal[False] = Field(
+        default_factory=EarlyStoppingConfig,
+        description="false, or {patience, monitor}; the best epoch's weights are restored.",
+    )
+    seed: int = Field(42, description="Seed of weight initialisation, dropout and shuffling.")
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, value: Any) -> Any:
+        return {} if value is True else value
+
+
+class Config(_Strict):
+    """A whole run: data, task, model, training, loss and metrics."""
+
+    name: str | None = Field(None, description="Run name; default: the config, data file or built-in name.")
+    data: DataConfig
+    task: Literal["auto", "binary", "multiclass", "regression"] = Field(
+        "auto", description="What kind of prediction; 'auto' infers it from the target column."
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    loss: str = Field("auto", description="'auto' (from the task) or a Keras loss name.")
+    metrics: list[str] | Literal["auto"] = Field("auto", description="'auto' or a list of Keras metric names.")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the config file (``dlw schema``)."""
+    return Config.model_json_schema()
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into ``(['a', 'b'], parsed value)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, for example --set train.epochs=50")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({_first_line(exc)})") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``raw`` with each ``key.path=value`` set (paths created as needed)."""
+    import copy
+
+    result = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None or child is False:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"--set {text!r}: {where!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def validate(raw: Any, origin: str) -> Config:
+    """Build a ``Config`` from plain data; errors name ``origin`` and the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: the config must be a mapping of keys (data:, model:, ...), found {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first problem pydantic found, naming the key and what was expected."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+    key = ".".join(loc)
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {key!r}{_suggestion(loc)}{more}"
+    if err["type"] == "missing":
+        return f"missing key {key!r}: add it to the config or pass it with --set {key}=...{more}"
+    got = err.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"key {key!r}: {err['msg']}{got_text}{more}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic adds the union member's name ('EarlyStoppingConfig', 'literal[False]') to locations.
+    text = str(part)
+    return text[:1].isupper() or text.startswith(("literal[", "list[", "function-"))
+
+
+def _suggestion(loc: list[str]) -> str:
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if model else None
+        ann = field.annotation if field else None
+        model = next((t for t in getattr(ann, "__args__", (ann,)) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    known = ", ".join(model.model_fields)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys here: {known}"
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML config file into a dict, with one-line errors."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a config must be UTF-8 YAML") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or _first_line(exc)
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty; start from `dlw init DATA --target COLUMN`")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys (data:, model:, ...), found {type(raw).__name__}")
+    return raw
+
+
+def load_spec(source: str | Path | dict, target: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Resolve a config file, built-in name, data path or dict into a validated ``Config``.
+
+    >>> load_spec("penguins", overrides=["train.epochs=5"]).train.epochs
+    5
+    """
+    from dlw.data.builtin import BUILTINS
+
+    overrides = list(overrides or [])
+    if isinstance(source, dict):
+        raw, origin, base, name = dict(source), "config", Path.cwd(), None
+    else:
+        text = str(source)
+        path = Path(text).expanduser()
+        if path.suffix.lower() in CONFIG_SUFFIXES:
+            raw, origin, base, name = read_yaml(path), str(path), path.resolve().parent, path.stem
+        elif text in BUILTINS and not path.exists():
+            raw = {"data": {"source": text, "target": BUILTINS[text].target}}
+            origin, base, name = text, Path.cwd(), text
+        elif path.exists() or path.suffix.lower() in DATA_SUFFIXES:
+            if not path.exists():
+                raise ConfigError(f"{path}: data file not found")
+            if path.is_dir():
+                raise ConfigError(f"{path}: is a folder; pass a CSV or Parquet file (image folders come with the images work)")
+            raw = {"data": {"source": str(path.resolve())}}
+            origin, base, name = str(path), Path.cwd(), path.stem
+        else:
+            known = ", ".join(sorted(BUILTINS))
+            raise ConfigError(
+                f"{text!r} is not a config file (.yaml), a data file (.csv, .parquet) or a built-in data set ({known})"
+            )
+    if target is not None:
+        raw.setdefault("data", {})
+        if not isinstance(raw["data"], dict):
+            raise ConfigError(f"{origin}: key 'data' must be a section with source: and target:")
+        raw["data"]["target"] = target
+    raw = apply_overrides(raw, overrides)
+    config = validate(raw, origin if not overrides else f"{origin} (with --set)")
+    if config.name is None:
+        config.name = name or Path(config.data.source).stem
+    if config.data.source not in BUILTINS:
+        config.data.source = str((base / Path(config.data.source).expanduser()).resolve())
+    if config.data.target is None:
+        raise ConfigError(f"{origin}: no target column: pass --target COLUMN or set data.target in the config")
+    return config

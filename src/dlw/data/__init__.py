@@ -1,0 +1,1 @@
+"""Step 3, preparing the data: loaders, built-in sets and seeded splits."""

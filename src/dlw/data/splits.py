@@ -1,0 +1,115 @@
+"""Seeded train/validation/test splits, saved as row indices in ``splits.json``.
+
+Indices are positions in the table as loaded (0 = first data row), so a user
+can look the rows up. The test rows are used by evaluation only.
+
+>>> import numpy as np
+>>> s = make_splits(np.arange(100), None, validation=0.2, test=0.2, seed=0)
+>>> len(s.train), len(s.validation), len(s.test)
+(60, 20, 20)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlw.errors import DataError
+
+
+@dataclass
+class Splits:
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    method: str = "random"
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "sizes": {name: int(len(getattr(self, name))) for name in ("train", "validation", "test")},
+            **{name: [int(i) for i in getattr(self, name)] for name in ("train", "validation", "test")},
+        }
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "Splits":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(*(np.array(data[k], dtype=np.int64) for k in ("train", "validation", "test")), data.get("method", "random"), data.get("seed"))
+
+
+def make_splits(
+    rows: np.ndarray,
+    labels: np.ndarray | None,
+    validation: float,
+    test: float,
+    seed: int,
+    origin: str = "data",
+) -> Splits:
+    """Random split of ``rows``; stratified on ``labels`` when given."""
+    from sklearn.model_selection import train_test_split
+
+    if validation + test >= 0.9:
+        raise DataError(f"{origin}: data.split.validation + data.split.test = {validation + test:.2f}; leave at least 10% for training")
+    n = len(rows)
+    if labels is not None:
+        counts = pd.Series(labels).value_counts()
+        rare = counts[counts < 3]
+        if len(rare):
+            raise DataError(
+                f"{origin}: class {rare.index[0]!r} has only {int(rare.iloc[0])} row(s); a stratified split needs at least 3 per class "
+                "(remove the rare class, or set data.split.stratify: false)"
+            )
+    n_test = max(1, int(round(n * test)))
+    n_val = max(1, int(round(n * validation)))
+    if n - n_test - n_val < 2:
+        raise DataError(f"{origin}: only {n} usable rows; too few to split into train, validation and test")
+    try:
+        rest, test_rows = train_test_split(rows, test_size=n_test, random_state=seed, stratify=labels)
+        rest_labels = None if labels is None else labels[np.searchsorted(rows, rest)] if _sorted(rows) else _lookup(rows, labels, rest)
+        train_rows, val_rows = train_test_split(rest, test_size=n_val, random_state=seed, stratify=rest_labels)
+    except ValueError as exc:
+        raise DataError(f"{origin}: cannot split the rows ({exc}); set data.split.stratify: false or use more data") from None
+    method = "stratified random" if labels is not None else "random"
+    return Splits(np.sort(train_rows), np.sort(val_rows), np.sort(test_rows), method, seed)
+
+
+def make_time_splits(rows: np.ndarray, times: pd.Series, validation: float, test: float, column: str, origin: str = "data") -> Splits:
+    """Chronological split: the latest rows are the test set, those before them validation."""
+    parsed = _as_time(times)
+    if parsed.isna().any():
+        bad = times[parsed.isna()].iloc[0]
+        raise DataError(f"{origin}: column {column!r} (data.split.order) has a value that is not a date or number: {bad!r}")
+    order = rows[np.argsort(parsed.to_numpy(), kind="stable")]
+    n = len(order)
+    n_test, n_val = max(1, int(round(n * test))), max(1, int(round(n * validation)))
+    if n - n_test - n_val < 2:
+        raise DataError(f"{origin}: only {n} usable rows; too few to split into train, validation and test")
+    train, val, tst = order[: n - n_test - n_val], order[n - n_test - n_val : n - n_test], order[n - n_test :]
+    return Splits(np.sort(train), np.sort(val), np.sort(tst), f"chronological by {column}", None)
+
+
+def _as_time(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all():
+        return numeric
+    return pd.to_datetime(values, errors="coerce", format="mixed")
+
+
+def _sorted(rows: np.ndarray) -> bool:
+    return bool(np.all(np.diff(rows) > 0))
+
+
+def _lookup(rows: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    position = {int(r): i for i, r in enumerate(rows)}
+    return labels[[position[int(r)] for r in chosen]]

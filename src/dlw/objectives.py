@@ -1,0 +1,82 @@
+"""Step 4, the cost function and metrics, chosen from the task.
+
+| task       | output layer    | loss                             | metrics          |
+| ---------- | --------------- | -------------------------------- | ---------------- |
+| binary     | 1 unit, sigmoid | binary cross-entropy             | accuracy, AUC    |
+| multiclass | k units, softmax| sparse categorical cross-entropy | accuracy         |
+| regression | 1 unit, linear  | mean squared error (standardized target) | RMSE, MAE |
+
+A config may name any Keras loss or metric instead of ``auto``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlw.errors import ConfigError
+
+_AUTO = {
+    "binary": ("binary_crossentropy", ["accuracy", "auc"], "sigmoid"),
+    "multiclass": ("sparse_categorical_crossentropy", ["accuracy"], "softmax"),
+    "regression": ("mean_squared_error", ["root_mean_squared_error", "mean_absolute_error"], "linear"),
+}
+
+_WHY = {
+    "binary": "binary cross-entropy: the negative log-likelihood of a yes/no outcome under a sigmoid probability",
+    "multiclass": "sparse categorical cross-entropy: the negative log-likelihood of the true class under a softmax",
+    "regression": "mean squared error on the standardized target: penalises large errors most; RMSE and MAE are reported in the target's units",
+}
+
+
+@dataclass
+class Objective:
+    loss: str
+    metrics: list[str]
+    output_activation: str
+    output_units: int
+    why: str
+
+    def keras_metrics(self):
+        """Metric objects for ``compile`` (names kept short so logs read ``val_auc``, ``val_rmse``)."""
+        import keras
+
+        named = {
+            "auc": lambda: keras.metrics.AUC(name="auc"),
+            "root_mean_squared_error": lambda: keras.metrics.RootMeanSquaredError(name="rmse"),
+            "mean_absolute_error": lambda: keras.metrics.MeanAbsoluteError(name="mae"),
+        }
+        return [named[m]() if m in named else m for m in self.metrics]
+
+
+def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metrics: list[str] | str = "auto") -> Objective:
+    """The loss, metrics and output layer for ``task``, honouring config overrides."""
+    auto_loss, auto_metrics, activation = _AUTO[task]
+    units = n_classes if task == "multiclass" else 1
+    why = _WHY[task]
+    if loss != "auto":
+        check_keras_name("loss", loss)
+        why = f"{loss}: chosen in the config"
+    if metrics != "auto":
+        for name in metrics:
+            check_keras_name("metrics", name)
+    return Objective(
+        loss=auto_loss if loss == "auto" else loss,
+        metrics=list(auto_metrics if metrics == "auto" else metrics),
+        output_activation=activation,
+        output_units=units,
+        why=why,
+    )
+
+
+def check_keras_name(key: str, name: str) -> None:
+    """Raise a ConfigError naming ``key`` when Keras has no loss/metric called ``name``."""
+    from dlw._backend import import_keras
+
+    keras = import_keras()
+    getter = keras.losses.get if key == "loss" else keras.metrics.get
+    if name in ("accuracy", "auc"):
+        return
+    try:
+        getter(name)
+    except (ValueError, TypeError):
+        raise ConfigError(f"key {key!r}: Keras has no {key.rstrip('s')} named {name!r} (e.g. mean_absolute_error, huber)") from None

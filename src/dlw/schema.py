@@ -1,0 +1,324 @@
+"""Step 2, inputs and outputs: each column's type, statistics and vocabulary.
+
+The schema is inferred once (types from the whole table, statistics from the
+train split only), written to ``schema.json``, and is all that is needed, with
+``model.keras``, to turn raw rows into model inputs later. It is plain JSON:
+loading a run never runs code from a file.
+
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"size": [1.0, 2.0, None, 4.0], "colour": ["red", "blue", "red", None]})
+>>> schema = Schema.infer(frame, target=None)
+>>> schema = schema.fit(frame)
+>>> [f.kind for f in schema.features]
+['numeric', 'categorical']
+>>> inputs, _ = schema.encode(frame)
+>>> inputs["numeric"].shape, inputs["categorical"].shape
+((4, 2), (4, 1))
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlw.errors import DataError
+
+MAX_CATEGORIES = 100
+UNKNOWN, MISSING = "<unknown>", "<missing>"
+_RESERVED_LEVELS = (UNKNOWN, MISSING)
+_TRUE = {"true", "yes", "y", "t"}
+_FALSE = {"false", "no", "n", "f"}
+_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?.*)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{2,4}$")
+
+
+@dataclass
+class Feature:
+    """One input column as the model sees it."""
+
+    name: str
+    kind: str  # numeric | categorical | boolean
+    missing_fraction: float = 0.0
+    indicator: bool = False  # a 0/1 "was missing" input is added
+    median: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    true_value: str | None = None  # for booleans stored as text
+    vocabulary: list[str] = field(default_factory=list)  # categorical levels seen in training
+    note: str = ""
+
+
+@dataclass
+class Schema:
+    features: list[Feature]
+    excluded: dict[str, str] = field(default_factory=dict)  # column -> why it is not an input
+    target: str | None = None
+    fitted: bool = False
+
+    # --- inference -----------------------------------------------------------
+
+    @classmethod
+    def infer(
+        cls,
+        frame: pd.DataFrame,
+        target: str | None,
+        features: list[str] | None = None,
+        types: dict[str, str] | None = None,
+        skip: dict[str, str] | None = None,
+        origin: str = "data",
+    ) -> "Schema":
+        """Decide each column's type from the whole table (no statistics yet)."""
+        types = dict(types or {})
+        columns = [c for c in frame.columns if c != target]
+        for name in list(types) + list(features or []):
+            if name not in frame.columns:
+                raise DataError(f"{origin}: column {name!r} named in the config is not in the data; columns are: {', '.join(map(str, columns[:20]))}")
+            if name == target:
+                raise DataError(f"{origin}: column {name!r} is the target and cannot also be an input")
+        if features is not None:
+            columns = [c for c in columns if c in set(features)]
+        excluded = {name: reason for name, reason in (skip or {}).items() if name in columns}
+        kept: list[Feature] = []
+        for name in columns:
+            if name in excluded:
+                continue
+            forced = types.get(name)
+            if forced == "ignore":
+                excluded[name] = "ignored in the config (data.types)"
+                continue
+            kind, note = (forced, "set in the config") if forced else _infer_kind(frame[name])
+            if kind in ("id", "text", "date", "empty", "constant"):
+                excluded[name] = note
+                continue
+            feature = Feature(name=str(name), kind=kind, note=note)
+            if kind == "boolean":
+                feature.true_value = _true_value(frame[name])
+            kept.append(feature)
+            feature.indicator = kind != "categorical" and bool(frame[name].isna().any())
+        if not kept:
+            why = "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:3])
+            raise DataError(f"{origin}: no usable input columns besides the target ({why or 'the table has only the target'})")
+        return cls(features=kept, excluded=excluded, target=target)
+
+    def fit(self, train: pd.DataFrame) -> "Schema":
+        """Learn statistics and vocabularies from the training rows only."""
+        for f in self.features:
+            column = train[f.name]
+            f.missing_fraction = float(column.isna().mean())
+            if f.kind == "categorical":
+                counts = category_strings(column).value_counts()
+                f.vocabulary = sorted(map(str, counts.index[:MAX_CATEGORIES]))
+                if len(counts) > MAX_CATEGORIES:
+                    f.note = f"{len(counts)} levels; the {MAX_CATEGORIES} most frequent kept, the rest read as unknown"
+                continue
+            values = self._numeric_values(f, column)
+            finite = values[np.isfinite(values)]
+            if finite.size == 0:
+                finite = np.zeros(1)
+            f.median, f.mean, f.std = float(np.median(finite)), float(finite.mean()), float(finite.std())
+            f.min, f.max = float(finite.min()), float(finite.max())
+        self.fitted = True
+        return self
+
+    # --- encoding ------------------------------------------------------------
+
+    @property
+    def numeric_features(self) -> list[Feature]:
+        return [f for f in self.features if f.kind in ("numeric", "boolean")]
+
+    @property
+    def categorical_features(self) -> list[Feature]:
+        return [f for f in self.features if f.kind == "categorical"]
+
+    @property
+    def numeric_input_names(self) -> list[str]:
+        """Names of the columns of the ``numeric`` model input, indicators last."""
+        nums = self.numeric_features
+        return [f.name for f in nums] + [f"{f.name} (missing)" for f in nums if f.indicator]
+
+    @property
+    def category_offsets(self) -> list[int]:
+        offsets, total = [], 0
+        for f in self.categorical_features:
+            offsets.append(total)
+            total += len(f.vocabulary) + len(_RESERVED_LEVELS)
+        return offsets
+
+    @property
+    def n_category_tokens(self) -> int:
+        return sum(len(f.vocabulary) + len(_RESERVED_LEVELS) for f in self.categorical_features)
+
+    def required_columns(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def encode(self, frame: pd.DataFrame, origin: str = "data") -> tuple[dict[str, np.ndarray], list[str]]:
+        """Raw rows to model inputs ``{"numeric": float32, "categorical": int32}``, plus warnings.
+
+        Missing numbers become the training median (with a 0/1 indicator input);
+        missing categories their own level; categories never seen in training
+        the ``<unknown>`` level, with a warning.
+        """
+        missing = [c for c in self.required_columns() if c not in frame.columns]
+        if missing:
+            raise DataError(f"{origin}: missing required column(s): {', '.join(missing)}; the model was trained with them")
+        warnings: list[str] = []
+        inputs: dict[str, np.ndarray] = {}
+        nums = self.numeric_features
+        if nums:
+            values, indicators = [], []
+            for f in nums:
+                column = self._numeric_values(f, frame[f.name], origin, warnings)
+                absent = ~np.isfinite(column)
+                values.append(np.where(absent, f.median, column))
+                if f.indicator:
+                    indicators.append(absent.astype("float32"))
+            inputs["numeric"] = np.stack(values + indicators, axis=1).astype("float32")
+        cats = self.categorical_features
+        if cats:
+            codes = []
+            for f, offset in zip(cats, self.category_offsets):
+                levels = {level: i + len(_RESERVED_LEVELS) for i, level in enumerate(f.vocabulary)}
+                strings = category_strings(frame[f.name])
+                code = strings.map(levels)
+                unseen = strings.notna() & code.isna()
+                if unseen.any():
+                    examples = ", ".join(repr(v) for v in strings[unseen].unique()[:3])
+                    warnings.append(
+                        f"column {f.name!r}: {int(unseen.sum())} value(s) not seen in training ({examples}) read as unknown"
+                    )
+                code = code.where(strings.notna(), _RESERVED_LEVELS.index(MISSING))
+                code = code.fillna(_RESERVED_LEVELS.index(UNKNOWN))
+                codes.append(code.to_numpy(dtype="int64") + offset)
+            inputs["categorical"] = np.stack(codes, axis=1).astype("int32")
+        return inputs, warnings
+
+    def _numeric_values(self, f: Feature, column: pd.Series, origin: str = "data", warnings: list | None = None) -> np.ndarray:
+        if f.kind == "boolean":
+            return _boolean_values(column, f.true_value)
+        if pd.api.types.is_bool_dtype(column):
+            return column.astype(float).to_numpy()
+        converted = pd.to_numeric(column, errors="coerce")
+        bad = column.notna() & converted.isna()
+        if bad.any() and warnings is not None:
+            examples = ", ".join(repr(v) for v in column[bad].astype(str).unique()[:3])
+            warnings.append(f"column {f.name!r}: {int(bad.sum())} value(s) that are not numbers ({examples}) read as missing")
+        return converted.to_numpy(dtype=float)
+
+    # --- persistence ---------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "features": [asdict(f) for f in self.features],
+            "excluded": self.excluded,
+            "numeric_inputs": self.numeric_input_names,
+            "fitted": self.fitted,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Schema":
+        return cls(
+            features=[Feature(**f) for f in data["features"]],
+            excluded=dict(data.get("excluded", {})),
+            target=data.get("target"),
+            fitted=bool(data.get("fitted", True)),
+        )
+
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        payload = {**self.to_dict(), **(extra or {})}
+        Path(path).write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def category_strings(column: pd.Series) -> pd.Series:
+    """Category levels as strings, with integer-valued floats written as integers (3.0 -> '3')."""
+
+    def as_text(value):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            return str(int(value))
+        return str(value).strip()
+
+    return column.map(as_text, na_action="ignore").astype(object)
+
+
+def _infer_kind(column: pd.Series) -> tuple[str, str]:
+    values = column.dropna()
+    n = len(values)
+    if n == 0:
+        return "empty", "every value is missing"
+    n_unique = values.nunique()
+    if n_unique == 1:
+        return "constant", f"constant (every value is {values.iloc[0]!r})"
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean", ""
+    if pd.api.types.is_numeric_dtype(values):
+        return _numeric_kind(values)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "date", "date/time values; dlw does not derive features from dates (use data.split.order: time:<column>)"
+    text = values.astype(str).str.strip()
+    lowered = set(text.str.lower().unique())
+    if n_unique == 2 and lowered <= (_TRUE | _FALSE) and lowered & _TRUE:
+        return "boolean", ""
+    converted = pd.to_numeric(text, errors="coerce")
+    parsed = converted.notna().mean()
+    if parsed >= 0.95:
+        bad = text[converted.isna()].unique()[:3]
+        kind, note = _numeric_kind(converted.dropna())
+        if kind != "numeric":
+            return kind, note
+        return "numeric", (f"non-numbers read as missing: {', '.join(map(repr, bad))}" if len(bad) else "")
+    sample = text.head(200)
+    if sample.str.match(_DATE).mean() >= 0.9:
+        return "date", "date/time values; dlw does not derive features from dates (use data.split.order: time:<column>)"
+    if sample.str.split().str.len().mean() >= 4:
+        return "text", "free text (several words per value); dlw does not read text yet"
+    if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
+        return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
+    return "categorical", ""
+
+
+def _numeric_kind(values: pd.Series) -> tuple[str, str]:
+    array = values.to_numpy(dtype=float)
+    n = len(array)
+    integer = bool(np.all(np.mod(array, 1) == 0))
+    if integer and n >= 20 and len(np.unique(array)) == n:
+        ordered = np.all(np.diff(array) > 0) or np.all(np.diff(array) < 0)
+        consecutive = array.max() - array.min() + 1 == n
+        if ordered or consecutive:
+            return "id", "ID-like (a different integer on every row, in sequence)"
+    return "numeric", ""
+
+
+def _true_value(column: pd.Series) -> str | None:
+    if pd.api.types.is_bool_dtype(column.dropna()):
+        return None
+    lowered = column.dropna().astype(str).str.strip().str.lower().unique()
+    return next((v for v in lowered if v in _TRUE), None)
+
+
+def _boolean_values(column: pd.Series, true_value: str | None) -> np.ndarray:
+    if true_value is None:
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
+        true_value = "true"
+    lowered = column.astype("string").str.strip().str.lower()
+    result = np.where(lowered == true_value, 1.0, 0.0)
+    known = lowered.isin(list(_TRUE | _FALSE)).fillna(False).to_numpy(dtype=bool)
+    return np.where(known, result, np.nan)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_schema(path: Path) -> Schema:
+    return Schema.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
