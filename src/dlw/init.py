@@ -1,0 +1,105 @@
+"""``dlw init``: steps 1-2 on a new table, written down as a commented config to edit."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from dlw.config import Config, DataConfig, load_spec
+from dlw.data.builtin import BUILTINS
+from dlw.data.loaders import read_table
+from dlw.errors import DlwError
+from dlw.problem import check_target_column, drop_missing_target, formulate
+from dlw.schema import Schema, category_strings
+
+
+def write_config(data: str, target: str | None, output: Path | None = None) -> str:
+    """A commented YAML config for ``data``: what was inferred, and every key at its default."""
+    if data not in BUILTINS and Path(data).suffix.lower() in (".yaml", ".yml"):
+        raise DlwError(f"{data}: is already a config; `dlw init` takes a data file (CSV/Parquet) or a built-in name")
+    spec = load_spec(data, target)
+    frame = read_table(spec.data.source)
+    origin = data
+    check_target_column(frame, spec.data.target, origin)
+    labelled, dropped = drop_missing_target(frame, spec.data.target, origin)
+    problem = formulate(labelled, spec.data.target, "auto", origin)
+    schema = Schema.infer(labelled, spec.data.target, origin=origin).fit(labelled)
+    source = data if data in BUILTINS else _relative_source(Path(data), output)
+    defaults = Config(data=DataConfig(source=source, target=spec.data.target))
+
+    lines = [
+        f"# dlw config for {data}, written by `dlw init` on {time.strftime('%Y-%m-%d')}.",
+        f"# {len(frame)} rows, {frame.shape[1]} columns"
+        + (f"; {dropped} row(s) with a missing target will be dropped." if dropped else "."),
+        f"# Step 1, the problem: {problem.question}",
+        f"#   task inferred: {problem.task} ({problem.reason}).",
+        "# Every key below is at its default; edit what you need. `dlw schema` documents them all.",
+        f"name: {spec.name}",
+        "data:",
+        f"  source: {_scalar(source)}    # a CSV/Parquet path (relative to this file) or a built-in name",
+        f"  target: {_scalar(spec.data.target)}",
+        "  # Step 2, the inputs dlw inferred (set data.types to change one, data.features to choose):",
+    ]
+    for f in schema.features:
+        lines.append(f"  #   {f.name}: {f.kind}{_describe(f, labelled)}")
+    for name, reason in schema.excluded.items():
+        lines.append(f"  #   {name}: not used, {reason}")
+    lines += [
+        "  features: null    # null = every usable column; or a list of column names",
+        "  types: {}         # e.g. {zip_code: categorical, notes: ignore}",
+        "  split:",
+        f"    validation: {defaults.data.split.validation}",
+        f"    test: {defaults.data.split.test}         # held out: used only for the final measurement",
+        f"    seed: {defaults.data.split.seed}",
+        f"    stratify: {str(defaults.data.split.stratify).lower()}      # keep class proportions in every split",
+        "    order: random      # or time:<column> for a chronological split",
+        f"task: auto    # inferred: {problem.task}",
+        "model:",
+        "  kind: mlp",
+        f"  hidden_layers: {defaults.model.hidden_layers}",
+        f"  dropout: {defaults.model.dropout}",
+        f"  activation: {defaults.model.activation}",
+        "train:",
+        f"  epochs: {defaults.train.epochs}       # an upper bound; early stopping usually ends sooner",
+        f"  batch_size: {defaults.train.batch_size}",
+        f"  optimizer: {defaults.train.optimizer}",
+        f"  learning_rate: {defaults.train.learning_rate}",
+        "  early_stopping:    # or false",
+        f"    patience: {defaults.train.early_stopping.patience}",
+        f"    monitor: {defaults.train.early_stopping.monitor}",
+        f"  seed: {defaults.train.seed}",
+        "loss: auto       # or a Keras loss name",
+        "metrics: auto    # or a list of Keras metric names",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _relative_source(path: Path, output: Path | None) -> str:
+    base = (output.resolve().parent if output is not None else Path.cwd())
+    try:
+        return os.path.relpath(path.resolve(), base)
+    except ValueError:  # another drive on Windows
+        return str(path.resolve())
+
+
+def _scalar(value: str) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_style=None).strip().removesuffix("...").strip()
+
+
+def _describe(f, frame) -> str:
+    missing = frame[f.name].isna().mean()
+    parts = []
+    if f.kind == "categorical":
+        levels = category_strings(frame[f.name]).dropna().unique()
+        shown = ", ".join(map(str, levels[:5])) + (", ..." if len(levels) > 5 else "")
+        parts.append(f"{len(levels)} levels ({shown})")
+    elif f.min is not None:
+        parts.append(f"{f.min:g} to {f.max:g}")
+    if missing:
+        parts.append(f"{missing:.0%} missing")
+    if f.note:
+        parts.append(f.note)
+    return f" ({'; '.join(parts)})" if parts else ""
