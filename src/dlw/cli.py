@@ -186,10 +186,15 @@ def doctor():
 
 @app.command()
 @_reports_errors
-def schema():
+def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the key reference as a Markdown table instead.")):
     """Print the JSON Schema of the config file."""
     import json
 
+    if markdown:
+        from dlw.reference import config_reference
+
+        sys.stdout.write(config_reference())
+        return
     from dlw.config import json_schema
 
     print(json.dumps(json_schema(), indent=2))

@@ -93,7 +93,7 @@ class TrainConfig(_Strict):
 
     epochs: int = Field(200, ge=1, description="Most epochs to train; early stopping usually ends sooner.")
     batch_size: int = Field(32, ge=1, description="Rows per gradient step.")
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad"] = Field("adam", description="Keras optimizer.")
     learning_rate: float = Field(1e-3, gt=0, description="Optimizer step size.")
     early_stopping: EarlyStoppingConfig | Literal[False] = Field(
         default_factory=EarlyStoppingConfig,

@@ -88,7 +88,8 @@ def baselines(problem: Problem, x_train, y_train, evaluated: dict[str, tuple[np.
     results: dict[str, dict] = {}
     n_classes = len(problem.classes) if problem.is_classification else 0
     for name, model in models.items():
-        model.fit(x_train, y_train)
+        with _sklearn_threads():
+            model.fit(x_train, y_train)
         results[name] = {}
         for split, (x, y) in evaluated.items():
             if problem.is_classification:
@@ -98,6 +99,20 @@ def baselines(problem: Problem, x_train, y_train, evaluated: dict[str, tuple[np.
             else:
                 results[name][split] = regression_metrics(y, model.predict(x))
     return results
+
+
+def _sklearn_threads():
+    """Cap scikit-learn's OpenMP threads at half the cores.
+
+    After JAX has started its own thread pool, OpenMP's spinning workers fight it
+    for the cores: HistGradientBoosting on 12,000 rows took 21 s instead of 1 s on
+    2 cores with the default thread count (measured; see bench/RESULTS.md).
+    """
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2))
 
 
 MAIN_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "rmse"}

@@ -1,0 +1,177 @@
+"""Shared fixtures: real CSV files on disk, and small trained runs reused across tests.
+
+KERAS_HOME and KERAS_BACKEND are set here, at import time, before any test module
+(or dlw itself) imports keras, so that tests never write to the user's ~/.keras.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+_KERAS_HOME = tempfile.mkdtemp(prefix="dlw-tests-keras-home-")
+os.environ["KERAS_HOME"] = _KERAS_HOME
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+# Short training for tests: a few epochs are enough on the synthetic tables below.
+FAST = ["train.epochs=30", "train.early_stopping.patience=10", "model.hidden_layers=[32,16]"]
+FAST_CLI = [arg for item in FAST for arg in ("--set", item)]
+
+PLANS = ["basic", "plus", "pro"]
+WORDS = ["great", "service", "slow", "support", "price", "too", "high", "love", "the", "app", "would", "recommend"]
+
+
+# --- synthetic tables ---------------------------------------------------------
+
+
+def _comments(rng: np.random.Generator, n: int) -> list[str]:
+    return [" ".join(rng.choice(WORDS, size=rng.integers(5, 10))) for _ in range(n)]
+
+
+def binary_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Customers: mixed column types, missing values, an ID, free text; ``label`` from a noisy rule.
+
+    ``label`` is 'churn' when ``tenure`` is low and ``monthly_fee`` high (plus noise),
+    so a model that reads those two columns does far better than the majority class.
+    """
+    rng = np.random.default_rng(seed)
+    tenure = rng.normal(24, 10, n).round(1)
+    fee = rng.normal(50, 15, n).round(2)
+    plan = rng.choice(PLANS, size=n)
+    member = rng.choice(["yes", "no"], size=n)
+    score = -(tenure - 24) / 10 + (fee - 50) / 15 + rng.normal(0, 0.35, n)
+    label = np.where(score > 0, "churn", "stay")
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{100000 + i}" for i in range(n)],
+            "tenure": tenure,
+            "monthly_fee": fee,
+            "plan": plan,
+            "member": member,
+            "region": "north",  # constant: never an input
+            "comment": _comments(rng, n),
+            "label": label,
+        }
+    )
+    # Missing values in a numeric and a categorical input (not in the two columns that decide the label).
+    frame.loc[rng.choice(n, 25, replace=False), "plan"] = np.nan
+    extra = rng.normal(0, 1, n).round(3)
+    extra[rng.choice(n, 30, replace=False)] = np.nan
+    frame.insert(3, "usage", extra)
+    return frame
+
+
+def regression_frame(n: int = 400, seed: int = 1) -> pd.DataFrame:
+    """Houses: ``price`` = a linear rule on area, rooms and a category, plus noise."""
+    rng = np.random.default_rng(seed)
+    area = rng.uniform(40, 200, n).round(1)
+    rooms = rng.integers(1, 7, n)
+    district = rng.choice(["centre", "suburb", "rural"], size=n)
+    garden = rng.choice([True, False], size=n)
+    bonus = pd.Series(district).map({"centre": 60.0, "suburb": 20.0, "rural": 0.0}).to_numpy()
+    price = 2.0 * area + 8.0 * rooms + bonus + 10.0 * garden + rng.normal(0, 10, n)
+    frame = pd.DataFrame(
+        {
+            "house_id": np.arange(1, n + 1),
+            "area": area,
+            "rooms": rooms,
+            "district": district,
+            "garden": garden,
+            "price": price.round(2),
+        }
+    )
+    frame.loc[rng.choice(n, 20, replace=False), "area"] = np.nan
+    return frame
+
+
+def multiclass_frame(n: int = 360, seed: int = 2) -> pd.DataFrame:
+    """Three well separated clusters in (x1, x2) plus a categorical column that helps a little."""
+    rng = np.random.default_rng(seed)
+    species = rng.choice(["alpha", "beta", "gamma"], size=n)
+    centres = {"alpha": (0.0, 0.0), "beta": (3.0, 0.0), "gamma": (1.5, 3.0)}
+    x1 = np.array([centres[s][0] for s in species]) + rng.normal(0, 0.6, n)
+    x2 = np.array([centres[s][1] for s in species]) + rng.normal(0, 0.6, n)
+    colour = np.where(rng.random(n) < 0.7, pd.Series(species).map({"alpha": "red", "beta": "green", "gamma": "blue"}), "grey")
+    return pd.DataFrame({"x1": x1.round(3), "x2": x2.round(3), "colour": colour, "species": species})
+
+
+def write_csv(frame: pd.DataFrame, path: Path, **kwargs) -> Path:
+    path = Path(path)
+    frame.to_csv(path, index=False, **kwargs)
+    return path
+
+
+# --- file fixtures -------------------------------------------------------------
+
+
+@pytest.fixture
+def binary_csv(tmp_path) -> Path:
+    return write_csv(binary_frame(), tmp_path / "customers.csv")
+
+
+@pytest.fixture
+def regression_csv(tmp_path) -> Path:
+    return write_csv(regression_frame(), tmp_path / "houses.csv")
+
+
+@pytest.fixture
+def multiclass_csv(tmp_path) -> Path:
+    return write_csv(multiclass_frame(), tmp_path / "clusters.csv")
+
+
+# --- trained runs shared by several tests (each trained once per session) ------
+
+
+@pytest.fixture(scope="session")
+def binary_run(tmp_path_factory):
+    """A binary run trained on ``customers.csv``; returns ``(run, csv_path)``. Read-only for tests."""
+    from dlw import Workflow
+
+    folder = tmp_path_factory.mktemp("binary_run")
+    csv = write_csv(binary_frame(), folder / "customers.csv")
+    run = Workflow.from_config(str(csv), target="label", overrides=FAST, quiet=True).train(out=folder / "run")
+    return run, csv
+
+
+@pytest.fixture(scope="session")
+def regression_run(tmp_path_factory):
+    """A regression run trained on ``houses.csv``; returns ``(run, csv_path)``. Read-only for tests."""
+    from dlw import Workflow
+
+    folder = tmp_path_factory.mktemp("regression_run")
+    csv = write_csv(regression_frame(), folder / "houses.csv")
+    overrides = ["train.epochs=60", "train.early_stopping.patience=15", "train.learning_rate=0.01"]
+    run = Workflow.from_config(str(csv), target="price", overrides=overrides, quiet=True).train(out=folder / "run")
+    return run, csv
+
+
+# --- running the CLI -----------------------------------------------------------
+
+
+def run_dlw(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProcess:
+    """Run ``python -m dlw ARGS`` in a subprocess; text output captured."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "dlw", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+@pytest.fixture
+def dlw_cli():
+    return run_dlw
