@@ -63,10 +63,11 @@ def binary_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
             "label": label,
         }
     )
-    # Missing values in a numeric and a categorical input (not in the two columns that decide the label).
-    frame.loc[rng.choice(n, 25, replace=False), "plan"] = np.nan
+    # Missing values in numeric, categorical and boolean inputs (not in the two columns that decide the label).
+    frame.loc[rng.choice(n, n // 16, replace=False), "plan"] = np.nan
+    frame.loc[rng.choice(n, n // 25, replace=False), "member"] = np.nan
     extra = rng.normal(0, 1, n).round(3)
-    extra[rng.choice(n, 30, replace=False)] = np.nan
+    extra[rng.choice(n, n // 13, replace=False)] = np.nan
     frame.insert(3, "usage", extra)
     return frame
 
@@ -90,7 +91,7 @@ def regression_frame(n: int = 400, seed: int = 1) -> pd.DataFrame:
             "price": price.round(2),
         }
     )
-    frame.loc[rng.choice(n, 20, replace=False), "area"] = np.nan
+    frame.loc[rng.choice(n, n // 20, replace=False), "area"] = np.nan
     return frame
 
 
@@ -170,8 +171,3 @@ def run_dlw(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProce
         timeout=timeout,
         env=full_env,
     )
-
-
-@pytest.fixture
-def dlw_cli():
-    return run_dlw

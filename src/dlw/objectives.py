@@ -79,4 +79,5 @@ def check_keras_name(key: str, name: str) -> None:
     try:
         getter(name)
     except (ValueError, TypeError):
-        raise ConfigError(f"key {key!r}: Keras has no {key.rstrip('s')} named {name!r} (e.g. mean_absolute_error, huber)") from None
+        what = "loss" if key == "loss" else "metric"
+        raise ConfigError(f"key {key!r}: Keras has no {what} named {name!r} (e.g. mean_absolute_error, huber)") from None

@@ -100,7 +100,8 @@ class Schema:
             if kind == "boolean":
                 feature.true_value = _true_value(frame[name])
             kept.append(feature)
-            feature.indicator = kind != "categorical" and bool(frame[name].isna().any())
+            # Values read as missing ('?' in a numeric column) count as missing too.
+            feature.indicator = kind != "categorical" and bool(np.isnan(cls._numeric_values(feature, frame[name])).any())
         if not kept:
             why = "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:3])
             raise DataError(f"{origin}: no usable input columns besides the target ({why or 'the table has only the target'})")
@@ -198,7 +199,8 @@ class Schema:
             inputs["categorical"] = np.stack(codes, axis=1).astype("int32")
         return inputs, warnings
 
-    def _numeric_values(self, f: Feature, column: pd.Series, origin: str = "data", warnings: list | None = None) -> np.ndarray:
+    @staticmethod
+    def _numeric_values(f: Feature, column: pd.Series, origin: str = "data", warnings: list | None = None) -> np.ndarray:
         if f.kind == "boolean":
             return _boolean_values(column, f.true_value)
         if pd.api.types.is_bool_dtype(column):
@@ -262,7 +264,7 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
         return "date", "date/time values; dlw does not derive features from dates (use data.split.order: time:<column>)"
     text = values.astype(str).str.strip()
     lowered = set(text.str.lower().unique())
-    if n_unique == 2 and lowered <= (_TRUE | _FALSE) and lowered & _TRUE:
+    if len(lowered) == 2 and lowered <= (_TRUE | _FALSE) and lowered & _TRUE:
         return "boolean", ""
     converted = pd.to_numeric(text, errors="coerce")
     parsed = converted.notna().mean()
@@ -307,7 +309,7 @@ def _boolean_values(column: pd.Series, true_value: str | None) -> np.ndarray:
             return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
         true_value = "true"
     lowered = column.astype("string").str.strip().str.lower()
-    result = np.where(lowered == true_value, 1.0, 0.0)
+    result = np.where((lowered == true_value).fillna(False).to_numpy(dtype=bool), 1.0, 0.0)
     known = lowered.isin(list(_TRUE | _FALSE)).fillna(False).to_numpy(dtype=bool)
     return np.where(known, result, np.nan)
 

@@ -86,7 +86,7 @@ def prepare(config: Config, console: Console = QUIET) -> Prepared:
         skip[column] = "orders the chronological split (data.split.order)"
     else:
         labels = encode_target(labelled[target], problem) if problem.is_classification and split_cfg.stratify else None
-        splits = make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin)
+        splits = make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin, problem.classes)
 
     schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin)
     schema.fit(frame.loc[splits.train])
@@ -362,8 +362,8 @@ class Run:
             evaluated = {"data": (inputs, encode_target(frame[self.problem.target], self.problem))}
         prepared.schema, prepared.problem, prepared.target_scaling = self.schema, self.problem, self.target_scaling
         result = measure(self.model, prepared, console, evaluated=evaluated)
-        if data is not None:
-            result["data"] = str(data) if not isinstance(data, pd.DataFrame) else "DataFrame"
+        if data is not None:  # result["data"] holds the network's metrics on it
+            result["source"] = str(data) if not isinstance(data, pd.DataFrame) else "DataFrame"
         return result
 
     def _check_same_data(self, prepared: Prepared) -> None:

@@ -53,8 +53,9 @@ def make_splits(
     test: float,
     seed: int,
     origin: str = "data",
+    class_names: list | None = None,
 ) -> Splits:
-    """Random split of ``rows``; stratified on ``labels`` when given."""
+    """Random split of ``rows``; stratified on ``labels`` (class indices into ``class_names``) when given."""
     from sklearn.model_selection import train_test_split
 
     if validation + test >= 0.9:
@@ -64,8 +65,11 @@ def make_splits(
         counts = pd.Series(labels).value_counts()
         rare = counts[counts < 3]
         if len(rare):
+            label = rare.index[0].item() if hasattr(rare.index[0], "item") else rare.index[0]
+            if class_names is not None:
+                label = class_names[int(label)]
             raise DataError(
-                f"{origin}: class {rare.index[0]!r} has only {int(rare.iloc[0])} row(s); a stratified split needs at least 3 per class "
+                f"{origin}: class {label!r} has only {int(rare.iloc[0])} row(s); a stratified split needs at least 3 per class "
                 "(remove the rare class, or set data.split.stratify: false)"
             )
     n_test = max(1, int(round(n * test)))

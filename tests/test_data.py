@@ -1,0 +1,408 @@
+"""Reading tables (CSV in several dialects and encodings, Parquet, broken files) and the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import binary_frame, regression_frame, write_csv
+from dlw.data.loaders import read_table
+from dlw.errors import DataError, DlwError
+from dlw.schema import MISSING, UNKNOWN, Schema, load_schema
+
+CITIES = ["Zürich", "Besançon", "Málaga", "São Paulo", "Reykjavík"]
+
+
+def data_error(path) -> str:
+    with pytest.raises(DataError) as info:
+        read_table(str(path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message, "the error names the file"
+    return message
+
+
+# --- reading CSV -----------------------------------------------------------------------
+
+
+def test_reads_a_csv_written_by_pandas(binary_csv):
+    frame = read_table(str(binary_csv))
+    expected = pd.read_csv(binary_csv)
+    assert list(frame.columns) == list(expected.columns)
+    assert len(frame) == 400
+    np.testing.assert_allclose(frame["tenure"].to_numpy(), expected["tenure"].to_numpy())
+    assert frame["plan"].isna().sum() == 25
+
+
+def test_latin1_file_with_accented_categories(tmp_path):
+    rng = np.random.default_rng(3)
+    cities = rng.choice(CITIES, 80)
+    lines = ["ville,température,étiquette"] + [f"{c},{t:.1f},{'oui' if t > 15 else 'non'}" for c, t in zip(cities, rng.normal(15, 5, 80))]
+    raw = ("\n".join(lines) + "\n").encode("latin-1")
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")  # the file really is not UTF-8
+    path = tmp_path / "villes.csv"
+    path.write_bytes(raw)
+
+    frame = read_table(str(path))
+    assert list(frame.columns) == ["ville", "température", "étiquette"]
+    assert set(frame["ville"]) == set(cities)
+    assert "Zürich" in set(frame["ville"]) and "São Paulo" in set(frame["ville"])
+    assert pd.api.types.is_numeric_dtype(frame["température"])
+    schema = Schema.infer(frame, "étiquette").fit(frame)
+    ville = next(f for f in schema.features if f.name == "ville")
+    assert ville.kind == "categorical"
+    assert set(ville.vocabulary) == set(cities)
+
+
+def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("id_x,naïve,label\n1,é,a\n2,è,b\n".encode("utf-8-sig"))
+    frame = read_table(str(path))
+    assert list(frame.columns) == ["id_x", "naïve", "label"]
+    assert list(frame["naïve"]) == ["é", "è"]
+
+
+def test_semicolon_delimited_file(tmp_path):
+    path = tmp_path / "semi.csv"
+    rows = [f"{i};{i * 0.5:.1f};{'red' if i % 2 else 'blue'};{'a' if i % 3 else 'b'}" for i in range(30)]
+    path.write_text("n;size;colour;label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    frame = read_table(str(path))
+    assert list(frame.columns) == ["n", "size", "colour", "label"]
+    assert frame.shape == (30, 4)
+    assert pd.api.types.is_float_dtype(frame["size"])
+    assert frame["size"].iloc[3] == pytest.approx(1.5)
+    assert set(frame["colour"]) == {"red", "blue"}
+
+
+def test_semicolon_file_with_commas_inside_values(tmp_path):
+    path = tmp_path / "semi_commas.csv"
+    path.write_text("name;note;label\nAnn;likes cats, dogs;a\nBob;hates rain, snow;b\nCy;none;a\n", encoding="utf-8")
+    frame = read_table(str(path))
+    assert list(frame.columns) == ["name", "note", "label"]
+    assert frame["note"].iloc[0] == "likes cats, dogs"
+
+
+def test_tab_delimited_file(tmp_path):
+    path = tmp_path / "table.tsv"
+    path.write_text("a\tb\tlabel\n1\t2.5\tx\n3\t4.5\ty\n5\t6.5\tx\n", encoding="utf-8")
+    frame = read_table(str(path))
+    assert list(frame.columns) == ["a", "b", "label"]
+    assert list(frame["b"]) == [2.5, 4.5, 6.5]
+
+
+def test_parquet_round_trip(tmp_path):
+    original = binary_frame(n=120)
+    path = tmp_path / "customers.parquet"
+    original.to_parquet(path, index=False)
+    frame = read_table(str(path))
+    assert list(frame.columns) == list(original.columns)
+    pd.testing.assert_frame_equal(
+        frame.reset_index(drop=True).astype(object).where(frame.notna(), None),
+        original.astype(object).where(original.notna(), None),
+        check_dtype=False,
+    )
+
+
+def test_parquet_is_recognised_by_content_whatever_the_name(tmp_path):
+    original = regression_frame(n=50)
+    path = tmp_path / "houses.dat"
+    original.to_parquet(path, index=False)
+    frame = read_table(str(path))
+    np.testing.assert_allclose(frame["price"].to_numpy(), original["price"].to_numpy())
+
+
+def test_damaged_parquet_file(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1" + b"\x01\x02 not really parquet" * 10)
+    message = data_error(path)
+    assert "Parquet" in message
+
+
+# --- broken files: one line naming the file ------------------------------------------------
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    assert "empty" in data_error(path)
+
+
+def test_whitespace_only_file(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text("\n  \n\n", encoding="utf-8")
+    assert "empty" in data_error(path)
+
+
+@pytest.mark.parametrize("content", ["a,b,label\n", "a,b,label"])
+def test_header_only_file(tmp_path, content):
+    path = tmp_path / "header.csv"
+    path.write_text(content, encoding="utf-8")
+    assert "no data rows" in data_error(path)
+
+
+def test_ragged_rows_name_the_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4,y\n5,6,x,oops\n7,8,y\n", encoding="utf-8")
+    message = data_error(path)
+    assert "line 4" in message
+    assert "4 fields" in message and "header has 3" in message
+
+
+def test_binary_garbage_with_nul_bytes(tmp_path):
+    path = tmp_path / "garbage.csv"
+    rng = np.random.default_rng(0)
+    raw = bytes(rng.integers(0, 256, 4096, dtype=np.uint8)) + b"\x00" * 16
+    path.write_bytes(raw)
+    assert "binary" in data_error(path)
+
+
+def test_binary_garbage_without_nul_bytes(tmp_path):
+    path = tmp_path / "noise.csv"
+    rng = np.random.default_rng(1)
+    path.write_bytes(bytes(rng.integers(1, 256, 4096, dtype=np.uint8)))
+    message = data_error(path)
+    assert "text" in message or "binary" in message
+
+
+@pytest.mark.parametrize("header, name", [("a,b,a", "a"), ("x, y ,y", "y")])
+def test_duplicate_column_names(tmp_path, header, name):
+    path = tmp_path / "dup.csv"
+    path.write_text(header + "\n1,2,3\n4,5,6\n", encoding="utf-8")
+    message = data_error(path)
+    assert f"duplicate column name '{name}'" in message
+
+
+def test_empty_header_line(tmp_path):
+    path = tmp_path / "noheader.csv"
+    path.write_text(",,\n1,2,3\n", encoding="utf-8")
+    assert "header" in data_error(path)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.csv"
+    assert "not found" in data_error(path)
+
+
+def test_folder_instead_of_file(tmp_path):
+    assert "folder" in data_error(tmp_path)
+
+
+def test_data_errors_are_dlw_errors():
+    assert issubclass(DataError, DlwError)
+
+
+# --- type inference ----------------------------------------------------------------------
+
+
+def kinds(schema: Schema) -> dict[str, str]:
+    return {f.name: f.kind for f in schema.features}
+
+
+def test_types_inferred_from_a_mixed_csv(binary_csv):
+    frame = read_table(str(binary_csv))
+    schema = Schema.infer(frame, "label")
+    assert kinds(schema) == {
+        "tenure": "numeric",
+        "monthly_fee": "numeric",
+        "usage": "numeric",
+        "plan": "categorical",
+        "member": "boolean",
+    }
+    assert "ID-like" in schema.excluded["customer_id"]
+    assert "free text" in schema.excluded["comment"]
+    assert "constant" in schema.excluded["region"]
+    assert "label" not in kinds(schema) and "label" not in schema.excluded
+
+
+def test_sequential_integer_id_is_excluded_and_real_booleans_kept(regression_csv):
+    frame = read_table(str(regression_csv))
+    schema = Schema.infer(frame, "price")
+    assert kinds(schema) == {"area": "numeric", "rooms": "numeric", "district": "categorical", "garden": "boolean"}
+    assert "ID-like" in schema.excluded["house_id"]
+
+
+def test_numeric_column_with_a_few_question_marks_is_numeric(tmp_path):
+    rng = np.random.default_rng(4)
+    values = [f"{v:.2f}" for v in rng.normal(100, 20, 200)]
+    holes = [5, 50, 120, 199]
+    for i in holes:
+        values[i] = "?"
+    labels = rng.choice(["a", "b"], 200)
+    path = tmp_path / "question.csv"
+    path.write_text("pressure,label\n" + "".join(f"{v},{lab}\n" for v, lab in zip(values, labels)), encoding="utf-8")
+
+    frame = read_table(str(path))
+    schema = Schema.infer(frame, "label").fit(frame)
+    (pressure,) = schema.features
+    assert pressure.kind == "numeric"
+    assert "'?'" in pressure.note
+    numbers = np.array([float(v) for i, v in enumerate(values) if i not in holes])
+    assert pressure.median == pytest.approx(np.median(numbers))
+    inputs, warnings = schema.encode(frame)
+    assert any("'pressure'" in w and "'?'" in w and "4 value(s)" in w for w in warnings)
+    # The '?' rows get the median, and the missing indicator says they were missing.
+    assert schema.numeric_input_names == ["pressure", "pressure (missing)"]
+    np.testing.assert_allclose(inputs["numeric"][holes, 0], pressure.median, rtol=1e-6)
+    assert inputs["numeric"][holes, 1].tolist() == [1.0] * 4
+    assert inputs["numeric"][:, 1].sum() == 4
+
+
+def test_mostly_text_column_is_not_numeric():
+    frame = pd.DataFrame({"code": ["A1", "B2", "C3", "7"] * 10, "label": ["x", "y"] * 20})
+    schema = Schema.infer(frame, "label")
+    assert kinds(schema) == {"code": "categorical"}
+
+
+def test_all_missing_and_date_columns_are_excluded():
+    frame = pd.DataFrame(
+        {
+            "day": pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d"),
+            "nothing": [np.nan] * 30,
+            "x": np.arange(30) % 7,
+            "label": ["a", "b", "c"] * 10,
+        }
+    )
+    schema = Schema.infer(frame, "label")
+    assert kinds(schema) == {"x": "numeric"}
+    assert "missing" in schema.excluded["nothing"]
+    assert "date" in schema.excluded["day"]
+
+
+def test_text_booleans_and_yes_no():
+    frame = pd.DataFrame({"flag": ["Yes", "no", "YES", None] * 5, "tf": ["true", "false"] * 10, "label": [0, 1] * 10})
+    schema = Schema.infer(frame, "label").fit(frame)
+    assert kinds(schema) == {"flag": "boolean", "tf": "boolean"}
+    inputs, _ = schema.encode(frame)
+    names = schema.numeric_input_names
+    assert names == ["flag", "tf", "flag (missing)"]
+    assert inputs["numeric"][:4, 0].tolist()[:3] == [1.0, 0.0, 1.0]
+    assert inputs["numeric"][:4, 2].tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert inputs["numeric"][:2, 1].tolist() == [1.0, 0.0]
+
+
+def test_config_types_and_features_override_inference(binary_csv):
+    frame = read_table(str(binary_csv))
+    schema = Schema.infer(frame, "label", features=["tenure", "plan", "usage"], types={"usage": "ignore", "tenure": "categorical"})
+    assert kinds(schema) == {"tenure": "categorical", "plan": "categorical"}
+    assert "ignored" in schema.excluded["usage"]
+
+
+def test_config_naming_an_unknown_column_is_an_error(binary_csv):
+    frame = read_table(str(binary_csv))
+    with pytest.raises(DataError) as info:
+        Schema.infer(frame, "label", types={"tenur": "numeric"}, origin=str(binary_csv))
+    assert "'tenur'" in str(info.value) and str(binary_csv) in str(info.value)
+    with pytest.raises(DataError) as info:
+        Schema.infer(frame, "label", features=["label", "tenure"])
+    assert "'label'" in str(info.value) and "target" in str(info.value)
+
+
+def test_no_usable_inputs_is_an_error():
+    frame = pd.DataFrame({"id": range(300), "label": ["a", "b", "c"] * 100})
+    with pytest.raises(DataError) as info:
+        Schema.infer(frame, "label", origin="ids.csv")
+    assert "ids.csv" in str(info.value) and "no usable input columns" in str(info.value)
+
+
+# --- imputation and encoding ------------------------------------------------------------------
+
+
+def test_median_imputation_with_indicator_from_train_rows_only():
+    frame = pd.DataFrame(
+        {
+            "x": [1.0, np.nan, 3.0, 100.0, np.nan, 5.0, 1000.0, 2000.0],
+            "label": ["a", "b"] * 4,
+        }
+    )
+    train = frame.iloc[:6]
+    schema = Schema.infer(frame, "label").fit(train)
+    (x,) = schema.features
+    assert x.indicator
+    assert x.median == pytest.approx(4.0)  # median of 1, 3, 100, 5 (train rows), not of the whole column
+    assert x.missing_fraction == pytest.approx(2 / 6)
+    inputs, warnings = schema.encode(frame)
+    assert warnings == []
+    assert inputs["numeric"].dtype == np.float32
+    assert inputs["numeric"][:, 0].tolist() == [1.0, 4.0, 3.0, 100.0, 4.0, 5.0, 1000.0, 2000.0]
+    assert inputs["numeric"][:, 1].tolist() == [0, 1, 0, 0, 1, 0, 0, 0]
+
+
+def test_no_indicator_when_nothing_is_missing():
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "label": ["a", "b"] * 2})
+    schema = Schema.infer(frame, "label").fit(frame)
+    assert schema.numeric_input_names == ["x"]
+    inputs, _ = schema.encode(pd.DataFrame({"x": [np.nan, 2.0]}))
+    assert inputs["numeric"].shape == (2, 1)
+    assert inputs["numeric"][0, 0] == pytest.approx(2.5)  # still imputed with the median
+
+
+def test_categories_missing_and_unseen_levels():
+    train = pd.DataFrame({"colour": ["red", "blue", None, "red", "green"], "label": ["a", "b", "a", "b", "a"]})
+    schema = Schema.infer(train, "label").fit(train)
+    (colour,) = schema.features
+    assert colour.vocabulary == ["blue", "green", "red"]
+    new = pd.DataFrame({"colour": ["red", None, "purple", "blue", "purple", " red "]})
+    inputs, warnings = schema.encode(new, origin="new.csv")
+    codes = inputs["categorical"][:, 0].tolist()
+    reserved = [UNKNOWN, MISSING]
+    unknown, missing = reserved.index(UNKNOWN), reserved.index(MISSING)
+    red = 2 + colour.vocabulary.index("red")
+    assert codes == [red, missing, unknown, 2 + colour.vocabulary.index("blue"), unknown, red]
+    assert len(warnings) == 1
+    assert "'colour'" in warnings[0] and "'purple'" in warnings[0] and "2 value(s)" in warnings[0] and "unknown" in warnings[0]
+
+
+def test_categorical_offsets_keep_features_apart():
+    frame = pd.DataFrame({"a": ["x", "y"] * 3, "b": ["p", "q", "r"] * 2, "label": [0, 1] * 3})
+    schema = Schema.infer(frame, "label").fit(frame)
+    assert schema.category_offsets == [0, 4]
+    assert schema.n_category_tokens == 4 + 5
+    inputs, _ = schema.encode(frame)
+    assert inputs["categorical"][:, 0].max() < 4
+    assert inputs["categorical"][:, 1].min() >= 4
+
+
+def test_integer_valued_categories_match_across_float_and_int():
+    train = pd.DataFrame({"zone": [1, 2, 3, 1, 2, 3], "label": ["a", "b"] * 3})
+    schema = Schema.infer(train, "label", types={"zone": "categorical"}).fit(train)
+    inputs, warnings = schema.encode(pd.DataFrame({"zone": [1.0, 3.0, np.nan]}))
+    assert warnings == []
+    reference, _ = schema.encode(pd.DataFrame({"zone": [1, 3, None]}))
+    assert inputs["categorical"].tolist() == reference["categorical"].tolist()
+
+
+def test_encoding_needs_the_training_columns(binary_csv):
+    frame = read_table(str(binary_csv))
+    schema = Schema.infer(frame, "label").fit(frame)
+    with pytest.raises(DataError) as info:
+        schema.encode(frame.drop(columns=["tenure", "plan"]), origin="new.csv")
+    message = str(info.value)
+    assert "new.csv" in message and "tenure" in message and "plan" in message
+
+
+def test_schema_json_round_trip(tmp_path, binary_csv):
+    frame = read_table(str(binary_csv))
+    schema = Schema.infer(frame, "label").fit(frame.iloc[:300])
+    path = tmp_path / "schema.json"
+    schema.save(path, extra={"note": "hello"})
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["note"] == "hello" and data["target"] == "label"
+    again = load_schema(path)
+    assert again.to_dict() == schema.to_dict()
+    a, _ = schema.encode(frame.iloc[300:])
+    b, _ = again.encode(frame.iloc[300:])
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_reads_back_a_written_fixture_exactly(tmp_path):
+    frame = regression_frame(n=60)
+    path = write_csv(frame, Path(tmp_path) / "h.csv")
+    loaded = read_table(str(path))
+    assert loaded["garden"].dtype == bool
+    np.testing.assert_allclose(loaded["price"].to_numpy(), frame["price"].to_numpy())

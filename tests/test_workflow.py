@@ -1,0 +1,521 @@
+"""The Python API end to end: real training, the run folder, measuring, predicting, safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import dlw
+import dlw.data.builtin
+from conftest import FAST, binary_frame, write_csv
+from dlw import Workflow
+from dlw.data.loaders import read_table
+from dlw.data.splits import Splits
+from dlw.errors import DataError, DlwError
+
+RUN_FILES = {
+    "config.yaml",
+    "schema.json",
+    "splits.json",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "learning_curves.png",
+    "run.log",
+    "run.json",
+}
+CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "macro_f1", "log_loss", "n"}
+REGRESSION_METRICS = {"rmse", "mae", "r2", "n"}
+TOP_KEYS = {"task", "validation", "test", "baselines", "baselines_validation", "main_metric", "training"}
+
+
+def read_metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
+def check_metrics_shape(metrics: dict, task: str) -> None:
+    assert set(metrics) == TOP_KEYS
+    assert metrics["task"] == task
+    if task == "regression":
+        expected, baselines = REGRESSION_METRICS, {"mean", "linear", "hist_gradient_boosting"}
+    else:
+        expected = CLASSIFICATION_METRICS | ({"roc_auc"} if task == "binary" else set())
+        baselines = {"majority", "linear", "hist_gradient_boosting"}
+    for split in ("validation", "test"):
+        assert set(metrics[split]) == expected
+    assert set(metrics["baselines"]) == baselines
+    assert set(metrics["baselines_validation"]) == baselines
+    for name in baselines:
+        assert set(metrics["baselines"][name]) == expected
+        assert metrics["baselines"][name]["n"] == metrics["test"]["n"]
+    for value in metrics["test"].values():
+        assert value is None or np.isfinite(value)
+    assert set(metrics["training"]) == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters"}
+    assert 1 <= metrics["training"]["best_epoch"] <= metrics["training"]["epochs_run"]
+
+
+# --- the product's bar on a built-in ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def penguins_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("penguins") / "run"
+    return Workflow.from_config("penguins", quiet=True).train(out=out)
+
+
+def test_penguins_default_config_reaches_095(penguins_run):
+    metrics = penguins_run.metrics
+    assert metrics["task"] == "multiclass"
+    assert metrics["test"]["accuracy"] >= 0.95
+    assert metrics["test"]["accuracy"] > metrics["baselines"]["majority"]["accuracy"] + 0.4
+    check_metrics_shape(read_metrics(penguins_run.path), "multiclass")
+
+
+def test_penguins_run_folder_contents(penguins_run):
+    folder = penguins_run.path
+    names = {p.name for p in folder.iterdir()}
+    assert names == RUN_FILES | {"confusion_matrix.png"}
+    for png in ("confusion_matrix.png", "learning_curves.png"):
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    assert config["data"] == {**config["data"], "source": "penguins", "target": "species"}
+    manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    assert manifest["backend"] == os.environ["KERAS_BACKEND"]
+    assert manifest["data"]["rows"] == 344
+    log = (folder / "run.log").read_text(encoding="utf-8")
+    for step in ("[1]", "[2]", "[3]", "[4]", "[5]", "[6]", "[8]"):
+        assert step in log
+
+
+def test_penguins_predict_on_raw_rows(penguins_run):
+    from palmerpenguins import load_penguins
+
+    raw = load_penguins()
+    rows = raw.drop(columns=["species"]).sample(40, random_state=0)
+    loaded = dlw.load(penguins_run.path)
+    out = loaded.predict(rows)
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    assert list(out.columns) == list(rows.columns) + ["prediction"] + [f"prob_{c}" for c in classes]
+    assert out.index.equals(rows.index)
+    probs = out[[f"prob_{c}" for c in classes]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (probs >= 0).all()
+    assert out["prediction"].tolist() == [classes[i] for i in probs.argmax(axis=1)]
+    accuracy = (out["prediction"] == raw.loc[rows.index, "species"]).mean()
+    assert accuracy >= 0.9
+
+
+# --- metrics.json shape on each task --------------------------------------------------------
+
+
+def test_binary_csv_run(binary_run):
+    run, _ = binary_run
+    metrics = read_metrics(run.path)
+    check_metrics_shape(metrics, "binary")
+    assert metrics == run.metrics
+    test = metrics["test"]
+    assert test["accuracy"] >= 0.8
+    assert test["roc_auc"] >= 0.85
+    assert test["accuracy"] >= metrics["baselines"]["majority"]["accuracy"] + 0.25
+    assert test["n"] == 80 and metrics["validation"]["n"] == 80
+    assert (run.path / "confusion_matrix.png").is_file()
+    assert not (run.path / "residuals.png").exists()
+
+
+def test_binary_run_schema_records_what_was_inferred(binary_run):
+    run, _ = binary_run
+    schema = json.loads((run.path / "schema.json").read_text(encoding="utf-8"))
+    kinds = {f["name"]: f["kind"] for f in schema["features"]}
+    assert kinds == {"tenure": "numeric", "monthly_fee": "numeric", "usage": "numeric", "plan": "categorical", "member": "boolean"}
+    assert set(schema["excluded"]) == {"customer_id", "region", "comment"}
+    assert schema["problem"]["task"] == "binary" and schema["problem"]["classes"] == ["churn", "stay"]
+    assert schema["objective"]["loss"] == "binary_crossentropy"
+    assert "usage (missing)" in schema["numeric_inputs"] and "member (missing)" in schema["numeric_inputs"]
+
+
+def test_regression_csv_run(regression_run):
+    run, _ = regression_run
+    metrics = read_metrics(run.path)
+    check_metrics_shape(metrics, "regression")
+    assert metrics["main_metric"] == "rmse"
+    assert metrics["test"]["r2"] > 0.75
+    assert metrics["test"]["rmse"] < 0.5 * metrics["baselines"]["mean"]["rmse"]
+    assert (run.path / "residuals.png").is_file()
+    assert not (run.path / "confusion_matrix.png").exists()
+    schema = json.loads((run.path / "schema.json").read_text(encoding="utf-8"))
+    assert schema["target_scaling"]["std"] > 1
+
+
+def test_diabetes_default_regression(tmp_path):
+    run = Workflow.from_config("diabetes", quiet=True).train(out=tmp_path / "diabetes")
+    metrics = run.metrics
+    check_metrics_shape(metrics, "regression")
+    assert metrics["test"]["r2"] > 0.3
+    assert metrics["test"]["rmse"] < metrics["baselines"]["mean"]["rmse"]
+
+
+def test_multiclass_csv_run(tmp_path, multiclass_csv):
+    run = Workflow.from_config(str(multiclass_csv), target="species", overrides=FAST, quiet=True).train(out=tmp_path / "m")
+    check_metrics_shape(run.metrics, "multiclass")
+    assert run.metrics["test"]["accuracy"] >= 0.9
+    out = run.predict(pd.read_csv(multiclass_csv).head(10))
+    assert [c for c in out.columns if c.startswith("prob_")] == ["prob_alpha", "prob_beta", "prob_gamma"]
+
+
+# --- the test split is held out ----------------------------------------------------------------
+
+
+def test_splits_json_is_disjoint_and_covers_the_table(binary_run):
+    run, csv = binary_run
+    splits = json.loads((run.path / "splits.json").read_text(encoding="utf-8"))
+    train, val, test = (set(splits[k]) for k in ("train", "validation", "test"))
+    assert not train & val and not train & test and not val & test
+    assert train | val | test == set(range(len(pd.read_csv(csv))))
+    assert splits["sizes"] == {"train": 240, "validation": 80, "test": 80}
+
+
+def test_training_sees_only_train_and_validation_rows(tmp_path, binary_csv, monkeypatch):
+    import dlw.train
+
+    seen = {}
+    real_fit = dlw.train.fit
+
+    def spy(model, train_inputs, y_train, val_inputs, y_val, *args, **kwargs):
+        seen.update(train=train_inputs, y_train=y_train, val=val_inputs, y_val=y_val)
+        return real_fit(model, train_inputs, y_train, val_inputs, y_val, *args, **kwargs)
+
+    monkeypatch.setattr(dlw.train, "fit", spy)
+    overrides = ["train.epochs=3", "model.hidden_layers=[8]"]
+    run = Workflow.from_config(str(binary_csv), target="label", overrides=overrides, quiet=True).train(out=tmp_path / "r")
+
+    splits = Splits.load(run.path / "splits.json")
+    frame = read_table(str(binary_csv))
+    expected_train, _ = run.schema.encode(frame.loc[splits.train])
+    expected_val, _ = run.schema.encode(frame.loc[splits.validation])
+    test_inputs, _ = run.schema.encode(frame.loc[splits.test])
+    for key in ("numeric", "categorical"):
+        np.testing.assert_array_equal(seen["train"][key], expected_train[key])
+        np.testing.assert_array_equal(seen["val"][key], expected_val[key])
+    labels = {"churn": 0, "stay": 1}
+    assert seen["y_train"].tolist() == [labels[v] for v in frame.loc[splits.train, "label"]]
+    assert seen["y_val"].tolist() == [labels[v] for v in frame.loc[splits.validation, "label"]]
+    # No test row reached fit: every numeric row fit saw is a train or validation row.
+    fitted_rows = {tuple(r) for r in np.concatenate([seen["train"]["numeric"], seen["val"]["numeric"]])}
+    assert not fitted_rows & {tuple(r) for r in test_inputs["numeric"]}
+
+
+def test_history_val_columns_are_the_validation_split(binary_run):
+    run, _ = binary_run
+    history = pd.read_csv(run.path / "history.csv")
+    assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_auc"} <= set(history.columns)
+    assert not any("test" in c for c in history.columns)
+    assert history["epoch"].tolist() == list(range(1, len(history) + 1))
+    best = run.metrics["training"]["best_epoch"]
+    row = history.iloc[best - 1]
+    # The restored weights' validation scores are exactly what the best epoch logged.
+    assert run.metrics["validation"]["log_loss"] == pytest.approx(row["val_loss"], abs=2e-3)
+    assert run.metrics["validation"]["accuracy"] == pytest.approx(row["val_accuracy"], abs=1.01 / 80)
+    assert row["val_loss"] == pytest.approx(history["val_loss"].min(), abs=1e-9)
+
+
+def test_test_metrics_match_predictions_on_the_test_rows(binary_run):
+    run, csv = binary_run
+    frame = read_table(str(csv))
+    test_rows = Splits.load(run.path / "splits.json").test
+    rows = frame.loc[test_rows]
+    out = dlw.load(run.path).predict(rows.drop(columns=["label"]))
+    accuracy = (out["prediction"] == rows["label"]).mean()
+    assert accuracy == pytest.approx(run.metrics["test"]["accuracy"])
+
+
+def test_regression_predictions_match_the_test_rmse(regression_run):
+    run, csv = regression_run
+    frame = read_table(str(csv))
+    rows = frame.loc[Splits.load(run.path / "splits.json").test]
+    out = dlw.load(run.path).predict(rows)
+    assert list(out.columns) == list(rows.columns) + ["prediction"]
+    rmse = float(np.sqrt(np.mean((out["prediction"] - rows["price"]) ** 2)))
+    assert rmse == pytest.approx(run.metrics["test"]["rmse"], rel=1e-4)
+
+
+# --- reproducibility ---------------------------------------------------------------------------
+
+
+def test_same_config_and_seed_give_the_same_run(tmp_path, binary_csv):
+    runs = [
+        Workflow.from_config(str(binary_csv), target="label", overrides=FAST, quiet=True).train(out=tmp_path / name)
+        for name in ("a", "b")
+    ]
+    a, b = (r.path for r in runs)
+    assert (a / "splits.json").read_text() == (b / "splits.json").read_text()
+    assert runs[0].metrics["test"] == pytest.approx(runs[1].metrics["test"], rel=1e-6)
+    assert runs[0].metrics["baselines"] == runs[1].metrics["baselines"]
+    pd.testing.assert_frame_equal(pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv"), rtol=1e-6)
+
+
+def test_another_split_seed_gives_other_test_rows(tmp_path, binary_csv):
+    from dlw.config import load_spec
+    from dlw.workflow import prepare
+
+    one = prepare(load_spec(str(binary_csv), target="label", overrides=["data.split.seed=1"]))
+    two = prepare(load_spec(str(binary_csv), target="label", overrides=["data.split.seed=2"]))
+    assert not np.array_equal(one.splits.test, two.splits.test)
+
+
+# --- loading and predicting -----------------------------------------------------------------------
+
+
+def test_load_and_predict_raw_rows_from_a_csv(binary_run, tmp_path):
+    run, _ = binary_run
+    new = binary_frame(n=30, seed=9).drop(columns=["label"])
+    path = write_csv(new, tmp_path / "new.csv")
+    rows = read_table(str(path))
+    loaded = dlw.load(run.path)
+    out = loaded.predict(rows)
+    assert len(out) == 30
+    assert list(out.columns) == list(rows.columns) + ["prediction", "prob_churn", "prob_stay"]
+    assert out["customer_id"].tolist() == rows["customer_id"].tolist()
+    probs = out[["prob_churn", "prob_stay"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert ((probs >= 0) & (probs <= 1)).all()
+    assert out["prediction"].tolist() == np.where(probs[:, 0] > probs[:, 1], "churn", "stay").tolist()
+    assert set(out["prediction"]) == {"churn", "stay"}
+
+
+def test_predict_ignores_the_target_and_extra_columns(binary_run):
+    run, csv = binary_run
+    rows = read_table(str(csv)).head(12)
+    rows["extra"] = range(12)
+    with_target = run.predict(rows)
+    without = run.predict(rows.drop(columns=["label", "extra"]))
+    np.testing.assert_allclose(with_target["prob_churn"].to_numpy(), without["prob_churn"].to_numpy())
+    assert "extra" in with_target.columns and "label" in with_target.columns
+
+
+def test_predict_handles_missing_values_and_unseen_categories(binary_run):
+    from dlw.console import Console
+
+    run, csv = binary_run
+    rows = read_table(str(csv)).head(5).copy()
+    rows.loc[0, "plan"] = "platinum"
+    rows.loc[1, "tenure"] = np.nan
+    rows.loc[2, "member"] = np.nan
+    console = Console(quiet=True)
+    out = run.predict(rows, console=console)
+    assert out[["prob_churn", "prob_stay"]].notna().all().all()
+    assert any("'plan'" in line and "'platinum'" in line and "unknown" in line for line in console.lines)
+
+
+def test_predict_without_a_required_column_names_it(binary_run):
+    run, csv = binary_run
+    rows = read_table(str(csv)).drop(columns=["monthly_fee"])
+    with pytest.raises(DataError) as info:
+        run.predict(rows, origin="new.csv")
+    assert "monthly_fee" in str(info.value) and "new.csv" in str(info.value)
+
+
+def test_model_keras_loads_in_safe_mode_and_nothing_is_pickled(binary_run):
+    from dlw._backend import import_keras
+
+    keras = import_keras()
+    run, csv = binary_run
+    model = keras.models.load_model(run.path / "model.keras", safe_mode=True)
+    assert {t.name for t in model.inputs} == {"numeric", "categorical"}
+    inputs, _ = run.schema.encode(read_table(str(csv)).head(20))
+    np.testing.assert_allclose(
+        np.asarray(model.predict(inputs, verbose=0)), np.asarray(run.model.predict(inputs, verbose=0)), rtol=1e-5, atol=1e-6
+    )
+    files = [p.name for p in run.path.rglob("*")]
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".joblib", ".npy"))]
+    with zipfile.ZipFile(run.path / "model.keras") as archive:
+        names = archive.namelist()
+        assert "config.json" in names
+        assert not [n for n in names if n.endswith((".pkl", ".pickle"))]
+        assert "lambda" not in archive.read("config.json").decode("utf-8").lower()
+
+
+def test_run_json_fingerprints_the_data(binary_run):
+    run, csv = binary_run
+    manifest = json.loads((run.path / "run.json").read_text(encoding="utf-8"))
+    assert manifest["data"]["sha256"] == hashlib.sha256(Path(csv).read_bytes()).hexdigest()
+    assert manifest["data"]["rows"] == 400
+    assert manifest["dlw_version"] == dlw.__version__
+
+
+def test_load_refuses_what_is_not_a_run(tmp_path):
+    with pytest.raises(DlwError) as info:
+        dlw.load(tmp_path / "nowhere")
+    assert "run folder not found" in str(info.value)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("hello")
+    with pytest.raises(DlwError) as info:
+        dlw.load(tmp_path / "mine")
+    assert "not a dlw run folder" in str(info.value)
+
+
+def test_workflow_predict_before_train_is_an_error(binary_csv):
+    wf = Workflow.from_config(str(binary_csv), target="label", quiet=True)
+    with pytest.raises(DlwError) as info:
+        wf.predict(pd.DataFrame({"tenure": [1.0]}))
+    assert ".train()" in str(info.value)
+
+
+# --- evaluating again -------------------------------------------------------------------------------
+
+
+def test_evaluate_on_the_test_split_repeats_the_run(binary_run):
+    run, _ = binary_run
+    again = dlw.load(run.path).evaluate()
+    assert again["test"] == pytest.approx(run.metrics["test"], rel=1e-5)
+    assert set(again["baselines"]) == set(run.metrics["baselines"])
+    for name, metrics in run.metrics["baselines"].items():
+        assert again["baselines"][name] == pytest.approx(metrics)
+
+
+def test_evaluate_on_new_labelled_data(binary_run, tmp_path):
+    run, _ = binary_run
+    path = write_csv(binary_frame(n=200, seed=12), tmp_path / "fresh.csv")
+    result = run.evaluate(data=path)
+    assert result["source"] == str(path)
+    assert set(result["data"]) == CLASSIFICATION_METRICS | {"roc_auc"}
+    assert result["data"]["n"] == 200
+    assert result["data"]["accuracy"] >= 0.75
+    assert set(result["baselines"]) == {"majority", "linear", "hist_gradient_boosting"}
+    assert result["baselines"]["linear"]["n"] == 200
+
+
+def test_evaluate_notices_changed_training_data(binary_run, tmp_path):
+    run, csv = binary_run
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    changed = write_csv(pd.concat([read_table(str(csv)), binary_frame(n=10, seed=3)]), tmp_path / "changed.csv")
+    config = yaml.safe_load((copy / "config.yaml").read_text(encoding="utf-8"))
+    config["data"]["source"] = str(changed)
+    (copy / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(DataError) as info:
+        dlw.load(copy).evaluate()
+    assert "410 rows" in str(info.value) and "400" in str(info.value)
+    changed.unlink()
+    with pytest.raises(DataError) as info:
+        dlw.load(copy).evaluate()
+    assert "gone" in str(info.value) and str(changed) in str(info.value)
+
+
+# --- the run folder is written safely -------------------------------------------------------------
+
+
+def test_failed_run_leaves_no_folder(tmp_path, binary_csv, monkeypatch):
+    import dlw.evaluate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(dlw.evaluate, "plot_learning_curves", broken)
+    out = tmp_path / "runs" / "broken"
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        wf.train(out=out)
+    assert not out.exists()
+    assert list((tmp_path / "runs").iterdir()) == [], "the partial folder is removed"
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import dlw.evaluate
+from dlw import Workflow
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)   # as if the machine died while writing the run
+
+dlw.evaluate.plot_learning_curves = killed
+Workflow.from_config(sys.argv[1], target="label", overrides=["train.epochs=2"], quiet=True).train(out=sys.argv[2])
+"""
+
+
+def test_killed_run_leaves_no_complete_looking_folder(tmp_path, binary_csv):
+    out = tmp_path / "runs" / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(binary_csv), str(out)], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    leftovers = list((tmp_path / "runs").iterdir())
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".killed.partial-")
+    assert (leftovers[0] / "model.keras").is_file(), "the kill came half way through writing"
+    assert not (leftovers[0] / "run.json").exists()
+    with pytest.raises(DlwError):
+        dlw.load(leftovers[0])
+
+
+def test_existing_run_is_not_overwritten_without_overwrite(binary_run, tmp_path, binary_csv):
+    run, _ = binary_run
+    out = tmp_path / "run"
+    shutil.copytree(run.path, out)
+    (out / "marker.txt").write_text("old run")
+    before = (out / "metrics.json").read_text()
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
+    with pytest.raises(DlwError) as info:
+        wf.train(out=out)
+    assert "--overwrite" in str(info.value) and str(out) in str(info.value)
+    assert (out / "marker.txt").read_text() == "old run"
+    assert (out / "metrics.json").read_text() == before
+    # With overwrite=True the old run is replaced by the new one.
+    new = wf.train(out=out, overwrite=True)
+    assert not (out / "marker.txt").exists()
+    assert new.metrics["training"]["epochs_run"] == 2
+    assert read_metrics(out)["training"]["epochs_run"] == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_folder_that_is_not_a_run_is_never_deleted(tmp_path, binary_csv):
+    out = tmp_path / "my_thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("precious")
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
+    for overwrite in (False, True):
+        with pytest.raises(DlwError):
+            wf.train(out=out, overwrite=overwrite)
+        assert (out / "chapter1.tex").read_text() == "precious"
+        assert [p.name for p in out.iterdir()] == ["chapter1.tex"]
+    with pytest.raises(DlwError) as info:
+        wf.train(out=out, overwrite=True)
+    assert "not a dlw run folder" in str(info.value)
+
+
+def test_a_file_in_the_way_is_not_replaced(tmp_path, binary_csv):
+    out = tmp_path / "results"
+    out.write_text("keep me")
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
+    with pytest.raises(DlwError) as info:
+        wf.train(out=out, overwrite=True)
+    assert "is a file" in str(info.value)
+    assert out.read_text() == "keep me"
+
+
+def test_default_run_folder_is_runs_slash_name(tmp_path, binary_csv, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2", "name=quick"], quiet=True)
+    run = wf.train()
+    assert run.path == Path("runs") / "quick"
+    assert (tmp_path / "runs" / "quick" / "run.json").is_file()
+
+
+@pytest.mark.parametrize("name, bar", [("iris", 0.9), ("wine", 0.9), ("breast_cancer", 0.93)])
+def test_builtin_classification_sets_with_the_default_config(tmp_path, name, bar):
+    run = Workflow.from_config(name, quiet=True).train(out=tmp_path / name)
+    check_metrics_shape(run.metrics, "binary" if name == "breast_cancer" else "multiclass")
+    assert run.metrics["test"]["accuracy"] >= bar
+    assert run.metrics["test"]["accuracy"] > run.metrics["baselines"]["majority"]["accuracy"]
+    rows = dlw.data.builtin.BUILTINS[name].load().drop(columns=["target"]).head(5)
+    probs = dlw.load(run.path).predict(rows).filter(like="prob_").to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
