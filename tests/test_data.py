@@ -153,6 +153,28 @@ def test_ragged_rows_name_the_line(tmp_path):
     assert "4 fields" in message and "header has 3" in message
 
 
+def test_short_rows_are_not_padded_silently(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4\n5,6,x\n", encoding="utf-8")
+    message = data_error(path)
+    assert "line 3" in message and "2 fields" in message and "header has 3" in message
+
+
+def test_blank_lines_are_not_ragged(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text("a,b,label\n1,2,x\n\n3,4,y\n", encoding="utf-8")
+    assert read_table(str(path))["a"].tolist() == [1, 3]
+
+
+def test_semicolon_file_with_decimal_commas(tmp_path):
+    path = tmp_path / "european.csv"
+    path.write_text("Gewicht;Farbe;Länge\n1,5;rot;2\n2,25;grün;3,75\n-0,5;rot;4\n", encoding="cp1252")
+    frame = read_table(str(path))
+    assert frame["Gewicht"].tolist() == [1.5, 2.25, -0.5]
+    assert frame["Länge"].tolist() == [2.0, 3.75, 4.0]
+    assert frame["Farbe"].tolist() == ["rot", "grün", "rot"]
+
+
 def test_binary_garbage_with_nul_bytes(tmp_path):
     path = tmp_path / "garbage.csv"
     rng = np.random.default_rng(0)

@@ -457,6 +457,22 @@ def test_killed_run_leaves_no_complete_looking_folder(tmp_path, binary_csv):
         dlw.load(leftovers[0])
 
 
+def test_next_run_clears_the_partial_folder_of_a_dead_process(tmp_path, binary_csv):
+    out = tmp_path / "runs" / "again"
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(binary_csv), str(out)], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(list((tmp_path / "runs").glob(".again.partial-*"))) == 1
+    Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True).train(out=out)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["again"]
+
+
+def test_an_empty_existing_folder_is_used_without_overwrite(tmp_path, binary_csv):
+    out = tmp_path / "made_by_hand"
+    out.mkdir()
+    Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True).train(out=out)
+    assert (out / "metrics.json").is_file()
+
+
 def test_existing_run_is_not_overwritten_without_overwrite(binary_run, tmp_path, binary_csv):
     run, _ = binary_run
     out = tmp_path / "run"

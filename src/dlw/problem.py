@@ -108,7 +108,7 @@ def _classes(values: pd.Series, numeric: np.ndarray | None) -> list:
     return sorted({label_key(v) for v in values})
 
 
-def encode_target(series: pd.Series, problem: Problem) -> np.ndarray:
+def encode_target(series: pd.Series, problem: Problem, origin: str = "data") -> np.ndarray:
     """Class indices (int32) for classification, floats for regression; unknown labels are an error."""
     if not problem.is_classification:
         return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float32")
@@ -117,7 +117,7 @@ def encode_target(series: pd.Series, problem: Problem) -> np.ndarray:
     unknown = sorted({lab for lab in labels if lab not in index})
     if unknown:
         raise DataError(
-            f"target {problem.target!r} has labels the model never saw: {', '.join(unknown[:5])}; "
+            f"{origin}: target {problem.target!r} has labels the model never saw: {', '.join(unknown[:5])}; "
             f"known classes: {', '.join(index)}"
         )
     return np.array([index[lab] for lab in labels], dtype="int32")

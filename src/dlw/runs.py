@@ -42,6 +42,7 @@ class RunWriter:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DlwError(f"{self.out.parent}: cannot create the output folder ({exc.strerror}); choose another --out") from None
+        remove_stale_partials(self.out)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
@@ -56,6 +57,8 @@ class RunWriter:
     def _commit(self) -> None:
         check_writable(self.out, self.overwrite)  # someone may have made it meanwhile
         old = None
+        if self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
             os.replace(self.out, old)
@@ -75,10 +78,30 @@ def check_writable(out: Path, overwrite: bool) -> None:
         return
     if out.is_file():
         raise DlwError(f"{out}: exists and is a file; choose another --out")
+    if out.is_dir() and not any(out.iterdir()):
+        return
     if not overwrite:
         raise DlwError(f"{out}: a run folder already exists; pass --overwrite to replace it, or choose another --out")
     if not is_run_folder(out) and any(out.iterdir()):
         raise DlwError(f"{out}: exists and is not a dlw run folder; dlw will not delete it even with --overwrite: choose another --out")
+
+
+def remove_stale_partials(out: Path) -> None:
+    """Delete half-written siblings of ``out`` left by runs that were killed (their process is gone)."""
+    for partial in out.parent.glob(f".{out.name}.partial-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: Path, payload: dict) -> None:

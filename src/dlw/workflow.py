@@ -359,7 +359,7 @@ class Run:
             inputs, warnings = self.schema.encode(frame, origin)
             for warning in warnings:
                 console.warn(warning)
-            evaluated = {"data": (inputs, encode_target(frame[self.problem.target], self.problem))}
+            evaluated = {"data": (inputs, encode_target(frame[self.problem.target], self.problem, origin))}
         prepared.schema, prepared.problem, prepared.target_scaling = self.schema, self.problem, self.target_scaling
         result = measure(self.model, prepared, console, evaluated=evaluated)
         if data is not None:  # result["data"] holds the network's metrics on it

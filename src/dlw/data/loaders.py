@@ -17,6 +17,7 @@ from dlw.errors import DataError
 
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = ",;\t|"
+_DECIMAL_COMMA = re.compile(r"(?:^|[;\t|])\s*-?\d+,\d+\s*(?=[;\t|]|$)", re.MULTILINE)
 
 
 def read_table(source: str) -> pd.DataFrame:
@@ -84,14 +85,29 @@ def _read_csv(path: Path) -> pd.DataFrame:
     delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
     header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     _check_header(header, path)
+    _check_field_counts(text, delimiter, len(header), path)
+    # European exports: ';'-separated with decimal commas ("1,5").
+    decimal = "," if delimiter != "," and _DECIMAL_COMMA.search(text[:_SNIFF_BYTES]) else "."
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, skipinitialspace=True, low_memory=False)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, decimal=decimal, skipinitialspace=True, low_memory=False)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: {_ragged_message(str(exc), len(header))}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; expected a header line and data rows") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
+
+
+def _check_field_counts(text: str, delimiter: str, n_header: int, path: Path) -> None:
+    """Every non-blank record must have as many fields as the header (pandas pads short ones silently)."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    next(reader, None)
+    for record in reader:
+        if record and len(record) != n_header and any(field.strip() for field in record):
+            raise DataError(
+                f"{path}: line {reader.line_num} has {len(record)} fields but the header has {n_header}; "
+                "fix that row (a missing or stray delimiter, or an unquoted delimiter inside a value?)"
+            )
 
 
 def _looks_binary(text: str) -> bool:
