@@ -379,6 +379,14 @@ def test_categories_missing_and_unseen_levels():
     assert "'colour'" in warnings[0] and "'purple'" in warnings[0] and "2 value(s)" in warnings[0] and "unknown" in warnings[0]
 
 
+def test_boolean_values_that_are_neither_true_nor_false_warn():
+    frame = pd.DataFrame({"garden": ["yes", "no", "yes", "no"], "x": [1.0, 2.0, 3.0, 4.0]})
+    schema = Schema.infer(frame, target=None).fit(frame)
+    inputs, warnings = schema.encode(pd.DataFrame({"garden": ["yes", "maybe"], "x": [1.0, 2.0]}))
+    assert inputs["numeric"][:, 0].tolist() == [1.0, 0.5], "'maybe' is imputed with the training median"
+    assert any("'garden'" in w and "'maybe'" in w for w in warnings)
+
+
 def test_categorical_offsets_keep_features_apart():
     frame = pd.DataFrame({"a": ["x", "y"] * 3, "b": ["p", "q", "r"] * 2, "label": [0, 1] * 3})
     schema = Schema.infer(frame, "label").fit(frame)

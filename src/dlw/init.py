@@ -78,9 +78,10 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
 def _relative_source(path: Path, output: Path | None) -> str:
     base = (output.resolve().parent if output is not None else Path.cwd())
     try:
-        return os.path.relpath(path.resolve(), base)
+        relative = os.path.relpath(path.resolve(), base)
     except ValueError:  # another drive on Windows
         return str(path.resolve())
+    return str(path.resolve()) if relative.startswith("..") else relative
 
 
 def _scalar(value: str) -> str:
@@ -96,6 +97,8 @@ def _describe(f, frame) -> str:
         levels = category_strings(frame[f.name]).dropna().unique()
         shown = ", ".join(map(str, levels[:5])) + (", ..." if len(levels) > 5 else "")
         parts.append(f"{len(levels)} levels ({shown})")
+    elif f.kind == "boolean":
+        parts.append(f"true when {f.true_value!r}" if f.true_value else "true/false")
     elif f.min is not None:
         parts.append(f"{f.min:g} to {f.max:g}")
     if missing:

@@ -202,7 +202,12 @@ class Schema:
     @staticmethod
     def _numeric_values(f: Feature, column: pd.Series, origin: str = "data", warnings: list | None = None) -> np.ndarray:
         if f.kind == "boolean":
-            return _boolean_values(column, f.true_value)
+            values = _boolean_values(column, f.true_value)
+            bad = column.notna().to_numpy() & np.isnan(values)
+            if bad.any() and warnings is not None:
+                examples = ", ".join(repr(v) for v in column[bad].astype(str).unique()[:3])
+                warnings.append(f"column {f.name!r}: {int(bad.sum())} value(s) that are not true/false ({examples}) read as missing")
+            return values
         if pd.api.types.is_bool_dtype(column):
             return column.astype(float).to_numpy()
         converted = pd.to_numeric(column, errors="coerce")

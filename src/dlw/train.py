@@ -100,7 +100,9 @@ class _Progress:
                     self.task = self.bar.add_task("", total=epochs)
 
             def on_epoch_end(self, epoch, logs=None):
-                text = "  ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())
+                logs = logs or {}
+                order = sorted(logs, key=lambda k: (k.removeprefix("val_") != "loss", k.removeprefix("val_"), k.startswith("val_")))
+                text = "  ".join(f"{k} {logs[k]:.4g}" for k in order)
                 if self.bar is not None:
                     self.bar.update(self.task, advance=1, description=text)
                 if (epoch + 1) % self.every == 0 or epoch == 0:
