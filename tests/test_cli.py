@@ -394,3 +394,14 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback (most recent call last)" in proc.stderr
     assert "ConfigError" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("dlw: error: ")
+
+
+def test_dlw_run_penguins_meets_the_bar(tmp_path):
+    """The demo: >= 0.95 test accuracy, <= 15 s from process start on 2 cores (typically ~6 s)."""
+    start = time.perf_counter()
+    proc = run_dlw("run", "penguins", "--quiet", cwd=tmp_path)
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "runs" / "penguins" / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.95
+    assert seconds <= 15, f"dlw run penguins took {seconds:.1f} s"
