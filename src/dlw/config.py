@@ -124,6 +124,9 @@ class Config(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+_MODEL_NAMES = {m.__name__ for m in (SplitConfig, DataConfig, ModelConfig, EarlyStoppingConfig, TrainConfig, Config)}
+
+
 def json_schema() -> dict:
     """The JSON Schema of the config file (``dlw schema``)."""
     return Config.model_json_schema()
@@ -191,9 +194,9 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic adds the union member's name ('EarlyStoppingConfig', 'literal[False]') to locations.
+    # pydantic adds the union member it tried ('EarlyStoppingConfig', 'literal[False]') to locations.
     text = str(part)
-    return text[:1].isupper() or text.startswith(("literal[", "list[", "function-"))
+    return text in _MODEL_NAMES or text.startswith(("literal[", "list[", "dict[", "function-")) or text in ("bool", "str", "int", "float")
 
 
 def _suggestion(loc: list[str]) -> str:

@@ -81,7 +81,8 @@ def _relative_source(path: Path, output: Path | None) -> str:
         relative = os.path.relpath(path.resolve(), base)
     except ValueError:  # another drive on Windows
         return str(path.resolve())
-    return str(path.resolve()) if relative.startswith("..") else relative
+    # On stdout the config's folder is unknown: a path climbing out of this one is kept absolute.
+    return str(path.resolve()) if output is None and relative.startswith("..") else relative
 
 
 def _scalar(value: str) -> str:

@@ -348,6 +348,8 @@ class Run:
             raise DataError(f"{source}: the run's training data is gone; it is needed to refit the baselines")
         prepared = prepare(self.config, QUIET)
         self._check_same_data(prepared)
+        for name in SPLITS:  # encode with the run's own schema, not the one just re-inferred
+            prepared.inputs[name], _ = self.schema.encode(prepared.frame.loc[getattr(prepared.splits, name)])
         evaluated = None
         if data is not None:
             origin = str(data) if not isinstance(data, pd.DataFrame) else "data"

@@ -76,12 +76,14 @@ def make_splits(
     n_val = max(1, int(round(n * validation)))
     if n - n_test - n_val < 2:
         raise DataError(f"{origin}: only {n} usable rows; too few to split into train, validation and test")
+    positions = np.arange(n)
     try:
-        rest, test_rows = train_test_split(rows, test_size=n_test, random_state=seed, stratify=labels)
-        rest_labels = None if labels is None else labels[np.searchsorted(rows, rest)] if _sorted(rows) else _lookup(rows, labels, rest)
-        train_rows, val_rows = train_test_split(rest, test_size=n_val, random_state=seed, stratify=rest_labels)
+        rest, test_pos = train_test_split(positions, test_size=n_test, random_state=seed, stratify=labels)
+        rest_labels = None if labels is None else labels[rest]
+        train_pos, val_pos = train_test_split(rest, test_size=n_val, random_state=seed, stratify=rest_labels)
     except ValueError as exc:
         raise DataError(f"{origin}: cannot split the rows ({exc}); set data.split.stratify: false or use more data") from None
+    train_rows, val_rows, test_rows = rows[train_pos], rows[val_pos], rows[test_pos]
     method = "stratified random" if labels is not None else "random"
     return Splits(np.sort(train_rows), np.sort(val_rows), np.sort(test_rows), method, seed)
 
@@ -108,12 +110,3 @@ def _as_time(values: pd.Series) -> pd.Series:
     if numeric.notna().all():
         return numeric
     return pd.to_datetime(values, errors="coerce", format="mixed")
-
-
-def _sorted(rows: np.ndarray) -> bool:
-    return bool(np.all(np.diff(rows) > 0))
-
-
-def _lookup(rows: np.ndarray, labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
-    position = {int(r): i for i, r in enumerate(rows)}
-    return labels[[position[int(r)] for r in chosen]]
