@@ -405,3 +405,18 @@ def test_dlw_run_penguins_meets_the_bar(tmp_path):
     metrics = json.loads((tmp_path / "runs" / "penguins" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.95
     assert seconds <= 15, f"dlw run penguins took {seconds:.1f} s"
+
+
+def test_unknown_loss_fails_before_any_step_is_printed(tmp_path):
+    path = write_csv(binary_frame(n=60, seed=5), tmp_path / "d.csv")
+    proc = run_dlw("train", path, "--target", "label", "--set", "loss=nonsense", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [one_error_line(proc)]
+
+
+def test_early_stopping_on_a_quantity_never_logged(tmp_path):
+    path = write_csv(binary_frame(n=60, seed=5), tmp_path / "d.csv")
+    proc = run_dlw("train", path, "--target", "label", "--quiet", "--set", "train.early_stopping.monitor=val_rmse", cwd=tmp_path)
+    line = one_error_line(proc)
+    assert "train.early_stopping.monitor" in line and "val_auc" in line
+    assert not (tmp_path / "runs").exists()

@@ -21,6 +21,8 @@ _AUTO = {
     "regression": ("mean_squared_error", ["root_mean_squared_error", "mean_absolute_error"], "linear"),
 }
 
+_LOGGED = {"root_mean_squared_error": "rmse", "mean_absolute_error": "mae"}
+
 _WHY = {
     "binary": "binary cross-entropy: the negative log-likelihood of a yes/no outcome under a sigmoid probability",
     "multiclass": "sparse categorical cross-entropy: the negative log-likelihood of the true class under a softmax",
@@ -35,6 +37,11 @@ class Objective:
     output_activation: str
     output_units: int
     why: str
+
+    def logged_names(self) -> list[str]:
+        """What ``fit`` logs each epoch: ``loss``, the metrics, and each with ``val_``."""
+        names = ["loss"] + [_LOGGED.get(m, m) for m in self.metrics]
+        return names + [f"val_{n}" for n in names]
 
     def keras_metrics(self):
         """Metric objects for ``compile`` (names kept short so logs read ``val_auc``, ``val_rmse``)."""
@@ -66,6 +73,21 @@ def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metri
         output_units=units,
         why=why,
     )
+
+
+def check_names(loss: str, metrics: list[str] | str) -> None:
+    """Fail early, before any work, on a loss or metric name Keras does not know."""
+    if loss != "auto":
+        check_keras_name("loss", loss)
+    for name in [] if metrics == "auto" else metrics:
+        check_keras_name("metrics", name)
+
+
+def check_monitor(objective: Objective, monitor: str) -> None:
+    """Early stopping must watch something ``fit`` logs."""
+    known = objective.logged_names()
+    if monitor not in known:
+        raise ConfigError(f"key 'train.early_stopping.monitor': {monitor!r} is not logged; choose one of {', '.join(known)}")
 
 
 def check_keras_name(key: str, name: str) -> None:

@@ -138,11 +138,14 @@ class Workflow:
         writer = RunWriter(out, overwrite)  # refuses before any work is done
         started = time.perf_counter()
         console = self.console
-        prepared = prepare(self.config, console)
-        from dlw.objectives import choose_objective
+        from dlw.objectives import check_monitor, check_names, choose_objective
 
+        check_names(self.config.loss, self.config.metrics)
+        prepared = prepare(self.config, console)
         problem = prepared.problem
         objective = choose_objective(problem.task, len(problem.classes or []), self.config.loss, self.config.metrics)
+        if self.config.train.early_stopping:
+            check_monitor(objective, self.config.train.early_stopping.monitor)
         console.step(4, f"loss: {objective.loss}; metrics: {', '.join(objective.metrics)}")
         keras = import_keras()
         keras.utils.set_random_seed(self.config.train.seed)
