@@ -8,10 +8,9 @@ from pathlib import Path
 
 from dlw.config import Config, DataConfig, load_spec
 from dlw.data.builtin import BUILTINS
-from dlw.data.loaders import read_table
 from dlw.errors import DlwError
-from dlw.problem import check_target_column, drop_missing_target, formulate
 from dlw.schema import Schema, category_strings
+from dlw.workflow import data_origin, load_labelled
 
 
 def write_config(data: str, target: str | None, output: Path | None = None) -> str:
@@ -19,12 +18,8 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
     if data not in BUILTINS and Path(data).suffix.lower() in (".yaml", ".yml"):
         raise DlwError(f"{data}: is already a config; `dlw init` takes a data file (CSV/Parquet) or a built-in name")
     spec = load_spec(data, target)
-    frame = read_table(spec.data.source)
-    origin = data
-    check_target_column(frame, spec.data.target, origin)
-    labelled, dropped = drop_missing_target(frame, spec.data.target, origin)
-    problem = formulate(labelled, spec.data.target, "auto", origin)
-    schema = Schema.infer(labelled, spec.data.target, origin=origin).fit(labelled)
+    frame, labelled, dropped, problem = load_labelled(spec)
+    schema = Schema.infer(labelled, spec.data.target, origin=data_origin(spec)).fit(labelled)
     source = data if data in BUILTINS else _relative_source(Path(data), output)
     defaults = Config(data=DataConfig(source=source, target=spec.data.target))
 

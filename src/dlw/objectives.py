@@ -56,16 +56,13 @@ class Objective:
 
 
 def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metrics: list[str] | str = "auto") -> Objective:
-    """The loss, metrics and output layer for ``task``, honouring config overrides."""
+    """The loss, metrics and output layer for ``task``, honouring config overrides.
+
+    Override names are checked once, at the boundary, by ``check_names``.
+    """
     auto_loss, auto_metrics, activation = _AUTO[task]
     units = n_classes if task == "multiclass" else 1
-    why = _WHY[task]
-    if loss != "auto":
-        check_keras_name("loss", loss)
-        why = f"{loss}: chosen in the config"
-    if metrics != "auto":
-        for name in metrics:
-            check_keras_name("metrics", name)
+    why = _WHY[task] if loss == "auto" else f"{loss}: chosen in the config"
     return Objective(
         loss=auto_loss if loss == "auto" else loss,
         metrics=list(auto_metrics if metrics == "auto" else metrics),

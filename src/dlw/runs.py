@@ -82,7 +82,7 @@ def check_writable(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise DlwError(f"{out}: a run folder already exists; pass --overwrite to replace it, or choose another --out")
-    if not is_run_folder(out) and any(out.iterdir()):
+    if not is_run_folder(out):
         raise DlwError(f"{out}: exists and is not a dlw run folder; dlw will not delete it even with --overwrite: choose another --out")
 
 

@@ -57,22 +57,33 @@ class Prepared:
         return ((y - self.target_scaling["mean"]) / self.target_scaling["std"]).astype("float32")
 
 
-def source_label(config: Config) -> str:
+def data_origin(config: Config) -> str:
+    """How errors name the data: its path, or the built-in's name."""
     source = config.data.source
-    return source if source in BUILTINS else str(Path(source).name)
+    return f"built-in {source!r}" if source in BUILTINS else source
 
 
-def prepare(config: Config, console: Console = QUIET) -> Prepared:
-    """Steps 1-3: load the table, formulate the problem, infer the schema, split, encode."""
-    origin = config.data.source if config.data.source not in BUILTINS else f"built-in {config.data.source!r}"
+def load_labelled(config: Config) -> tuple[pd.DataFrame, pd.DataFrame, int, Problem]:
+    """Step 1 on the table: the rows as loaded, those with a target, how many lacked one, and the problem."""
+    origin = data_origin(config)
     frame = read_table(config.data.source).reset_index(drop=True)
     target = config.data.target
     check_target_column(frame, target, origin)
     labelled, dropped = drop_missing_target(frame, target, origin)
+    return frame, labelled, dropped, formulate(labelled, target, config.task, origin)
+
+
+def prepare(config: Config, console: Console = QUIET, schema: Schema | None = None) -> Prepared:
+    """Steps 1-3: load the table, formulate the problem, infer the schema, split, encode.
+
+    A fitted ``schema`` (a finished run's) is used as it is instead of being inferred again.
+    """
+    origin = data_origin(config)
+    target = config.data.target
+    frame, labelled, dropped, problem = load_labelled(config)
     notes = []
     if dropped:
         notes.append(f"dropped {dropped} row(s) whose target {target!r} is missing")
-    problem = formulate(labelled, target, config.task, origin)
     console.step(1, f"problem: {problem.question}  [{problem.task}: {problem.reason}]")
 
     split_cfg = config.data.split
@@ -88,8 +99,9 @@ def prepare(config: Config, console: Console = QUIET) -> Prepared:
         labels = encode_target(labelled[target], problem) if problem.is_classification and split_cfg.stratify else None
         splits = make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin, problem.classes)
 
-    schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin)
-    schema.fit(frame.loc[splits.train])
+    if schema is None:
+        schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin)
+        schema.fit(frame.loc[splits.train])
     inputs, targets = {}, {}
     for name in SPLITS:
         part = frame.loc[getattr(splits, name)]
@@ -279,7 +291,8 @@ def _say_metrics(result: dict, split: str, console: Console) -> None:
     def fmt(metrics: dict) -> str:
         return "  ".join(f"{k} {metrics[k]:.4f}" if metrics.get(k) is not None else f"{k} -" for k in keys)
 
-    console.step(8, f"measured on the {split} split ({result[split]['n']} rows):")
+    where = f"the {split} split" if split in SPLITS else "the given data"
+    console.step(8, f"measured on {where} ({result[split]['n']} rows):")
     console.say(f"    {'network':24s}{fmt(result[split])}")
     for name, metrics in result["baselines"].items():
         console.say(f"    {name:24s}{fmt(metrics)}")
@@ -349,10 +362,8 @@ class Run:
         source = self.config.data.source
         if source not in BUILTINS and not Path(source).exists():
             raise DataError(f"{source}: the run's training data is gone; it is needed to refit the baselines")
-        prepared = prepare(self.config, QUIET)
+        prepared = prepare(self.config, QUIET, schema=self.schema)
         self._check_same_data(prepared)
-        for name in SPLITS:  # encode with the run's own schema, not the one just re-inferred
-            prepared.inputs[name], _ = self.schema.encode(prepared.frame.loc[getattr(prepared.splits, name)])
         evaluated = None
         if data is not None:
             origin = str(data) if not isinstance(data, pd.DataFrame) else "data"
@@ -365,7 +376,7 @@ class Run:
             for warning in warnings:
                 console.warn(warning)
             evaluated = {"data": (inputs, encode_target(frame[self.problem.target], self.problem, origin))}
-        prepared.schema, prepared.problem, prepared.target_scaling = self.schema, self.problem, self.target_scaling
+        prepared.problem, prepared.target_scaling = self.problem, self.target_scaling
         result = measure(self.model, prepared, console, evaluated=evaluated)
         if data is not None:  # result["data"] holds the network's metrics on it
             result["source"] = str(data) if not isinstance(data, pd.DataFrame) else "DataFrame"

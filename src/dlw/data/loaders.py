@@ -83,9 +83,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if _looks_binary(text):
         raise DataError(f"{path}: looks binary (mostly control characters), not a CSV text table; check the file")
     delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
-    header = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    records = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = next(records, [])
     _check_header(header, path)
-    _check_field_counts(text, delimiter, len(header), path)
+    _check_field_counts(records, len(header), path)
     # European exports: ';'-separated with decimal commas ("1,5").
     decimal = "," if delimiter != "," and _DECIMAL_COMMA.search(text[:_SNIFF_BYTES]) else "."
     try:
@@ -98,14 +99,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _check_field_counts(text: str, delimiter: str, n_header: int, path: Path) -> None:
-    """Every non-blank record must have as many fields as the header (pandas pads short ones silently)."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    next(reader, None)
-    for record in reader:
+def _check_field_counts(records, n_header: int, path: Path) -> None:
+    """Every non-blank record after the header must have as many fields (pandas pads short ones silently)."""
+    for record in records:
         if record and len(record) != n_header and any(field.strip() for field in record):
             raise DataError(
-                f"{path}: line {reader.line_num} has {len(record)} fields but the header has {n_header}; "
+                f"{path}: line {records.line_num} has {len(record)} fields but the header has {n_header}; "
                 "fix that row (a missing or stray delimiter, or an unquoted delimiter inside a value?)"
             )
 

@@ -65,9 +65,7 @@ def make_splits(
         counts = pd.Series(labels).value_counts()
         rare = counts[counts < 3]
         if len(rare):
-            label = rare.index[0].item() if hasattr(rare.index[0], "item") else rare.index[0]
-            if class_names is not None:
-                label = class_names[int(label)]
+            label = class_names[int(rare.index[0])] if class_names is not None else rare.index[0].item()
             raise DataError(
                 f"{origin}: class {label!r} has only {int(rare.iloc[0])} row(s); a stratified split needs at least 3 per class "
                 "(remove the rare class, or set data.split.stratify: false)"
