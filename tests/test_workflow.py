@@ -535,3 +535,14 @@ def test_builtin_classification_sets_with_the_default_config(tmp_path, name, bar
     rows = dlw.data.builtin.BUILTINS[name].load().drop(columns=["target"]).head(5)
     probs = dlw.load(run.path).predict(rows).filter(like="prob_").to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_folder_that_is_not_a_run_is_not_offered_to_overwrite(tmp_path, binary_csv):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious", encoding="utf-8")
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
+    with pytest.raises(DlwError) as info:
+        wf.train(out=out)
+    assert "not a dlw run folder" in str(info.value) and "pass --overwrite" not in str(info.value)
+    assert (out / "thesis.tex").read_text(encoding="utf-8") == "precious"

@@ -80,10 +80,10 @@ def check_writable(out: Path, overwrite: bool) -> None:
         raise DlwError(f"{out}: exists and is a file; choose another --out")
     if out.is_dir() and not any(out.iterdir()):
         return
-    if not overwrite:
-        raise DlwError(f"{out}: a run folder already exists; pass --overwrite to replace it, or choose another --out")
     if not is_run_folder(out):
         raise DlwError(f"{out}: exists and is not a dlw run folder; dlw will not delete it even with --overwrite: choose another --out")
+    if not overwrite:
+        raise DlwError(f"{out}: a run folder already exists; pass --overwrite to replace it, or choose another --out")
 
 
 def remove_stale_partials(out: Path) -> None:
