@@ -44,7 +44,9 @@ def smoke_fit(keras) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-2, 1, (256, 4)), rng.normal(2, 1, (256, 4))]).astype("float32")
     y = np.repeat([0, 1], 256)
-    keras.utils.set_random_seed(0)
+    from dlw._backend import set_seed
+
+    set_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
     model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from dlw import __version__
-from dlw._backend import import_keras
+from dlw._backend import import_keras, set_seed
 from dlw.config import Config, load_spec, validate
 from dlw.console import QUIET, Console
 from dlw.data.builtin import BUILTINS
@@ -160,7 +160,7 @@ class Workflow:
             check_monitor(objective, self.config.train.early_stopping.monitor)
         console.step(4, f"loss: {objective.loss}; metrics: {', '.join(objective.metrics)}")
         keras = import_keras()
-        keras.utils.set_random_seed(self.config.train.seed)
+        set_seed(self.config.train.seed)
         model = build_model(self.config, prepared, objective)
         console.step(5, f"model: {describe_model(model)}")
         from dlw.train import compile_model, fit
