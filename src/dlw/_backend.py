@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import contextlib
 import importlib.util
 import sys
 
@@ -51,38 +52,36 @@ def choose_backend(images: bool) -> str:
     return ensure_backend(backend_for(images))
 
 
-def set_seed(seed: int) -> None:
-    """``keras.utils.set_random_seed`` without importing TensorFlow under another backend.
+@contextlib.contextmanager
+def tensorflow_unseen():
+    """Within this block, Keras treats TensorFlow as not installed, unless this process already imported it.
 
-    Keras seeds TensorFlow whenever it is installed, which costs a 1.5 s import
-    in a JAX process; dlw seeds what the active backend uses.
+    Keras checks ``tf.available`` when seeding and when saving a model, which
+    imports TensorFlow (1.5-2 s) into a JAX process that never uses it. Scoped to
+    dlw's own calls, so a user's own TensorFlow work is untouched.
     """
+    try:
+        from keras.src.utils import module_utils
+    except ImportError:  # a future Keras moved it: pay the import
+        yield
+        return
+    lazy = module_utils.tensorflow
+    hide = "tensorflow" not in sys.modules and os.environ.get("KERAS_BACKEND") != "tensorflow" and lazy._available is None
+    if hide:
+        lazy._available = False
+    try:
+        yield
+    finally:
+        if hide:
+            lazy._available = None
+
+
+def set_seed(seed: int) -> None:
+    """``keras.utils.set_random_seed``, without importing TensorFlow under another backend."""
     import keras
 
-    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+    with tensorflow_unseen():
         keras.utils.set_random_seed(seed)
-        return
-    import random
-
-    import numpy as np
-
-    try:
-        from keras.src.backend.common import global_state
-        from keras.src.random import seed_generator
-        from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
-    except ImportError:  # a future Keras moved its internals: take the slow, public way
-        keras.utils.set_random_seed(seed)
-        return
-    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        torch.manual_seed(seed)
-
-
 def import_keras():
     """Import keras with dlw's backend choice applied and return the module."""
     ensure_backend()

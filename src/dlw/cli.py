@@ -59,7 +59,10 @@ def _reports_errors(command):
 
     return wrapper
 
-SOURCE_HELP = "A config (.yaml), a built-in data set (penguins, iris, wine, breast_cancer, diabetes) or a CSV/Parquet file."
+SOURCE_HELP = (
+    "A config (.yaml), a built-in data set (penguins, iris, wine, breast_cancer, diabetes, digits), a CSV/Parquet file, "
+    "a folder of images with one subfolder per class, or a CSV of image paths."
+)
 TargetOpt = typer.Option(None, "--target", "-t", help="Column to predict (needed with a data file).")
 SetOpt = typer.Option([], "--set", "-s", help="Override a config key: --set train.epochs=50 (value read as YAML). Repeatable.")
 OutOpt = typer.Option(None, "--out", "-o", help="Run folder to write (default runs/<name>).")
@@ -83,9 +86,10 @@ def run(
     overwrite: bool = OverwriteOpt,
     quiet: bool = QuietOpt,
 ):
-    """All the steps in one command: prepare, train, measure on the test split (and report)."""
+    """All the steps in one command: train, measure, data sufficiency, and report.html."""
     wf = _workflow(source, target, set_, quiet)
-    wf.train(out=out, overwrite=overwrite)
+    run_ = wf.train(out=out, overwrite=overwrite, sufficiency=True, report=True)
+    wf.console.say(f"report: {run_.path / 'report.html'}")
 
 
 @app.command()
@@ -127,7 +131,9 @@ def init(
 @_reports_errors
 def evaluate(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Labelled CSV/Parquet to measure on instead of the run's test split."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Labelled CSV/Parquet (image run: a class-folder tree or CSV of paths) to measure on instead of the test split."
+    ),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here."),
     overwrite: bool = OverwriteOpt,
     quiet: bool = QuietOpt,
@@ -150,7 +156,7 @@ def evaluate(
 @_reports_errors
 def predict(
     run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train."),
-    data: Path = typer.Argument(..., help="CSV/Parquet rows with the training's input columns."),
+    data: Path = typer.Argument(..., help="CSV/Parquet rows with the training's input columns; for an image run a folder, a CSV of paths or an image."),
     output: Optional[Path] = typer.Option(None, "--output", help="CSV to write (default: stdout)."),
     overwrite: bool = OverwriteOpt,
     quiet: bool = QuietOpt,
@@ -164,7 +170,7 @@ def predict(
         _check_output(output, overwrite)
     console = Console(quiet=quiet)
     run_ = load(run_dir)
-    rows = read_table(str(data))
+    rows = data if run_.is_images else read_table(str(data))  # images: a folder, a CSV of paths or one file
     predictions = run_.predict(rows, console=console, origin=str(data))
     if output is None:
         predictions.to_csv(sys.stdout, index=False)
@@ -173,6 +179,35 @@ def predict(
     predictions.to_csv(tmp, index=False)
     tmp.replace(output)
     console.say(f"wrote {len(predictions)} prediction(s) to {output}")
+
+
+@app.command()
+@_reports_errors
+def report(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train or dlw run."),
+):
+    """Write RUN/report.html: one self-contained page, a section per workflow step."""
+    from dlw.report import write_report
+    from dlw.workflow import load
+
+    load(run_dir)  # a clear error for anything but a run folder
+    path = write_report(run_dir)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command()
+@_reports_errors
+def sufficiency(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    target: Optional[str] = TargetOpt,
+    set_: list[str] = SetOpt,
+    out: Optional[Path] = OutOpt,
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+):
+    """Would more data help? Train on 25%, 50% and 100% of the train split and compare (writes a run folder)."""
+    wf = _workflow(source, target, set_, quiet)
+    wf.train(out=out, overwrite=overwrite, sufficiency=True)
 
 
 @app.command()

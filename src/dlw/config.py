@@ -55,32 +55,96 @@ class SplitConfig(_Strict):
         return self.order.split(":", 1)[1] if self.order.startswith("time:") else None
 
 
+class AugmentConfig(_Strict):
+    """Random changes to training images (Keras ``Random*`` layers; inactive when predicting)."""
+
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | Literal[False] = Field(
+        False, description="Mirror images: horizontal, vertical, horizontal_and_vertical, or false."
+    )
+    rotation: float = Field(0.0, ge=0, le=0.5, description="Largest rotation, as a fraction of a full turn (0.05 = 18 degrees).")
+    zoom: float = Field(0.0, ge=0, lt=1, description="Largest zoom in or out, as a fraction of the size.")
+    translation: float = Field(0.0, ge=0, lt=1, description="Largest shift, as a fraction of height and width.")
+    contrast: float = Field(0.0, ge=0, lt=1, description="Largest contrast change, as a fraction.")
+
+
 class DataConfig(_Strict):
     """Where the data is and which columns are inputs and output (steps 2-3)."""
 
-    source: str = Field(description="A built-in name (penguins, iris, wine, breast_cancer, diabetes) or a CSV/Parquet path.")
-    target: str | None = Field(None, description="The column to predict.")
+    source: str = Field(
+        description="A built-in name (penguins, iris, wine, breast_cancer, diabetes, digits), a CSV/Parquet path, "
+        "a folder of images with one subfolder per class, or a CSV of image paths."
+    )
+    target: str | None = Field(None, description="The column to predict (for an image folder: its subfolder names, 'label').")
     features: list[str] | None = Field(None, description="Input columns; default: all other usable columns.")
     types: dict[str, Literal["numeric", "categorical", "boolean", "ignore"]] = Field(
         default_factory=dict, description="Override the inferred type of a column, e.g. {zip_code: categorical}."
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
+    image_column: str | None = Field(None, description="Images listed in a CSV: the column of paths (relative to the CSV); default: detected.")
+    image_size: int | list[int] | None = Field(
+        None, description="Images: resize to SIZE or [HEIGHT, WIDTH]; default: the median size of the images, at most 128 (a pretrained backbone: its own size)."
+    )
+    channels: Literal[1, 3] | None = Field(None, description="Images: 1 (grey) or 3 (colour); default: 1 if every image is grey.")
+    augment: AugmentConfig | None = Field(None, description="Images: random changes in training, e.g. {flip: horizontal, rotation: 0.05}.")
+    cache_mb: int = Field(
+        1024, ge=0, description="Images: decode once and keep in memory when the decoded set fits in this many MiB; else stream from disk."
+    )
+    workers: int | None = Field(None, ge=1, description="Images: processes decoding images; default: the number of cores.")
+
+    @field_validator("image_size")
+    @classmethod
+    def _size_pair(cls, value):
+        if value is None:
+            return None
+        pair = [value, value] if isinstance(value, int) else value
+        if len(pair) != 2 or any(v < 4 or v > 1024 for v in pair):
+            raise ValueError("must be one size or [height, width], each between 4 and 1024 pixels")
+        return pair
+
+
+class FineTuneConfig(_Strict):
+    """Phase two of transfer learning: unfreeze the backbone's top layers at a small learning rate."""
+
+    layers: int = Field(20, ge=1, description="How many of the backbone's top layers to unfreeze (batch normalization stays frozen).")
+    learning_rate: float = Field(1e-5, gt=0, description="Learning rate of phase two; usually 10-100x below the first.")
+    epochs: int = Field(10, ge=1, description="Most epochs of phase two (early stopping applies).")
+
+
+def _positive(value: list[int]) -> list[int]:
+    if any(units < 1 for units in value):
+        raise ValueError("every layer needs at least 1 unit")
+    return value
 
 
 class ModelConfig(_Strict):
     """The network (step 5)."""
 
-    kind: Literal["mlp"] = Field("mlp", description="Architecture: 'mlp' for tables.")
-    hidden_layers: list[int] = Field([64, 32], description="Units of each hidden Dense layer.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout rate after each hidden layer.")
-    activation: str = Field("relu", description="Activation of hidden layers (a Keras name).")
+    kind: Literal["auto", "mlp", "cnn", "pretrained"] = Field(
+        "auto", description="'auto': mlp for tables, cnn for images (pretrained when a backbone is set); or name one."
+    )
+    hidden_layers: list[int] = Field([64, 32], description="MLP: units of each hidden Dense layer.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Dropout after each hidden/dense layer; default 0.1 (MLP), 0.3 (CNN and heads).")
+    activation: str = Field("relu", description="MLP: activation of hidden layers (a Keras name).")
+    conv_filters: list[int] = Field([32, 64, 128], description="CNN: filters of each convolution block (3x3 conv, ReLU, 2x2 pooling).")
+    dense_layers: list[int] = Field([128], description="CNN and pretrained head: units of the Dense layers after pooling.")
+    batch_norm: bool = Field(True, description="CNN: batch normalization after each convolution.")
+    backbone: str | None = Field(
+        None, description="Pretrained: a keras.applications name (e.g. MobileNetV3Small), a .keras file or a dlw run folder."
+    )
+    backbone_layer: str | None = Field(None, description="Pretrained: cut the backbone at this layer; default: the last before its classifier.")
+    backbone_weights: str | None = Field(
+        None, description="Pretrained keras.applications: a weights file to load instead of the ImageNet weights from the Keras cache."
+    )
+    freeze: bool = Field(True, description="Pretrained: train the new head only, backbone frozen.")
+    fine_tune: FineTuneConfig | None = Field(None, description="Pretrained: {layers, learning_rate, epochs} for a second phase.")
 
-    @field_validator("hidden_layers")
-    @classmethod
-    def _positive_units(cls, value: list[int]) -> list[int]:
-        if any(units < 1 for units in value):
-            raise ValueError("every layer needs at least 1 unit")
-        return value
+    _check_units = field_validator("hidden_layers", "conv_filters", "dense_layers")(classmethod(lambda cls, v: _positive(v)))
+
+    @property
+    def dropout_rate(self) -> float:
+        if self.dropout is not None:
+            return self.dropout
+        return 0.1 if self.kind == "mlp" else 0.3
 
 
 class EarlyStoppingConfig(_Strict):
@@ -107,6 +171,15 @@ class TrainConfig(_Strict):
         return {} if value is True else value
 
 
+class ChecksConfig(_Strict):
+    """The honesty checks of every run: the verdict, unfamiliar inputs."""
+
+    ood_rate: float = Field(
+        0.05, gt=0, lt=0.5, description="Share of familiar inputs (validation split) the unfamiliar-input detector is calibrated to flag."
+    )
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of the test rows for the verdict's 95% interval.")
+
+
 class Config(_Strict):
     """A whole run: data, task, model, training, loss and metrics."""
 
@@ -119,12 +192,21 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     loss: str = Field("auto", description="'auto' (from the task) or a Keras loss name.")
     metrics: list[str] | Literal["auto"] = Field("auto", description="'auto' or a list of Keras metric names.")
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+
+    @property
+    def images(self) -> bool:
+        """Whether this run is on images (its model kind, once resolved, says so)."""
+        return self.model.kind in ("cnn", "pretrained")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-_MODEL_NAMES = {m.__name__ for m in (SplitConfig, DataConfig, ModelConfig, EarlyStoppingConfig, TrainConfig, Config)}
+_MODEL_NAMES = {
+    m.__name__
+    for m in (SplitConfig, AugmentConfig, DataConfig, FineTuneConfig, ModelConfig, EarlyStoppingConfig, TrainConfig, ChecksConfig, Config)
+}
 
 
 def json_schema() -> dict:
@@ -242,7 +324,7 @@ def load_spec(source: str | Path | dict, target: str | None = None, overrides: l
     >>> load_spec("penguins", overrides=["train.epochs=5"]).train.epochs
     5
     """
-    from dlw.data.builtin import BUILTINS
+    from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
 
     overrides = list(overrides or [])
     if isinstance(source, dict):
@@ -252,20 +334,20 @@ def load_spec(source: str | Path | dict, target: str | None = None, overrides: l
         path = Path(text).expanduser()
         if path.suffix.lower() in CONFIG_SUFFIXES:
             raw, origin, base, name = read_yaml(path), str(path), path.resolve().parent, path.stem
-        elif text in BUILTINS and not path.exists():
-            raw = {"data": {"source": text, "target": BUILTINS[text].target}}
+        elif text in (*BUILTINS, *IMAGE_BUILTINS) and not path.exists():
+            raw = {"data": {"source": text, "target": BUILTINS[text].target if text in BUILTINS else "label"}}
             origin, base, name = text, Path.cwd(), text
         elif path.exists() or path.suffix.lower() in DATA_SUFFIXES:
             if not path.exists():
                 raise ConfigError(f"{path}: data file not found")
-            if path.is_dir():
-                raise ConfigError(f"{path}: is a folder; pass a CSV or Parquet file (image folders come with the images work)")
             raw = {"data": {"source": str(path.resolve())}}
+            if path.is_dir():  # images, one subfolder per class
+                raw["data"]["target"] = "label"
             origin, base, name = str(path), Path.cwd(), path.stem
         else:
-            known = ", ".join(sorted(BUILTINS))
+            known = ", ".join(sorted((*BUILTINS, *IMAGE_BUILTINS)))
             raise ConfigError(
-                f"{text!r} is not a config file (.yaml), a data file (.csv, .parquet) or a built-in data set ({known})"
+                f"{text!r} is not a config file (.yaml), a data file (.csv, .parquet), an image folder or a built-in data set ({known})"
             )
     if target is not None:
         raw.setdefault("data", {})
@@ -276,8 +358,55 @@ def load_spec(source: str | Path | dict, target: str | None = None, overrides: l
     config = validate(raw, origin if not overrides else f"{origin} (with --set)")
     if config.name is None:
         config.name = name or Path(config.data.source).stem
-    if config.data.source not in BUILTINS:
+    if config.data.source not in (*BUILTINS, *IMAGE_BUILTINS):
         config.data.source = str((base / Path(config.data.source).expanduser()).resolve())
+    for key in ("backbone", "backbone_weights"):
+        value = getattr(config.model, key)
+        if value and (base / Path(value).expanduser()).exists():
+            setattr(config.model, key, str((base / Path(value).expanduser()).resolve()))
+    resolve_kind(config, origin)
     if config.data.target is None:
-        raise ConfigError(f"{origin}: no target column: pass --target COLUMN or set data.target in the config")
+        if config.images and Path(config.data.source).is_dir():
+            config.data.target = "label"
+        else:
+            raise ConfigError(f"{origin}: no target column: pass --target COLUMN or set data.target in the config")
     return config
+
+
+def is_image_source(data: DataConfig) -> bool:
+    """Whether ``data.source`` holds images: the built-in digits, a folder, or a CSV listing image paths."""
+    from dlw.data.builtin import IMAGE_BUILTINS
+
+    if data.source in IMAGE_BUILTINS:
+        return True
+    path = Path(data.source)
+    if path.is_dir():
+        return True
+    if data.image_column:
+        return True
+    if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        from dlw.data.images import looks_like_image_csv
+
+        try:
+            return looks_like_image_csv(path) is not None
+        except Exception:  # an unreadable CSV is reported by the table reader with its own message
+            return False
+    return False
+
+
+def resolve_kind(config: Config, origin: str) -> None:
+    """Replace ``model.kind: auto`` by mlp, cnn or pretrained from the data; refuse a kind that does not fit."""
+    images = is_image_source(config.data)
+    kind = config.model.kind
+    if kind == "auto":
+        kind = ("pretrained" if config.model.backbone else "cnn") if images else "mlp"
+    if images and kind == "mlp":
+        raise ConfigError(f"{origin}: key 'model.kind': 'mlp' is for tables but {config.data.source} holds images; use cnn or pretrained")
+    if not images and kind in ("cnn", "pretrained"):
+        raise ConfigError(
+            f"{origin}: key 'model.kind': {kind!r} needs images (a folder, a CSV of image paths with data.image_column, or digits) "
+            f"but {config.data.source} is a table; use mlp"
+        )
+    if kind == "pretrained" and not config.model.backbone:
+        raise ConfigError(f"{origin}: key 'model.backbone' is required with model.kind: pretrained (a keras.applications name, a .keras file or a run folder)")
+    config.model.kind = kind

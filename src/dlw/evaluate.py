@@ -65,8 +65,26 @@ def baseline_matrix(inputs: dict[str, np.ndarray], n_tokens: int) -> np.ndarray:
     return np.hstack(blocks)
 
 
-def baselines(problem: Problem, x_train, y_train, evaluated: dict[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict[str, dict]:
-    """Fit each baseline on the train rows; score it on every named split in ``evaluated``."""
+TABLE_BASELINES = ("trivial", "linear", "hist_gradient_boosting")
+IMAGE_BASELINES = ("trivial", "logistic_pixels")
+
+
+def baselines(
+    problem: Problem,
+    x_train,
+    y_train,
+    evaluated: dict[str, tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    which: tuple[str, ...] = TABLE_BASELINES,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Fit each baseline on the train rows; score it on every named split in ``evaluated``.
+
+    Returns ``(metrics, outputs)``: ``metrics[name][split]`` and the baseline's
+    output per row, ``outputs[name][split]`` (probabilities or predictions), which
+    the verdict compares with the network's row by row. ``trivial`` is the
+    majority class or the mean; ``logistic_pixels`` is logistic regression on
+    raw, scaled-down pixels (images).
+    """
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -77,28 +95,38 @@ def baselines(problem: Problem, x_train, y_train, evaluated: dict[str, tuple[np.
         models = {
             "majority": DummyClassifier(strategy="most_frequent"),
             "linear": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+            "logistic_pixels": make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1)),
             "hist_gradient_boosting": HistGradientBoostingClassifier(random_state=seed),
         }
     else:
         models = {
             "mean": DummyRegressor(strategy="mean"),
             "linear": make_pipeline(StandardScaler(), Ridge(alpha=1.0)),
+            "logistic_pixels": make_pipeline(StandardScaler(), Ridge(alpha=10.0)),
             "hist_gradient_boosting": HistGradientBoostingRegressor(random_state=seed),
         }
+    trivial = "majority" if problem.is_classification else "mean"
+    wanted = [trivial if name == "trivial" else name for name in which]
     results: dict[str, dict] = {}
+    outputs: dict[str, dict] = {}
     n_classes = len(problem.classes) if problem.is_classification else 0
-    for name, model in models.items():
+    for name in wanted:
+        model = models[name]
+        if not problem.is_classification and name == "logistic_pixels":
+            name = "ridge_pixels"
         with _sklearn_threads():
             model.fit(x_train, y_train)
-        results[name] = {}
+        results[name], outputs[name] = {}, {}
         for split, (x, y) in evaluated.items():
             if problem.is_classification:
                 proba = np.zeros((len(x), n_classes))
                 proba[:, model.classes_.astype(int)] = model.predict_proba(x)
+                outputs[name][split] = proba
                 results[name][split] = classification_metrics(y, proba, n_classes)
             else:
-                results[name][split] = regression_metrics(y, model.predict(x))
-    return results
+                outputs[name][split] = model.predict(x)
+                results[name][split] = regression_metrics(y, outputs[name][split])
+    return results, outputs
 
 
 def _sklearn_threads():
@@ -168,13 +196,16 @@ def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, target: str, path)
 def plot_learning_curves(history: pd.DataFrame, best_epoch: int, path, note: str = "") -> None:
     """Loss and each metric per epoch, train vs validation, with the restored epoch marked."""
     plt = _pyplot()
-    names = [c for c in history.columns if c != "epoch" and not c.startswith("val_")]
+    names = [c for c in history.columns if c not in ("epoch", "phase") and not c.startswith("val_")]
+    tuned_from = int(history.loc[history["phase"] == 2, "epoch"].min()) if "phase" in history and (history["phase"] == 2).any() else None
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         ax.plot(history["epoch"], history[name], label="train")
         if f"val_{name}" in history:
             ax.plot(history["epoch"], history[f"val_{name}"], label="validation")
         ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best_epoch})")
+        if tuned_from is not None:
+            ax.axvline(tuned_from - 0.5, color="tab:red", linestyle="--", linewidth=1, label="fine-tuning starts")
         ax.set_xlabel("epoch")
         ax.set_title(name + (f" {note}" if note and name != "accuracy" else ""))
         ax.legend(fontsize=8)

@@ -53,7 +53,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
         "model:",
         "  kind: mlp",
         f"  hidden_layers: {defaults.model.hidden_layers}",
-        f"  dropout: {defaults.model.dropout}",
+        "  dropout: 0.1",
         f"  activation: {defaults.model.activation}",
         "train:",
         f"  epochs: {defaults.train.epochs}       # an upper bound; early stopping usually ends sooner",

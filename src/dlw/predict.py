@@ -15,8 +15,13 @@ from dlw.schema import Schema
 
 def model_output(model, inputs: dict[str, np.ndarray], problem: Problem, target_scaling: dict | None) -> np.ndarray:
     """Class probabilities ``(n, k)`` for classification, predictions in target units for regression."""
-    names = {t.name for t in model.inputs}
-    raw = np.asarray(model.predict({k: v for k, v in inputs.items() if k in names}, batch_size=4096, verbose=0))
+    if isinstance(inputs, dict):  # a table's named inputs
+        names = {t.name for t in model.inputs}
+        raw = np.asarray(model.predict({k: v for k, v in inputs.items() if k in names}, batch_size=4096, verbose=0))
+    elif isinstance(inputs, np.ndarray):  # decoded images
+        raw = np.asarray(model.predict(inputs, batch_size=256, verbose=0))
+    else:  # a keras.utils.PyDataset streaming images
+        raw = np.asarray(model.predict(inputs, verbose=0))
     if problem.task == "binary":
         p = raw.reshape(-1)
         return np.stack([1.0 - p, p], axis=1)
@@ -38,9 +43,9 @@ def prediction_frame(output: np.ndarray, problem: Problem, index=None) -> pd.Dat
 
 
 def predict_rows(model, schema: Schema, problem: Problem, target_scaling: dict | None, rows: pd.DataFrame, origin: str = "data"):
-    """Predictions for ``rows`` (original columns kept first), and the warnings met on the way."""
+    """Predictions for ``rows`` (original columns kept first), the warnings met on the way, and the encoded inputs."""
     inputs, warnings = schema.encode(rows, origin=origin)
     output = model_output(model, inputs, problem, target_scaling)
     predictions = prediction_frame(output, problem, index=rows.index)
-    kept = rows.drop(columns=[c for c in predictions.columns if c in rows.columns])
-    return pd.concat([kept, predictions], axis=1), warnings
+    kept = rows.drop(columns=[c for c in [*predictions.columns, "ood", "ood_score"] if c in rows.columns])
+    return pd.concat([kept, predictions], axis=1), warnings, inputs

@@ -23,6 +23,13 @@ class TrainResult:
     stopped_early: bool
     seconds: float
 
+    def then(self, second: "TrainResult") -> "TrainResult":
+        """This phase followed by another (fine-tuning): one history, epochs numbered on."""
+        first = self.history.assign(phase=1)
+        later = second.history.assign(phase=2, epoch=second.history["epoch"] + len(first))
+        history = pd.concat([first, later], ignore_index=True)
+        return TrainResult(history, len(first) + second.best_epoch, second.stopped_early, self.seconds + second.seconds)
+
 
 def compile_model(model, objective, train: TrainConfig) -> None:
     import keras
@@ -32,7 +39,11 @@ def compile_model(model, objective, train: TrainConfig) -> None:
 
 
 def fit(model, train_inputs, y_train, val_inputs, y_val, train: TrainConfig, console: Console, extra_callbacks=()) -> TrainResult:
-    """Fit ``model`` (already compiled); return its per-epoch history and where it stopped."""
+    """Fit ``model`` (already compiled); return its per-epoch history and where it stopped.
+
+    ``train_inputs`` are arrays with targets ``y_train``, or (``y_train`` None) a
+    ``keras.utils.PyDataset`` of (x, y) batches with ``val_inputs`` another.
+    """
     import keras
 
     callbacks: list = [_MonitorCheck(train), *extra_callbacks]
@@ -44,16 +55,19 @@ def fit(model, train_inputs, y_train, val_inputs, y_val, train: TrainConfig, con
         callbacks.append(stopper)
     callbacks.append(_Progress(train.epochs, console))
     start = time.perf_counter()
-    fitted = model.fit(
-        train_inputs,
-        y_train,
-        validation_data=(val_inputs, y_val),
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
+    if y_train is None:  # a keras.utils.PyDataset yielding (x, y) batches; it shuffles itself
+        fitted = model.fit(train_inputs, validation_data=val_inputs, epochs=train.epochs, verbose=0, callbacks=callbacks)
+    else:
+        fitted = model.fit(
+            train_inputs,
+            y_train,
+            validation_data=(val_inputs, y_val),
+            epochs=train.epochs,
+            batch_size=train.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
     seconds = time.perf_counter() - start
     history = pd.DataFrame(fitted.history)
     history.insert(0, "epoch", np.arange(1, len(history) + 1))

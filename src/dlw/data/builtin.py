@@ -46,3 +46,6 @@ BUILTINS: dict[str, Builtin] = {
         "target", "Diabetes progression: 442 patients, regression on 10 measurements", _sklearn("load_diabetes", False)
     ),
 }
+
+# Image sets: the pictures themselves come from dlw.data.images (scikit-learn's 8x8 digits).
+IMAGE_BUILTINS: dict[str, str] = {"digits": "Handwritten digits: 1,797 grey 8x8 images, 10 classes (scikit-learn)"}
