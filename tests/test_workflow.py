@@ -35,10 +35,15 @@ RUN_FILES = {
     "learning_curves.png",
     "run.log",
     "run.json",
+    "ood.json",
+    "ood.npz",
+    "test_predictions.csv",
+    "importance.csv",
+    "importance.png",
 }
 CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "macro_f1", "log_loss", "n"}
 REGRESSION_METRICS = {"rmse", "mae", "r2", "n"}
-TOP_KEYS = {"task", "validation", "test", "baselines", "baselines_validation", "main_metric", "training"}
+TOP_KEYS = {"task", "validation", "test", "baselines", "baselines_validation", "main_metric", "training", "advice", "ood", "warnings", "explanations"}
 
 
 def read_metrics(folder: Path) -> dict:
@@ -62,7 +67,7 @@ def check_metrics_shape(metrics: dict, task: str) -> None:
         assert metrics["baselines"][name]["n"] == metrics["test"]["n"]
     for value in metrics["test"].values():
         assert value is None or np.isfinite(value)
-    assert set(metrics["training"]) == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters"}
+    assert set(metrics["training"]) == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters", "trainable_parameters"}
     assert 1 <= metrics["training"]["best_epoch"] <= metrics["training"]["epochs_run"]
 
 
@@ -107,7 +112,7 @@ def test_penguins_predict_on_raw_rows(penguins_run):
     loaded = dlw.load(penguins_run.path)
     out = loaded.predict(rows)
     classes = ["Adelie", "Chinstrap", "Gentoo"]
-    assert list(out.columns) == list(rows.columns) + ["prediction"] + [f"prob_{c}" for c in classes]
+    assert list(out.columns) == list(rows.columns) + ["prediction"] + [f"prob_{c}" for c in classes] + ["ood", "ood_score"]
     assert out.index.equals(rows.index)
     probs = out[[f"prob_{c}" for c in classes]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -245,7 +250,7 @@ def test_regression_predictions_match_the_test_rmse(regression_run):
     frame = read_table(str(csv))
     rows = frame.loc[Splits.load(run.path / "splits.json").test]
     out = dlw.load(run.path).predict(rows)
-    assert list(out.columns) == list(rows.columns) + ["prediction"]
+    assert list(out.columns) == list(rows.columns) + ["prediction", "ood", "ood_score"]
     rmse = float(np.sqrt(np.mean((out["prediction"] - rows["price"]) ** 2)))
     assert rmse == pytest.approx(run.metrics["test"]["rmse"], rel=1e-4)
 
@@ -285,7 +290,7 @@ def test_load_and_predict_raw_rows_from_a_csv(binary_run, tmp_path):
     loaded = dlw.load(run.path)
     out = loaded.predict(rows)
     assert len(out) == 30
-    assert list(out.columns) == list(rows.columns) + ["prediction", "prob_churn", "prob_stay"]
+    assert list(out.columns) == list(rows.columns) + ["prediction", "prob_churn", "prob_stay", "ood", "ood_score"]
     assert out["customer_id"].tolist() == rows["customer_id"].tolist()
     probs = out[["prob_churn", "prob_stay"]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)

@@ -22,6 +22,9 @@ def ensure_backend(default: str = DEFAULT_BACKEND) -> str:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is not for dlw's users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes
     return os.environ["KERAS_BACKEND"]
 
 
