@@ -1,0 +1,255 @@
+"""Is the network worth it? The network against the best simple baseline, with a paired bootstrap.
+
+The best baseline is picked on the same rows by the same metric. Then the rows
+are resampled with replacement ``n_boot`` times, the *same* rows for both
+models (a paired bootstrap), and the metric difference network - baseline is
+recomputed on each resample. The network is called better only when the whole
+95% interval lies on its side of zero; when the interval contains zero the
+simpler baseline is preferred.
+
+Every supported metric is a function of per-row sums, so a resample is a
+vector of row counts and all resamples are one matrix product (no Python loop
+over resamples). Resample ``b`` uses the row indices
+``np.random.default_rng(seed).integers(0, n, size=(n_boot, n))[b]``.
+
+>>> import numpy as np
+>>> y = np.array([0, 1, 1, 0, 1, 0, 1, 1])
+>>> same = np.eye(2)[y] * 0.8 + 0.1
+>>> advice = advise("binary", "accuracy", y, same, {"linear": same}, n_boot=200)
+>>> advice["verdict"], advice["ci95"]
+('no clear difference: prefer the simpler linear', [0.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BETTER, BASELINE_BETTER = "the network is better", "the baseline is better"
+_SAME = "no clear difference: prefer the simpler {}"
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae")
+HIGHER_IS_BETTER = {"accuracy": True, "balanced_accuracy": True, "macro_f1": True, "log_loss": False, "rmse": False, "mae": False}
+# Metrics bounded in [0, 1]: shown with three decimals; the others in the target's units.
+_BOUNDED = {"accuracy", "balanced_accuracy", "macro_f1"}
+_CHUNK_CELLS = 4_000_000  # resamples x rows held in memory at once
+
+
+def advise(
+    task: str,
+    metric: str,
+    y_true: np.ndarray,
+    network_output: np.ndarray,
+    baseline_outputs: dict[str, np.ndarray],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Compare the network with the best baseline on these rows; see the module docstring."""
+    if task not in ("binary", "multiclass", "regression"):
+        raise ValueError(f"task must be binary, multiclass or regression, not {task!r}")
+    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    if metric not in allowed:
+        raise ValueError(f"metric {metric!r} is not available for {task}; choose one of {', '.join(allowed)}")
+    if not baseline_outputs:
+        raise ValueError("no baseline outputs to compare the network with")
+    if n_boot < 1:
+        raise ValueError("n_boot must be at least 1")
+    y_true = np.asarray(y_true)
+    n = len(y_true)
+    if n == 0:
+        raise ValueError("no rows to compare on")
+    outputs = {"network": network_output, **{f"baseline {k}": v for k, v in baseline_outputs.items()}}
+    for name, output in outputs.items():
+        if len(output) != n:
+            raise ValueError(f"{name} output has {len(output)} rows but y_true has {n}")
+
+    higher = HIGHER_IS_BETTER[metric]
+    n_classes = None
+    if task != "regression":
+        n_classes = max(np.asarray(o).shape[1] for o in outputs.values())
+    network_stats = _row_statistics(metric, y_true, network_output, n_classes)
+    ones = np.ones((1, n))
+    network_value = float(_metric_from_sums(metric, ones @ network_stats, n, n_classes)[0])
+
+    candidates = {}
+    for name, output in baseline_outputs.items():
+        stats = _row_statistics(metric, y_true, output, n_classes)
+        candidates[name] = (float(_metric_from_sums(metric, ones @ stats, n, n_classes)[0]), stats)
+    # Best baseline; a non-finite value (a diverged model) is never the best.
+    ranked = sorted(candidates, key=lambda k: _rank_key(candidates[k][0], higher))
+    best = ranked[0]
+    baseline_value, baseline_stats = candidates[best]
+
+    differences = _paired_bootstrap(metric, network_stats, baseline_stats, n, n_classes, n_boot, seed)
+    if np.all(np.isfinite(differences)):
+        lo, hi = (float(v) for v in np.quantile(differences, [0.025, 0.975]))
+    else:
+        lo = hi = float("nan")
+    difference = network_value - baseline_value
+    verdict = _verdict(lo, hi, higher, network_value, best)
+    advice = {
+        "baseline": best,
+        "metric": metric,
+        "higher_is_better": higher,
+        "network": network_value,
+        "baseline_value": baseline_value,
+        "difference": difference,
+        "ci95": [lo, hi],
+        "n_bootstrap": int(n_boot),
+        "n": int(n),
+        "verdict": verdict,
+    }
+    advice["explanation"] = _explain(advice)
+    return advice
+
+
+def say(advice: dict) -> str:
+    """Two lines for the terminal: the numbers, then the verdict."""
+    f = _formatter(advice)
+    lo, hi = advice["ci95"]
+    first = (
+        f"network vs best baseline ({advice['baseline']}), {advice['metric']} on {advice['n']} rows: "
+        f"{f(advice['network'])} vs {f(advice['baseline_value'])}, difference {f(advice['difference'])} "
+        f"(95% interval {f(lo)} to {f(hi)})"
+    )
+    return f"{first}\nverdict: {advice['verdict']}"
+
+
+# --- per-row statistics and metrics from their (weighted) sums -----------------
+
+
+def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """Per-row columns whose weighted sums determine the metric (shape (n, m))."""
+    output = np.asarray(output, dtype="float64")
+    if n_classes is None:  # regression
+        error = output.reshape(len(output), -1)[:, 0] - np.asarray(y_true, dtype="float64")
+        return (error**2 if metric == "rmse" else np.abs(error))[:, None]
+    y = np.asarray(y_true).astype(int)
+    if output.ndim != 2:
+        raise ValueError("classification outputs must be class probabilities of shape (rows, classes)")
+    if output.shape[1] < n_classes:
+        output = np.hstack([output, np.zeros((len(output), n_classes - output.shape[1]))])
+    finite = np.all(np.isfinite(output), axis=1)
+    predicted = np.where(finite, np.nan_to_num(output, nan=-np.inf).argmax(axis=1), -1)
+    correct = (predicted == y).astype("float64")
+    if metric == "accuracy":
+        return correct[:, None]
+    if metric == "log_loss":
+        clipped = np.clip(output, 1e-7, 1.0)
+        clipped = clipped / clipped.sum(axis=1, keepdims=True)
+        loss = -np.log(clipped[np.arange(len(y)), y])
+        return np.where(finite, loss, np.inf)[:, None]
+    classes = np.arange(n_classes)
+    is_true = (y[:, None] == classes).astype("float64")  # (n, k)
+    if metric == "balanced_accuracy":
+        return np.hstack([is_true * correct[:, None], is_true])  # hits per class, support per class
+    if metric == "macro_f1":
+        is_predicted = (predicted[:, None] == classes).astype("float64")
+        true_positive = is_true * is_predicted
+        return np.hstack([true_positive, is_predicted, is_true])
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _metric_from_sums(metric: str, sums: np.ndarray, n: int, n_classes: int | None) -> np.ndarray:
+    """The metric for each resample, from its weighted column sums (shape (b, m)); rows weigh n in all."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if metric in ("accuracy", "log_loss", "mae"):
+            return sums[:, 0] / n
+        if metric == "rmse":
+            return np.sqrt(sums[:, 0] / n)
+        k = n_classes
+        if metric == "balanced_accuracy":
+            hits, support = sums[:, :k], sums[:, k:]
+            recall = np.where(support > 0, hits / np.where(support > 0, support, 1), np.nan)
+            # As scikit-learn: classes absent from y_true are left out of the mean.
+            present = support > 0
+            return np.where(present.any(axis=1), np.nansum(recall, axis=1) / np.maximum(present.sum(axis=1), 1), np.nan)
+        if metric == "macro_f1":
+            tp, predicted, actual = sums[:, :k], sums[:, k : 2 * k], sums[:, 2 * k :]
+            denominator = predicted + actual  # 2TP + FP + FN
+            f1 = np.where(denominator > 0, 2 * tp / np.where(denominator > 0, denominator, 1), 0.0)
+            return f1.mean(axis=1)  # over all classes, zero_division=0 (as evaluate.py)
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _paired_bootstrap(metric, network_stats, baseline_stats, n, n_classes, n_boot, seed) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    both = np.hstack([network_stats, baseline_stats])
+    split = network_stats.shape[1]
+    chunk = max(1, _CHUNK_CELLS // n)
+    differences = []
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        rows = rng.integers(0, n, size=(size, n))
+        flat = (rows + (np.arange(size) * n)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=size * n).reshape(size, n).astype("float64")
+        with np.errstate(invalid="ignore"):
+            sums = counts @ np.where(np.isfinite(both), both, 0.0)
+            # A row with an infinite statistic (e.g. log loss of NaN output) makes any resample holding it infinite.
+            bad = ~np.isfinite(both)
+            if bad.any():
+                sums = np.where((counts @ bad.astype("float64")) > 0, np.inf, sums)
+        network = _metric_from_sums(metric, sums[:, :split], n, n_classes)
+        baseline = _metric_from_sums(metric, sums[:, split:], n, n_classes)
+        with np.errstate(invalid="ignore"):
+            differences.append(network - baseline)
+    return np.concatenate(differences)
+
+
+def _rank_key(value: float, higher: bool) -> tuple:
+    if not math.isfinite(value):
+        return (1, 0.0)
+    return (0, -value if higher else value)
+
+
+def _verdict(lo: float, hi: float, higher: bool, network_value: float, baseline: str) -> str:
+    if not math.isfinite(network_value):
+        return BASELINE_BETTER
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return _SAME.format(baseline)
+    if (lo > 0) if higher else (hi < 0):
+        return BETTER
+    if (hi < 0) if higher else (lo > 0):
+        return BASELINE_BETTER
+    return _SAME.format(baseline)
+
+
+def _explain(advice: dict) -> str:
+    f = _formatter(advice)
+    lo, hi = advice["ci95"]
+    name, metric, base = advice["baseline"], advice["metric"], advice["baseline"]
+    if not math.isfinite(advice["network"]):
+        return (
+            f"On {advice['n']} held-out rows the network's {metric} is not a finite number "
+            f"(its outputs are broken) while {base}'s is {f(advice['baseline_value'])}, so use {base}."
+        )
+    direction = "higher" if advice["higher_is_better"] else "lower"
+    numbers = (
+        f"On {advice['n']} held-out rows the network's {metric} is {f(advice['network'])} and {name}'s is "
+        f"{f(advice['baseline_value'])}; the difference is {f(advice['difference'])} "
+        f"(95% interval {f(lo)} to {f(hi)}, {direction} is better), so "
+    )
+    if advice["verdict"] == BETTER:
+        return numbers + f"the network is better than {base} beyond the noise of resampling these rows."
+    if advice["verdict"] == BASELINE_BETTER:
+        return numbers + f"{base} is better than the network: use {base}."
+    return numbers + f"these rows cannot tell them apart, and the simpler baseline, {base}, is the one to prefer."
+
+
+def _formatter(advice: dict):
+    """Numbers shown with three decimals for bounded metrics, else four significant digits of the larger value."""
+    if advice["metric"] in _BOUNDED:
+        decimals = 3
+    else:
+        scale = max((abs(v) for v in (advice["network"], advice["baseline_value"]) if math.isfinite(v) and v != 0), default=1.0)
+        decimals = int(min(10, max(0, 3 - math.floor(math.log10(scale)))))
+
+    def f(value: float) -> str:
+        if not math.isfinite(value):
+            return str(value)
+        text = f"{value:.{decimals}f}"
+        return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text  # no "-0.000"
+
+    return f
