@@ -160,9 +160,13 @@ def regression_run(tmp_path_factory):
 
 
 def run_dlw(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProcess:
-    """Run ``python -m dlw ARGS`` in a subprocess; text output captured."""
+    """Run ``python -m dlw ARGS`` in a subprocess; text output captured. ``env`` values of None unset a variable."""
     full_env = dict(os.environ)
-    full_env.update(env or {})
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     return subprocess.run(
         [sys.executable, "-m", "dlw", *map(str, args)],
         cwd=cwd,

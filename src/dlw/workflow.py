@@ -199,7 +199,8 @@ class Workflow:
         if self.config.model.kind == "pretrained":
             from dlw.models.pretrained import resolve_backbone
 
-            backbone = resolve_backbone(self.config.model.backbone, self.config.model.backbone_layer)
+            m = self.config.model
+            backbone = resolve_backbone(m.backbone, None, weights=m.backbone_weights, layer=m.backbone_layer)
         prepared = prepare(self.config, console, backbone_shape=getattr(backbone, "input_shape", None))
         problem = prepared.problem
         objective = choose_objective(problem.task, len(problem.classes or []), self.config.loss, self.config.metrics)
@@ -211,7 +212,7 @@ class Workflow:
         import_keras()
         set_seed(self.config.train.seed)
         model, base = build_model(self.config, prepared, objective, backbone)
-        console.step(5, f"model: {describe_model(model, self.config, backbone)}")
+        console.step(5, f"model: {describe_model(model, self.config, backbone, base)}")
         warnings = small_data_warnings(prepared, trainable_parameters(model))
         for warning in warnings:
             console.warn(warning)
@@ -353,8 +354,7 @@ def build_model(config: Config, prepared: Prepared, objective, backbone=None):
     from dlw.models.pretrained import build_pretrained
 
     return build_pretrained(
-        backbone, prepared.schema.shape, objective, m.dense_layers, m.dropout_rate, m.freeze, augmentation_layers(config.data.augment),
-        weights=m.backbone_weights,
+        backbone, prepared.schema.shape, objective, m.dense_layers, m.dropout_rate, m.freeze, augmentation_layers(config.data.augment)
     )
 
 
@@ -399,13 +399,13 @@ def _validation_xy(prepared: Prepared, config: Config):
     return prepared.inputs["validation"], prepared.training_targets("validation")
 
 
-def describe_model(model, config: Config | None = None, backbone=None) -> str:
+def describe_model(model, config: Config | None = None, backbone=None, base=None) -> str:
     kind = config.model.kind if config is not None else "mlp"
     params = f"{model.count_params():,} parameters"
     if kind == "pretrained":
         from dlw.models.pretrained import describe
 
-        return describe(model, backbone)
+        return describe(model, base, backbone, config.model.dense_layers, config.model.freeze)
     dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
     units = " -> ".join(str(layer.units) for layer in dense)
     if kind == "cnn":

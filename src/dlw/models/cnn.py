@@ -56,7 +56,11 @@ def build_cnn(
     for i, filters in enumerate(conv_filters, start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"conv_{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn_{i}")(x)
+            # momentum 0.9 (PyTorch's default), not Keras' 0.99: with a few hundred images an epoch is
+            # a handful of steps, and 0.99's moving statistics lag so far behind that validation
+            # accuracy sits at chance for the first epochs and early stopping gives up on a model
+            # that is in fact learning.
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn_{i}")(x)
         x = keras.layers.Activation("relu", name=f"relu_{i}")(x)
         if size >= 4:
             x = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(x)
