@@ -257,11 +257,31 @@ def test_stream_trains_and_predicts_with_keras(many):
     assert predicted.shape == (40, 2) and (predicted.argmax(1) == labels[200:]).mean() >= 0.95
 
 
-def test_streaming_memory_stays_flat(tmp_path):
-    import keras
-    import psutil
+MEMORY_SCRIPT = """
+import json, sys
+import numpy as np, keras, psutil
+from dlw.data.image_stream import ImageStream
+paths = sys.argv[1:]
+process, rss = psutil.Process(), []
 
-    from dlw.data.image_stream import ImageStream
+class Measure(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        rss.append(process.memory_info().rss)
+
+model = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Rescaling(1 / 255),
+                          keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
+model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+stream = ImageStream(paths, np.arange(len(paths)) % 2, (96, 96), 3, 32, shuffle=True, seed=0, workers=2)
+model.fit(stream, epochs=10, verbose=0, callbacks=[Measure()])
+print(json.dumps(rss))
+"""
+
+
+def test_streaming_memory_stays_flat(tmp_path):
+    """Ten epochs over a folder larger than the cache, in a fresh process (as `dlw train` runs)."""
+    import json
+    import subprocess
+    import sys
 
     rng = np.random.default_rng(1)
     paths = []
@@ -271,14 +291,9 @@ def test_streaming_memory_stays_flat(tmp_path):
         paths.append(str(path))
     epoch_bytes = 300 * 96 * 96 * 3  # 7.9 MiB decoded per epoch
     assert not img.cache_fits(len(paths), (96, 96), 3, cache_mb=4)  # so streamed
-    process, rss = psutil.Process(), []
-
-    class Measure(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            rss.append(process.memory_info().rss)
-
-    stream = ImageStream(paths, np.arange(300) % 2, (96, 96), 3, 32, shuffle=True, seed=0, workers=2)
-    _tiny_model((96, 96, 3)).fit(stream, epochs=10, verbose=0, callbacks=[Measure()])
+    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *paths], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rss = json.loads(done.stdout.strip().splitlines()[-1])
     # Keeping decoded batches would add 6 epochs' worth (47 MiB) between the middles of epochs 2-4 and 8-10;
     # the allocator's arenas for Keras's prefetch threads wobble by up to ~15 MiB without growing.
     early, late = np.median(rss[1:4]), np.median(rss[7:10])

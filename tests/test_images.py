@@ -208,6 +208,7 @@ def test_dlw_run_digits_meets_the_bar(tmp_path):
     proc = run_dlw("run", "digits", "--quiet", cwd=tmp_path, env={"KERAS_BACKEND": None})
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
+    assert "absl" not in proc.stderr and "oneDNN" not in proc.stderr, "TensorFlow's start-up chatter reached the user"
     folder = tmp_path / "runs" / "digits"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.95
@@ -217,6 +218,16 @@ def test_dlw_run_digits_meets_the_bar(tmp_path):
     assert seconds < 60, f"dlw run digits took {seconds:.1f} s"
     if importlib.util.find_spec("tensorflow") is not None:
         assert json.loads((folder / "run.json").read_text())["backend"] == "tensorflow"
+
+
+def test_cli_init_writes_an_image_config_that_trains(photos, tmp_path):
+    proc = run_dlw("init", str(photos), "--output", str(tmp_path / "photos.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "photos.yaml").read_text()
+    assert "image_size: [16, 16]" in text and "channels: 3" in text and "kind: cnn" in text
+    assert "one 120, seven 120, zero 120" in text and "broken.png" in text
+    run = train(tmp_path / "photos.yaml", tmp_path / "from-config", ["train.epochs=3"])
+    assert run.schema.size == [16, 16] and run.config.data.source == str(photos)
 
 
 def test_cli_refuses_a_folder_with_one_class(tmp_path):

@@ -6,10 +6,9 @@ before any ``import keras`` in dlw. A user's own ``KERAS_BACKEND`` always wins.
 
 from __future__ import annotations
 
-import os
-
 import contextlib
 import importlib.util
+import os
 import sys
 
 DEFAULT_BACKEND = "jax"
@@ -25,7 +24,28 @@ def ensure_backend(default: str = DEFAULT_BACKEND) -> str:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes
-    return os.environ["KERAS_BACKEND"]
+    backend = os.environ["KERAS_BACKEND"]
+    if backend == "tensorflow" and "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow"):
+        _import_quietly("tensorflow")
+    return backend
+
+
+def _import_quietly(name: str) -> None:
+    """Import ``name`` with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow 2.21 logs "oneDNN custom operations are on" through absl before
+    TF_CPP_MIN_LOG_LEVEL applies, twice, straight to fd 2; Python-level errors
+    still surface as exceptions.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        importlib.import_module(name)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def backend_for(images: bool) -> str:

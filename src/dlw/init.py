@@ -1,4 +1,4 @@
-"""``dlw init``: steps 1-2 on a new table, written down as a commented config to edit."""
+"""``dlw init``: steps 1-2 on a new table or image folder, written down as a commented config to edit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from dlw.config import Config, DataConfig, load_spec
-from dlw.data.builtin import BUILTINS
+from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
 from dlw.errors import DlwError
 from dlw.schema import Schema, category_strings
 from dlw.workflow import data_origin, load_labelled
@@ -15,9 +17,11 @@ from dlw.workflow import data_origin, load_labelled
 
 def write_config(data: str, target: str | None, output: Path | None = None) -> str:
     """A commented YAML config for ``data``: what was inferred, and every key at its default."""
-    if data not in BUILTINS and Path(data).suffix.lower() in (".yaml", ".yml"):
+    if data not in (*BUILTINS, *IMAGE_BUILTINS) and Path(data).suffix.lower() in (".yaml", ".yml"):
         raise DlwError(f"{data}: is already a config; `dlw init` takes a data file (CSV/Parquet) or a built-in name")
     spec = load_spec(data, target)
+    if spec.images:
+        return _image_config(data, spec, output)
     frame, labelled, dropped, problem = load_labelled(spec)
     schema = Schema.infer(labelled, spec.data.target, origin=data_origin(spec)).fit(labelled)
     source = data if data in BUILTINS else _relative_source(Path(data), output)
@@ -66,6 +70,67 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
         f"  seed: {defaults.train.seed}",
         "loss: auto       # or a Keras loss name",
         "metrics: auto    # or a list of Keras metric names",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _image_config(data: str, spec: Config, output: Path | None) -> str:
+    """The config for an image folder, a CSV of image paths, or ``digits``: what was found, every key at its default."""
+    from dlw.console import Console
+    from dlw.imaging import choose_shape, find_images, image_problem
+
+    images = find_images(spec)
+    problem = image_problem(images, spec)
+    size, channels, why = choose_shape(images, spec, Console(quiet=True))
+    source = data if data in IMAGE_BUILTINS else _relative_source(Path(data), output)
+    defaults = Config(data=DataConfig(source=source, target=spec.data.target))
+    m = defaults.model
+    summary = images.skipped_summary()
+    lines = [
+        f"# dlw config for {data}, written by `dlw init` on {time.strftime('%Y-%m-%d')}.",
+        f"# {len(images)} images" + (f"; {summary}" if summary else "."),
+        f"# Step 1, the problem: {problem.question.replace('a row belongs', 'an image belongs')}",
+        f"#   task inferred: {problem.task} ({problem.reason}).",
+        "# Every key below is at its default; edit what you need. `dlw schema` documents them all.",
+        f"name: {spec.name}",
+        "data:",
+        f"  source: {_scalar(source)}    # a folder of class subfolders, a CSV of image paths (relative to this file), or digits",
+        f"  target: {_scalar(spec.data.target)}",
+    ]
+    if images.kind == "csv":
+        lines.append(f"  image_column: {_scalar(spec.data.image_column) if spec.data.image_column else 'null'}    # null: found by its values")
+    if problem.classes:
+        counts = pd.Series(images.labels).value_counts().to_dict() if images.labels is not None else {}
+        shown = ", ".join(f"{c} {counts[c]}" if c in counts else str(c) for c in problem.classes[:12])
+        lines.append(f"  # Step 2, the classes: {shown}{', ...' if len(problem.classes) > 12 else ''}")
+    lines += [
+        f"  image_size: [{size[0]}, {size[1]}]    # {why}",
+        f"  channels: {channels}         # 1 grey, 3 colour",
+        "  augment: null       # e.g. {flip: horizontal, rotation: 0.05, zoom: 0.1, translation: 0.1, contrast: 0.1}; training only",
+        f"  cache_mb: {defaults.data.cache_mb}      # decoded images stay in memory when they fit; else streamed from disk",
+        "  split:",
+        f"    validation: {defaults.data.split.validation}",
+        f"    test: {defaults.data.split.test}         # held out: used only for the final measurement",
+        f"    seed: {defaults.data.split.seed}",
+        f"task: auto    # inferred: {problem.task}",
+        "model:",
+        "  kind: cnn          # or pretrained, with backbone: a keras.applications name, a .keras file or a dlw run folder",
+        f"  conv_filters: {m.conv_filters}",
+        f"  dense_layers: {m.dense_layers}",
+        "  dropout: 0.3",
+        f"  batch_norm: {str(m.batch_norm).lower()}",
+        "  # backbone: MobileNetV3Small",
+        "  # freeze: true",
+        "  # fine_tune: {layers: 20, learning_rate: 1.0e-5, epochs: 10}",
+        "train:",
+        f"  epochs: {defaults.train.epochs}       # an upper bound; early stopping usually ends sooner",
+        f"  batch_size: {defaults.train.batch_size}",
+        f"  optimizer: {defaults.train.optimizer}",
+        f"  learning_rate: {defaults.train.learning_rate}",
+        "  early_stopping:    # or false",
+        f"    patience: {defaults.train.early_stopping.patience}",
+        f"    monitor: {defaults.train.early_stopping.monitor}",
+        f"  seed: {defaults.train.seed}",
     ]
     return "\n".join(lines) + "\n"
 
