@@ -239,6 +239,16 @@ def test_cli_refuses_a_folder_with_one_class(tmp_path):
     assert last.startswith("dlw: error: ") and "one-class" in last and "at least 2" in last
 
 
+def test_cli_names_the_missing_imagenet_weights_file(photos, tmp_path):
+    home = tmp_path / "empty-keras-home"
+    proc = run_dlw("train", str(photos), "--set", "model.backbone=MobileNetV3Small", "--out", str(tmp_path / "r"),
+                   cwd=tmp_path, env={"KERAS_HOME": str(home), "KERAS_BACKEND": None})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("dlw: error: ") and "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5" in last
+    assert str(home / "models") in last and not (tmp_path / "r").exists()
+
+
 def test_cli_refuses_an_mlp_on_images(tmp_path):
     write_folder(tmp_path / "imgs", [3, 4], stop=10)
     proc = run_dlw("train", str(tmp_path / "imgs"), "--set", "model.kind=mlp", cwd=tmp_path)
