@@ -101,6 +101,14 @@ def test_predict_a_nested_folder_of_new_images(photos_run, tmp_path):
     assert (out["prediction"] == truth).mean() >= 0.8
 
 
+def test_the_default_cnn_on_a_folder_it_was_not_tuned_to(tmp_path):
+    """No overrides at all: digits 3, 5, 8 and 9 (the classes most alike) as 12x12 grey PNGs/JPEGs."""
+    write_folder(tmp_path / "alike", [3, 5, 8, 9], size=12, mode="L")
+    run = dlw.Workflow.from_config(str(tmp_path / "alike"), quiet=True).train(out=tmp_path / "run")
+    assert run.config.model.conv_filters == [32, 64, 128]  # the defaults, untouched
+    assert run.metrics["test"]["accuracy"] >= 0.9, run.metrics["test"]
+
+
 def test_a_csv_of_image_paths_trains_and_predicts(photos, tmp_path):
     rows = [{"file": str(p.relative_to(photos)), "kind": p.parent.name} for p in sorted(photos.rglob("*.png"))]
     rows.append({"file": "one/missing.png", "kind": "one"})
