@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 
 import numpy as np
@@ -110,15 +111,17 @@ def test_the_default_cnn_on_a_folder_it_was_not_tuned_to(tmp_path):
 
 
 def test_a_csv_of_image_paths_trains_and_predicts(photos, tmp_path):
-    rows = [{"file": str(p.relative_to(photos)), "kind": p.parent.name} for p in sorted(photos.rglob("*.png"))]
-    rows.append({"file": "one/missing.png", "kind": "one"})
-    listing = photos / "listing.csv"
+    # paths relative to the CSV, which lives elsewhere (the shared photos folder stays as it was)
+    listing = tmp_path / "lists" / "listing.csv"
+    listing.parent.mkdir()
+    rows = [{"file": os.path.relpath(p, listing.parent), "kind": p.parent.name} for p in sorted(photos.rglob("*.png"))]
+    rows.append({"file": "../missing/one.png", "kind": "one"})
     pd.DataFrame(rows).to_csv(listing, index=False)
     run = train(listing, tmp_path / "csv-run", target="kind")
     assert run.metrics["test"]["accuracy"] >= 0.85
     schema = json.loads((run.path / "schema.json").read_text())
     assert schema["image_column"] is None and schema["source_kind"] == "csv"
-    assert "missing.png" in " ".join(schema["preparation"]["notes"])
+    assert "missing/one.png" in " ".join(schema["preparation"]["notes"])
     out = run.predict(listing)
     assert len(out) == len(rows) - 2  # the missing file and the broken PNG are skipped
 

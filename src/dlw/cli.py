@@ -109,6 +109,44 @@ def train(
 
 @app.command()
 @_reports_errors
+def tune(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", help="Finished trials the study should hold, all workers together (tune.trials)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds after which this worker starts no new trial (tune.timeout)."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna storage URL shared by workers: sqlite:///study.db, postgresql://user@host/db (default: OUT/study.db)."
+    ),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in the storage (default: the config's name)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tuning folder to write (default runs/<name>-tune)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the study of that name in the storage and start afresh."),
+    set_: list[str] = SetOpt,
+    target: Optional[str] = TargetOpt,
+    quiet: bool = QuietOpt,
+):
+    """Step 7: search hyperparameters with Optuna on the validation split; retrain the best as OUT/best.
+
+    Running the same command again continues the study; several processes (or machines) given the
+    same --storage and --study share it.
+    """
+    from dlw.config import load_spec
+    from dlw.console import Console
+    from dlw.tune import TuneInterrupted, tune as run_tune
+
+    overrides = list(set_)
+    if trials is not None:
+        overrides.append(f"tune.trials={trials}")
+    if timeout is not None:
+        overrides.append(f"tune.timeout={timeout}")
+    config = load_spec(source, target, overrides)
+    try:
+        run_tune(config, out=out, storage=storage, study_name=study, overwrite=overwrite, console=Console(quiet=quiet))
+    except TuneInterrupted as exc:
+        print(f"dlw: {exc}", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+@_reports_errors
 def init(
     data: str = typer.Argument(..., help="A CSV/Parquet file or a built-in data set."),
     target: Optional[str] = TargetOpt,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from dlw.errors import ConfigError
 
@@ -164,6 +164,11 @@ class TrainConfig(_Strict):
         description="false, or {patience, monitor}; the best epoch's weights are restored.",
     )
     seed: int = Field(42, description="Seed of weight initialisation, dropout and shuffling.")
+    distribute: Literal["auto", "none", "data_parallel"] = Field(
+        "auto",
+        description="Training across devices (JAX): data_parallel splits each batch over every device (and host, "
+        "with JAX_COORDINATOR_ADDRESS set); auto does so when there is more than one device; none uses one.",
+    )
 
     @field_validator("early_stopping", mode="before")
     @classmethod
@@ -180,6 +185,136 @@ class ChecksConfig(_Strict):
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of the test rows for the verdict's 95% interval.")
 
 
+class Distribution(_Strict):
+    """One hyperparameter's range: exactly one of ``choice``, ``float`` or ``int``."""
+
+    choice: list[Any] | None = Field(None, min_length=1, description="Try one of these values.")
+    float_: list[float] | None = Field(None, alias="float", min_length=2, max_length=2, description="[low, high], a real number.")
+    int_: list[int] | None = Field(None, alias="int", min_length=2, max_length=2, description="[low, high], a whole number.")
+    log: bool = Field(False, description="float/int: sample on a log scale (low must be above 0).")
+    step: float | None = Field(None, gt=0, description="float/int: only multiples of this step above low.")
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True, serialize_by_alias=True)
+
+    @model_validator(mode="after")
+    def _one_kind(self):  # noqa: C901
+        kinds = [k for k, v in (("choice", self.choice), ("float", self.float_), ("int", self.int_)) if v is not None]
+        if len(kinds) != 1:
+            found = " and ".join(kinds) if kinds else "none of them"
+            raise ValueError(f"expected exactly one of choice: [...], float: [low, high] or int: [low, high], found {found}")
+        if kinds[0] == "choice":
+            if self.log or self.step is not None:
+                raise ValueError("log and step apply to float and int ranges, not to choice")
+            return self
+        low, high = self.float_ or self.int_
+        if not low < high:
+            raise ValueError(f"{kinds[0]}: [low, high] needs low < high, found [{low}, {high}]")
+        if self.log and low <= 0:
+            raise ValueError(f"log: true needs low > 0, found {low}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _only_what_is_set(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None and not (k == "log" and v is False)}
+
+
+# Keys a trial may not change: they decide which rows are the test set, or what is predicted.
+UNTUNABLE = ("name", "data.source", "data.target", "data.split", "task", "tune", "checks")
+
+
+class TuneConfig(_Strict):
+    """Hyperparameter search with Optuna (``dlw tune``, step 7): trials see the train and validation splits only."""
+
+    trials: int = Field(20, ge=1, description="Finished trials (complete or pruned) the study should hold, all workers together.")
+    timeout: float | None = Field(None, gt=0, description="Seconds after which this worker starts no new trial; default: no limit.")
+    metric: str = Field("val_loss", description="Logged validation quantity to optimise, e.g. val_loss, val_accuracy, val_auc.")
+    direction: Literal["minimize", "maximize"] | None = Field(
+        None, description="minimize or maximize the metric; default: minimize for losses and errors, maximize otherwise."
+    )
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler: tpe (TPESampler) or random (RandomSampler).")
+    pruner: Literal["median", "none"] = Field("median", description="Stop poor trials early (MedianPruner on the per-epoch metric), or none.")
+    seed: int = Field(42, description="Seed of the sampler; trial N samples with seed + N, so workers never repeat each other.")
+    search_space: dict[str, Distribution] | None = Field(
+        None,
+        description="Ranges keyed by config path, e.g. {model.dropout: {float: [0, 0.5]}, train.learning_rate: {float: [1e-4, 1e-2], log: true}, "
+        "model.hidden_layers: {choice: [[32], [64, 32]]}}; default: a space for the model kind.",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _validation_metric(cls, value: str) -> str:
+        if not value.startswith("val_"):
+            raise ValueError(f"trials are measured on the validation split only: use a logged val_* quantity, e.g. val_{value}")
+        return value
+
+    @property
+    def maximize(self) -> bool:
+        if self.direction is not None:
+            return self.direction == "maximize"
+        name = self.metric.removeprefix("val_").lower()
+        return not any(word in name for word in ("loss", "error", "mae", "mse", "rmse", "crossentropy", "hinge"))
+
+
+def search_path_problem(path: str) -> str | None:
+    """Why ``path`` (e.g. ``model.dropout``) cannot be tuned, or None when it can."""
+    if any(path == key or path.startswith(key + ".") for key in UNTUNABLE):
+        return "this key cannot be tuned (it decides the data, the split or the tuning itself)"
+    model: type[BaseModel] | None = Config
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        fields = model.model_fields if model else {}
+        if part not in fields:
+            where = ".".join(parts[:i]) or "the top level"
+            close = difflib.get_close_matches(part, list(fields), n=1)
+            hint = f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else ""
+            return f"not a config key ({part!r} is not a key of {where}){hint}"
+        annotation = fields[part].annotation
+        nested = next((t for t in getattr(annotation, "__args__", (annotation,)) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if i < len(parts) - 1 and nested is None:
+            return f"not a config key ({'.'.join(parts[: i + 1])!r} is a value, not a section)"
+        model = nested
+    if model is not None and path != "train.early_stopping":
+        return "names a section; name one of its keys, e.g. " + f"{path}.{next(iter(model.model_fields))}"
+    return None
+
+
+def set_path(raw: dict, path: str, value: Any) -> dict:
+    """A copy of ``raw`` with the dotted ``path`` set to ``value`` (sections created as needed)."""
+    import copy
+
+    result = copy.deepcopy(raw)
+    node = result
+    *parents, last = path.split(".")
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
+    return result
+
+
+def check_search_space(config: "Config", origin: str) -> None:
+    """Every value a search space can produce must be valid for its key; errors name the key."""
+    space = config.tune.search_space or {}
+    base = config.model_dump(mode="json", exclude={"tune"})
+    for path, dist in space.items():
+        problem = search_path_problem(path)
+        if problem:
+            raise ConfigError(f"{origin}: key 'tune.search_space.{path}': {problem}")
+        values = dist.choice if dist.choice is not None else (dist.float_ or dist.int_)
+        for value in values:
+            raw = set_path(base, path, value)
+            try:
+                Config.model_validate(raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise ConfigError(
+                    f"{origin}: key 'tune.search_space.{path}': the value {value!r} is not valid for {path} ({err['msg']})"
+                ) from None
+
+
 class Config(_Strict):
     """A whole run: data, task, model, training, loss and metrics."""
 
@@ -193,6 +328,7 @@ class Config(_Strict):
     loss: str = Field("auto", description="'auto' (from the task) or a Keras loss name.")
     metrics: list[str] | Literal["auto"] = Field("auto", description="'auto' or a list of Keras metric names.")
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @property
     def images(self) -> bool:
@@ -205,7 +341,10 @@ class Config(_Strict):
 
 _MODEL_NAMES = {
     m.__name__
-    for m in (SplitConfig, AugmentConfig, DataConfig, FineTuneConfig, ModelConfig, EarlyStoppingConfig, TrainConfig, ChecksConfig, Config)
+    for m in (
+        SplitConfig, AugmentConfig, DataConfig, FineTuneConfig, ModelConfig, EarlyStoppingConfig, TrainConfig, ChecksConfig,
+        Distribution, TuneConfig, Config,
+    )
 }
 
 
@@ -254,9 +393,11 @@ def validate(raw: Any, origin: str) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: the config must be a mapping of keys (data:, model:, ...), found {type(raw).__name__}")
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+    check_search_space(config, origin)
+    return config
 
 
 def describe_validation_error(exc: ValidationError) -> str:

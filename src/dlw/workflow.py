@@ -194,7 +194,9 @@ class Workflow:
         from dlw.objectives import check_monitor, check_names, choose_objective
 
         check_names(self.config.loss, self.config.metrics)
-        choose_backend(self.config.images)
+        from dlw.distribute import apply_distribution, choose_backend_for
+
+        choose_backend_for(self.config)  # data_parallel needs JAX
         backbone = None
         if self.config.model.kind == "pretrained":
             from dlw.models.pretrained import resolve_backbone
@@ -210,6 +212,7 @@ class Workflow:
         from dlw.honesty import small_data_warnings, trainable_parameters
 
         import_keras()
+        distribution = apply_distribution(self.config, console)  # before any variable is created
         set_seed(self.config.train.seed)
         model, base = build_model(self.config, prepared, objective, backbone)
         console.step(5, f"model: {describe_model(model, self.config, backbone, base)}")
@@ -218,7 +221,11 @@ class Workflow:
             console.warn(warning)
         tc = self.config.train
         console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}")
-        result = train_model(model, base, prepared, objective, self.config, console)
+        from dlw.distribute import for_devices, release
+
+        fit_prepared, fit_config = for_devices(prepared, self.config, distribution)  # batches split evenly over devices
+        result = train_model(model, base, fit_prepared, objective, fit_config, console)
+        release(distribution)
         with writer as tmp:
             console.attach_log(tmp / "run.log")
             try:
@@ -228,7 +235,8 @@ class Workflow:
                 if sufficiency:
                     self._sufficiency(tmp, prepared, objective, backbone, metrics)
                 write_json(tmp / "metrics.json", metrics)
-                write_json(tmp / "run.json", run_manifest(self.config, prepared, time.perf_counter() - started))
+                manifest = run_manifest(self.config, prepared, time.perf_counter() - started)
+                write_json(tmp / "run.json", {**manifest, "distribution": distribution})
                 if report:
                     from dlw.report import write_report
 
@@ -261,11 +269,13 @@ class Workflow:
         note = "(standardized target)" if prepared.target_scaling else ""
         plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", note)
         checks = self.config.checks
+        from dlw.ood import METHOD as OOD_METHOD
+
         detector = fit_detector(model, prepared, checks.ood_rate)
         detector[0].save(folder)
         outputs: dict = {}
         metrics = measure(model, prepared, self.console, plots_to=folder, detector=detector, outputs=outputs, bootstrap=checks.bootstrap)
-        metrics["ood"]["method"] = detector[0].describe() if hasattr(detector[0], "describe") else "Mahalanobis"
+        metrics["ood"]["method"] = OOD_METHOD
         metrics["training"] = {
             "epochs_run": int(len(result.history)),
             "best_epoch": result.best_epoch,
@@ -277,10 +287,10 @@ class Workflow:
         metrics["warnings"] = warnings
         self._test_predictions(folder, prepared, outputs)
         if prepared.is_images:
-            metrics["explanations"] = {"occlusion": image_occlusion(model, prepared, folder)}
+            metrics["explanations"] = {"occlusion": image_occlusion(model, prepared, folder), "limits": EXPLANATION_LIMITS}
         else:
             table = table_importance(model, prepared, folder, self.config.train.seed)
-            metrics["explanations"] = {"importance": table.head(10).to_dict(orient="records")}
+            metrics["explanations"] = {"importance": table.head(10).to_dict(orient="records"), "limits": EXPLANATION_LIMITS}
         return metrics
 
     def _test_predictions(self, folder: Path, prepared: Prepared, outputs: dict) -> None:
@@ -358,15 +368,24 @@ def build_model(config: Config, prepared: Prepared, objective, backbone=None):
     )
 
 
-def train_model(model, base, prepared: Prepared, objective, config: Config, console: Console):
-    """Step 6: compile and fit; for a pretrained backbone with ``fine_tune``, a second phase at a lower rate."""
+EXPLANATION_LIMITS = (
+    "these describe what this model relies on, not causes in the world: a column or region can matter to the "
+    "model because it goes with the real cause, and changing it need not change the outcome"
+)
+
+
+def train_model(model, base, prepared: Prepared, objective, config: Config, console: Console, callbacks=()):
+    """Step 6: compile and fit; for a pretrained backbone with ``fine_tune``, a second phase at a lower rate.
+
+    ``callbacks`` (Keras callbacks, e.g. tuning's pruning) are added to both phases.
+    """
     from dlw.train import compile_model, fit
 
     tc = config.train
     compile_model(model, objective, tc)
     x, y = _train_xy(prepared, config)
     vx, vy = _validation_xy(prepared, config)
-    result = fit(model, x, y, vx, vy, tc, console)
+    result = fit(model, x, y, vx, vy, tc, console, extra_callbacks=callbacks)
     how = "early stopping" if result.stopped_early else "the epoch limit"
     console.say(f"    stopped after {len(result.history)} epochs ({how}); weights of epoch {result.best_epoch} kept; {result.seconds:.1f} s")
     ft = config.model.fine_tune
@@ -378,7 +397,7 @@ def train_model(model, base, prepared: Prepared, objective, config: Config, cons
     phase2 = tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs})
     compile_model(model, objective, phase2)
     console.say(f"    fine-tuning: {trainable} top layer(s) of the backbone unfrozen, lr {ft.learning_rate:g}, up to {ft.epochs} epochs")
-    second = fit(model, x, y, vx, vy, phase2, console)
+    second = fit(model, x, y, vx, vy, phase2, console, extra_callbacks=callbacks)
     console.say(f"    fine-tuning stopped after {len(second.history)} epochs; weights of its epoch {second.best_epoch} kept; {second.seconds:.1f} s")
     return result.then(second)
 
