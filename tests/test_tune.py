@@ -153,6 +153,12 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
                                      "body_mass_g": [3750.0], "island": ["Torgersen"], "sex": ["male"], "year": [2007]}))
     assert rows["prediction"].iloc[0] == "Adelie"
     assert run.metrics["test"]["accuracy"] >= 0.9
+    # ... whose report tells the tuning story: the trials, the best settings, Optuna's plots.
+    assert len(pd.read_csv(out / "best" / "tuning.csv")) == 6
+    html = (out / "best" / "report.html").read_text()
+    tuning = html[html.index("7. Tuning") : html.index("8. Performance")]
+    assert "6</strong> trial(s) tried" in tuning and "Best settings" in tuning and "train.learning_rate" in tuning
+    assert tuning.count("data:image/png;base64,") == 2
 
     # Resumable: the same storage, a larger target: the study continues from 6 to 8 trials.
     seen.clear()

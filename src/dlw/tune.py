@@ -550,12 +550,39 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
     else:
         console.say(f"    training the best config once more, measured on the untouched test split: {best_dir}")
         result.run = workflow.Workflow(best_config, console).train(out=best_dir, overwrite=True)
+    _attach_tuning(best_dir, out, config, values, study_name, finished)
     metrics = result.run.metrics
     main = metrics.get("main_metric")
     if main and main in metrics.get("test", {}):
         console.say(f"    best config on the test split: {main} {metrics['test'][main]:.4f}")
     console.say(f"tuning folder: {out}")
     return result
+
+
+def _attach_tuning(best_dir: Path, out: Path, config: Config, values: dict, study_name: str, finished: int) -> None:
+    """Give the best run folder its tuning story (table, plots, settings), then write its report.html.
+
+    The report's "Tuning" section reads ``tuning.csv``, ``tuning.json`` and ``tuning_*.png`` from
+    the run folder itself, so the best run stays self-describing when copied elsewhere.
+    """
+    import shutil
+
+    from dlw.report import write_report
+
+    tc = config.tune
+    shutil.copyfile(out / "tuning.csv", best_dir / "tuning.csv")
+    for name in ("history", "importances"):
+        if (out / f"{name}.png").is_file():
+            shutil.copyfile(out / f"{name}.png", best_dir / f"tuning_{name}.png")
+    info = {
+        "method": f"Optuna, {tc.sampler} sampler, {tc.pruner} pruner; study {study_name!r}, {finished} finished trial(s)",
+        "metric": tc.metric,
+        "objective": "value",
+        "direction": "maximize" if tc.maximize else "minimize",
+        "best_params": {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in values.items()},
+    }
+    _write_atomic(best_dir / "tuning.json", json.dumps(info, indent=2) + "\n")
+    write_report(best_dir)
 
 
 def _same_config(folder: Path, config: Config) -> bool:
