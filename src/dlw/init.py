@@ -59,15 +59,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
         f"  hidden_layers: {defaults.model.hidden_layers}",
         "  dropout: 0.1",
         f"  activation: {defaults.model.activation}",
-        "train:",
-        f"  epochs: {defaults.train.epochs}       # an upper bound; early stopping usually ends sooner",
-        f"  batch_size: {defaults.train.batch_size}",
-        f"  optimizer: {defaults.train.optimizer}",
-        f"  learning_rate: {defaults.train.learning_rate}",
-        "  early_stopping:    # or false",
-        f"    patience: {defaults.train.early_stopping.patience}",
-        f"    monitor: {defaults.train.early_stopping.monitor}",
-        f"  seed: {defaults.train.seed}",
+        *_train_lines(defaults),
         "loss: auto       # or a Keras loss name",
         "metrics: auto    # or a list of Keras metric names",
     ]
@@ -122,17 +114,24 @@ def _image_config(data: str, spec: Config, output: Path | None) -> str:
         "  # backbone: MobileNetV3Small",
         "  # freeze: true",
         "  # fine_tune: {layers: 20, learning_rate: 1.0e-5, epochs: 10}",
-        "train:",
-        f"  epochs: {defaults.train.epochs}       # an upper bound; early stopping usually ends sooner",
-        f"  batch_size: {defaults.train.batch_size}",
-        f"  optimizer: {defaults.train.optimizer}",
-        f"  learning_rate: {defaults.train.learning_rate}",
-        "  early_stopping:    # or false",
-        f"    patience: {defaults.train.early_stopping.patience}",
-        f"    monitor: {defaults.train.early_stopping.monitor}",
-        f"  seed: {defaults.train.seed}",
+        *_train_lines(defaults),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _train_lines(defaults: Config) -> list[str]:
+    t = defaults.train
+    return [
+        "train:",
+        f"  epochs: {t.epochs}       # an upper bound; early stopping usually ends sooner",
+        f"  batch_size: {t.batch_size}",
+        f"  optimizer: {t.optimizer}",
+        f"  learning_rate: {t.learning_rate}",
+        "  early_stopping:    # or false",
+        f"    patience: {t.early_stopping.patience}",
+        f"    monitor: {t.early_stopping.monitor}",
+        f"  seed: {t.seed}",
+    ]
 
 
 def _relative_source(path: Path, output: Path | None) -> str:

@@ -66,9 +66,15 @@ def build_cnn(
             x = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(x)
             size //= 2
     x = keras.layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inputs=inputs, outputs=dense_head(x, objective, dense_layers, dropout), name="dlw_cnn")
+
+
+def dense_head(x, objective: Objective, dense_layers, dropout: float, prefix: str = ""):
+    """Dense(relu) + Dropout per entry of ``dense_layers``, then the task's output layer, named ``output``."""
+    import keras
+
     for i, units in enumerate(dense_layers, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"{prefix}dense_{i}")(x)
         if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(objective.output_units, activation=objective.output_activation, name="output")(x)
-    return keras.Model(inputs=inputs, outputs=outputs, name="dlw_cnn")
+            x = keras.layers.Dropout(dropout, name=f"{prefix}dropout_{i}")(x)
+    return keras.layers.Dense(objective.output_units, activation=objective.output_activation, name="output")(x)

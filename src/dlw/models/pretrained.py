@@ -575,11 +575,9 @@ def build_pretrained(
         x = keras.layers.GlobalAveragePooling1D(name="features")(x)
     elif len(x.shape) != 2:
         x = keras.layers.Flatten(name="features")(x)
-    for i, units in enumerate(dense_layers, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"head_dense_{i}")(x)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
-    outputs = keras.layers.Dense(objective.output_units, activation=objective.output_activation, name="output")(x)
+    from dlw.models.cnn import dense_head
+
+    outputs = dense_head(x, objective, dense_layers, dropout, prefix="head_")
     return keras.Model(inputs=inputs, outputs=outputs, name="dlw_pretrained"), backbone
 
 
