@@ -299,7 +299,8 @@ def test_ctrl_c_marks_the_running_trial_failed_and_keeps_the_rest(tmp_path):
     while not lines.empty():
         rest.append(lines.get())
     text = "".join(seen + rest)
-    assert "dlw: interrupted:" in text and "run the same command again to continue" in text, text[-2000:]
+    assert "dlw: interrupted: trial " in text and "marked failed" in text, text[-2000:]
+    assert "run the same command again to continue" in text
     from optuna.trial import TrialState
 
     study = _study(url, "s")

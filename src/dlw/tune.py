@@ -18,11 +18,14 @@ the same ``--storage`` and ``--study`` share it: each trial samples with its own
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
 import os
 import random
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -280,11 +283,50 @@ def open_study(config: Config, storage_url: str, study_name: str, overwrite: boo
     return study
 
 
+# --- Ctrl-C ------------------------------------------------------------------------
+
+
+class _StopRequest:
+    """Ctrl-C during tuning, acted on at safe points only.
+
+    A KeyboardInterrupt raised wherever the signal lands can cut a storage write in
+    half and leave the database locked by this very process (seen once in CI: the
+    process then hung for over a minute). So the first Ctrl-C only sets a flag; the
+    running trial raises at its next batch end (inside ``fit``, never inside the
+    storage), Optuna marks it FAIL, and between trials the study stops. A second
+    Ctrl-C interrupts at once.
+    """
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.warn("stopping: the running trial will be marked failed (Ctrl-C again to stop at once)")
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals go to the main thread only; nothing to install
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 # --- trials -----------------------------------------------------------------------
 
 
-def _pruning_callback(trial, metric: str):
-    """A Keras callback: report ``metric`` to the trial after every epoch; stop fitting when Optuna prunes."""
+def _pruning_callback(trial, metric: str, stop: _StopRequest | None = None):
+    """A Keras callback: report ``metric`` to the trial after every epoch; stop fitting when Optuna prunes.
+
+    It is also where a Ctrl-C (``stop``) takes effect: at the next batch end.
+    """
     import keras
 
     class PruneOnPlateau(keras.callbacks.Callback):
@@ -292,6 +334,10 @@ def _pruning_callback(trial, metric: str):
             super().__init__()
             self.step = 0
             self.pruned_at: int | None = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if stop is not None and stop.requested:
+                raise KeyboardInterrupt
 
         def on_epoch_end(self, epoch, logs=None):
             value = (logs or {}).get(metric)
@@ -309,11 +355,12 @@ def _pruning_callback(trial, metric: str):
 class Objective:
     """Optuna's objective: train one trial's config on train rows, score it on validation rows."""
 
-    def __init__(self, config: Config, space: dict[str, Distribution], console: Console):
-        self.config, self.space, self.console = config, space, console
+    def __init__(self, config: Config, space: dict[str, Distribution], console: Console, stop: _StopRequest | None = None):
+        self.config, self.space, self.console, self.stop = config, space, console, stop
         self._prepared: dict[str, Any] = {}
         self._said = False
         self.running: set[int] = set()  # trial numbers this process has started and not finished
+        self.started: list[int] = []  # every trial number this process started
 
     def data_for(self, config: Config):
         """The trials' data (test split removed), prepared once per distinct ``data`` section."""
@@ -327,6 +374,7 @@ class Objective:
 
     def __call__(self, trial) -> float:
         self.running.add(trial.number)
+        self.started.append(trial.number)
         try:
             return self._run(trial)
         finally:
@@ -348,7 +396,9 @@ class Objective:
         distribution = apply_distribution(config, QUIET)
         set_seed(config.train.seed)
         model, base = workflow.build_model(config, prepared, objective, None)
-        pruning = _pruning_callback(trial, config.tune.metric)
+        if self.stop is not None and self.stop.requested:
+            raise KeyboardInterrupt  # Ctrl-C came between trials: this one is marked failed at once
+        pruning = _pruning_callback(trial, config.tune.metric, self.stop)
         fit_prepared, fit_config = for_devices(prepared, config, distribution)
         start = time.perf_counter()
         try:
@@ -398,6 +448,14 @@ def _progress(total: int, console: Console, metric: str):
         console.say(f"    trial {finished}/{total} (#{trial.number}, {trial.duration.total_seconds():.1f} s): {what}; {best}")
 
     return report
+
+
+def _stop_when_asked(stop: _StopRequest):
+    def check(study, trial) -> None:
+        if stop.requested:
+            study.stop()
+
+    return check
 
 
 def _stop_after_failures(limit: int):
@@ -467,7 +525,8 @@ def tune(
     total = config.tune.trials
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
-    objective = Objective(config, space, console)
+    stop = _StopRequest(console)
+    objective = Objective(config, space, console, stop)
     if done < total:
         # Prepare (and check) the data before the first trial, so a data error is one line, not a failed trial.
         prepared = objective.data_for(config)
@@ -487,11 +546,18 @@ def tune(
             optuna.study.MaxTrialsCallback(total, states=finished_states),
             _progress(total, console, config.tune.metric),
             _stop_after_failures(max(3, total)),
+            _stop_when_asked(stop),
         ]
         try:
-            study.optimize(objective, n_trials=None, timeout=config.tune.timeout, callbacks=callbacks, gc_after_trial=False)
+            with stop.installed():
+                study.optimize(objective, n_trials=None, timeout=config.tune.timeout, callbacks=callbacks, gc_after_trial=False)
+                if stop.requested:  # stopped between trials
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             failed = _fail_running(study, objective.running)
+            if not failed and objective.started:  # Optuna marked the interrupted trial failed itself
+                last = next((t for t in study.get_trials(deepcopy=False) if t.number == objective.started[-1]), None)
+                failed = [last.number] if last is not None and last.state == optuna.trial.TrialState.FAIL else []
             _write_table(study, space, out)
             kept = len(study.get_trials(deepcopy=False, states=finished_states))
             note = f"trial {', '.join(map(str, failed))} marked failed; " if failed else ""
