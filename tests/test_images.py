@@ -275,3 +275,17 @@ def test_cli_predict_writes_paths_and_probabilities(photos_run, tmp_path):
     preds = pd.read_csv(tmp_path / "preds.csv")
     assert list(preds.columns) == ["path", "prediction", "prob_one", "prob_seven", "prob_zero", "ood", "ood_score"]
     assert len(preds) == 5 and (preds["prediction"] == "one").mean() >= 0.8
+
+
+def test_tuning_an_image_folder(tmp_path):
+    """`dlw tune` on images: the CNN's default search space, and best/ a normal image run."""
+    from dlw.config import load_spec
+    from dlw.tune import tune
+
+    write_folder(tmp_path / "pics", [0, 1, 7], stop=40, size=8, mode="L")
+    result = tune(load_spec(str(tmp_path / "pics"), overrides=["tune.trials=2", "train.epochs=20"]), out=tmp_path / "tuned")
+    table = pd.read_csv(tmp_path / "tuned" / "tuning.csv")
+    assert len(table) == 2 and {"model.conv_filters", "model.dense_layers", "train.learning_rate"} <= set(table.columns)
+    best = dlw.load(tmp_path / "tuned" / "best")
+    assert best.is_images and best.config.model.kind == "cnn"
+    assert best.metrics["test"]["accuracy"] >= 0.8 and result.best_number in set(table["number"])
