@@ -51,7 +51,7 @@ def _import_quietly(name: str) -> None:
 def backend_for(images: bool) -> str:
     """The backend dlw prefers for a model: JAX, except convolutional models on a CPU.
 
-    On a CPU, TensorFlow's oneDNN convolutions train dlw's CNN about 5x faster
+    On a CPU, TensorFlow's oneDNN convolutions train dlw's CNN about 4x faster
     than XLA's (bench/cnn_speed.py); JAX is faster for dense networks and on GPUs.
     Used only when the user set no ``KERAS_BACKEND`` and keras is not yet imported.
     """
