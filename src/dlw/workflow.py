@@ -229,8 +229,6 @@ class Workflow:
         with writer as tmp:
             console.attach_log(tmp / "run.log")
             try:
-                for warning in warnings:
-                    console.log_only(f"warning: {warning}")
                 metrics = self._write_run(tmp, prepared, objective, model, result, warnings)
                 if sufficiency:
                     self._sufficiency(tmp, prepared, objective, backbone, metrics)
@@ -250,7 +248,7 @@ class Workflow:
     def _write_run(self, folder: Path, prepared: Prepared, objective, model, result, warnings: list[str]) -> dict:
         """Everything a run leaves behind but ``metrics.json`` and ``run.json``; returns the metrics."""
         from dlw.evaluate import plot_learning_curves
-        from dlw.honesty import fit_detector, image_occlusion, table_importance
+        from dlw.honesty import fit_detector, image_occlusion, table_importance, trainable_parameters
 
         (folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
         prepared.schema.save(
@@ -282,7 +280,7 @@ class Workflow:
             "stopped_early": result.stopped_early,
             "fit_seconds": round(result.seconds, 3),
             "parameters": int(model.count_params()),
-            "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+            "trainable_parameters": trainable_parameters(model),  # after fine-tuning, when it ran
         }
         metrics["warnings"] = warnings
         self._test_predictions(folder, prepared, outputs)
