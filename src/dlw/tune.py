@@ -681,10 +681,7 @@ def tuning_table(study, space):
 
 
 def _write_table(study, space, out: Path) -> None:
-    table = tuning_table(study, space)
-    tmp = out / f".tuning.csv.{os.getpid()}"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "tuning.csv")
+    _write_atomic(out / "tuning.csv", tuning_table(study, space).to_csv(index=False))
 
 
 def _write_plots(study, out: Path, console: Console) -> None:
