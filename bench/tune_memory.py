@@ -27,7 +27,7 @@ def main() -> None:
     import psutil
 
     from dlw._backend import choose_backend
-    from dlw.config import load_spec
+    from dlw.spec import load_spec
     from dlw.console import QUIET
     from dlw.tune import Objective, make_pruner, make_sampler, make_storage, search_space
 

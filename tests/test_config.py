@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlw.config import Config, apply_overrides, json_schema, load_spec, parse_override, validate
+from dlw.config import Config
+from dlw.spec import apply_overrides, json_schema, load_spec, parse_override, validate
 from dlw.errors import ConfigError, DlwError
 
 BASE = "data:\n  source: table.csv\n  target: label\n"

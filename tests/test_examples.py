@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dlw import Workflow
-from dlw.config import load_spec
+from dlw.spec import load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -28,6 +28,9 @@ PINNED = {
 }
 # Figures that are measurements of time, not of the model.
 TIMING = ("fit_seconds",)
+# Keys added since the recording (issue 10: the verdict as a code); checked on their own below.
+ADDED = {"advice": ("outcome",)}
+OUTCOME_OF_VERDICT = {"the network is better": "network_better", "the baseline is better": "baseline_better"}
 
 
 def _comparable(metrics: dict) -> dict:
@@ -40,6 +43,7 @@ def _comparable(metrics: dict) -> dict:
 def test_outputs_equal_the_recorded_ones(name, tmp_path):
     run = Workflow.from_config(name, overrides=PINNED[name], quiet=True).train(out=tmp_path / name)
     metrics = _comparable(json.loads((run.path / "metrics.json").read_text()))
+    added = {section: {key: metrics[section].pop(key) for key in keys} for section, keys in ADDED.items()}
     splits = json.loads((run.path / "splits.json").read_text())
     predictions = pd.read_csv(run.path / "test_predictions.csv")
     folder = GOLDEN / name
@@ -51,6 +55,8 @@ def test_outputs_equal_the_recorded_ones(name, tmp_path):
     assert splits == json.loads((folder / "splits.json").read_text())
     expected = json.loads((folder / "metrics.json").read_text())
     assert json.loads(json.dumps(metrics, sort_keys=True)) == expected
+    verdict = expected["advice"]["verdict"]
+    assert added["advice"]["outcome"] == OUTCOME_OF_VERDICT.get(verdict, "no_clear_difference")
     recorded = pd.read_csv(folder / "test_predictions.csv")
     assert list(predictions.columns) == list(recorded.columns)
     assert predictions["prediction"].tolist() == recorded["prediction"].tolist()

@@ -14,7 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from dlw.advice import advise, say
 from dlw.evaluate import classification_metrics, regression_metrics
-from dlw.explain import occlusion_maps, permutation_importance, plot_importance, plot_occlusion
+from dlw.explain import occlusion_maps, permutation_importance
+from dlw.plots import plot_importance, plot_occlusion
 from dlw.ood import OODDetector, flag_rate
 
 

@@ -279,7 +279,7 @@ def test_cli_predict_writes_paths_and_probabilities(photos_run, tmp_path):
 
 def test_tuning_an_image_folder(tmp_path):
     """`dlw tune` on images: the CNN's default search space, and best/ a normal image run."""
-    from dlw.config import load_spec
+    from dlw.spec import load_spec
     from dlw.tune import tune
 
     write_folder(tmp_path / "pics", [0, 1, 7], stop=40, size=8, mode="L")

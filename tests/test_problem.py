@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from conftest import binary_frame, multiclass_frame, regression_frame, write_csv
-from dlw.config import load_spec
+from dlw.spec import load_spec
 from dlw.data.loaders import read_table
 from dlw.errors import DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate, label_key
-from dlw.workflow import prepare
+from dlw.data.kinds import prepare
 
 
 def problem_of(values, task="auto") -> Problem:

@@ -97,6 +97,7 @@ def add_step_files(folder: Path) -> None:
             "ci95": [net - best[main] - 0.04, net - best[main] + 0.04],
             "n_bootstrap": 2000,
             "n": metrics["test"]["n"],
+            "outcome": "no_clear_difference",
             "verdict": f"no clear difference: prefer the simpler {best_name}",
             "explanation": f"On {metrics['test']['n']} held-out rows the network's {main} is {net:.3f} and {best_name}'s is "
             f"{best[main]:.3f}; these rows cannot tell them apart, and the simpler {best_name} is the one to prefer.",
@@ -402,19 +403,22 @@ def test_user_strings_are_escaped(full_run):
 
 
 @pytest.mark.parametrize(
-    ("verdict", "difference", "ci", "expected"),
+    ("outcome", "verdict", "difference", "ci", "expected"),
     [
-        ("the network is better", 0.1, [0.05, 0.15], "good"),
-        ("the baseline is better", -0.1, [-0.15, -0.05], "bad"),
-        ("no clear difference: prefer the simpler linear", 0.01, [-0.03, 0.05], "unclear"),
-        ("", 0.1, [0.05, 0.15], "good"),  # no words: decided from the interval
+        ("network_better", "the network is better", 0.1, [0.05, 0.15], "good"),
+        ("baseline_better", "the baseline is better", -0.1, [-0.15, -0.05], "bad"),
+        ("no_clear_difference", "no clear difference: prefer the simpler linear", 0.01, [-0.03, 0.05], "unclear"),
+        (None, "", 0.1, [0.05, 0.15], "good"),  # a run from before the outcome code: decided from the interval
+        ("no_clear_difference", "the network is better", 0.1, [0.05, 0.15], "unclear"),  # the code decides, not the words
     ],
 )
-def test_verdict_colour(full_run, tmp_path, verdict, difference, ci, expected):
+def test_verdict_colour(full_run, tmp_path, outcome, verdict, difference, ci, expected):
     folder = tmp_path / "run"
     shutil.copytree(full_run, folder)
     metrics = json.loads((folder / "metrics.json").read_text())
-    metrics["advice"].update(verdict=verdict, difference=difference, ci95=ci)
+    metrics["advice"].update(outcome=outcome, verdict=verdict, difference=difference, ci95=ci)
+    if outcome is None:
+        del metrics["advice"]["outcome"]
     (folder / "metrics.json").write_text(json.dumps(metrics))
     assert f'class="verdict {expected}"' in render_report(folder)
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from conftest import binary_frame, multiclass_frame, write_csv
-from dlw.config import load_spec
+from dlw.spec import load_spec
 from dlw.data.splits import Splits, make_splits, make_time_splits
 from dlw.errors import DataError
-from dlw.workflow import prepare
+from dlw.data.kinds import prepare
 
 NAMES = ("train", "validation", "test")
 

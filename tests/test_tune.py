@@ -59,7 +59,7 @@ def _finished(study):
     ],
 )
 def test_bad_tune_section_names_the_key(override, expected):
-    from dlw.config import load_spec
+    from dlw.spec import load_spec
     from dlw.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
@@ -79,7 +79,7 @@ def test_cli_config_error_is_one_line(tmp_path):
 def test_search_space_default_and_round_trip():
     import optuna
 
-    from dlw.config import load_spec, validate
+    from dlw.spec import load_spec, validate
     from dlw.tune import config_with, decode_params, search_space, suggest
 
     config = load_spec("penguins")
@@ -106,18 +106,19 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
     """6 trials; every trial trains on train rows and is scored on validation rows only; then 2 more."""
     import dlw
     from dlw import tune as tune_module
-    from dlw import workflow
-    from dlw.config import load_spec
+    from dlw import train as train_module
+    from dlw.data.splits import Splits
+    from dlw.spec import load_spec
     from dlw.console import QUIET
 
     seen = []
-    real_train_model = workflow.train_model
+    real_train_model = train_module.fit_phases
 
     def spy(model, base, prepared, objective, config, console, callbacks=()):
         seen.append({"splits": sorted(prepared.inputs), "rows": {k: len(v) for k, v in prepared.targets.items()}, "callbacks": len(callbacks)})
         return real_train_model(model, base, prepared, objective, config, console, callbacks=callbacks)
 
-    monkeypatch.setattr(workflow, "train_model", spy)
+    monkeypatch.setattr(train_module, "fit_phases", spy)
     out = tmp_path / "tuned"
     config = load_spec("penguins", overrides=[*QUICK, "tune.trials=6"])
     start = time.perf_counter()
@@ -133,7 +134,7 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
     assert (table["duration_s"] > 0).all()
 
     # Trials saw train and validation only; the one training that saw the test split is the best config's run.
-    splits = workflow.Splits.load(out / "best" / "splits.json")
+    splits = Splits.load(out / "best" / "splits.json")
     trials, final = seen[:-1], seen[-1]
     assert len(trials) == 6 and all(call["callbacks"] == 1 for call in trials)
     for call in trials:
@@ -174,7 +175,7 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
 
 
 def test_tune_refuses_a_folder_that_is_not_a_tuning_folder(tmp_path):
-    from dlw.config import load_spec
+    from dlw.spec import load_spec
     from dlw.errors import DlwError
     from dlw.tune import tune
 

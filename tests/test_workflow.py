@@ -271,8 +271,8 @@ def test_same_config_and_seed_give_the_same_run(tmp_path, binary_csv):
 
 
 def test_another_split_seed_gives_other_test_rows(tmp_path, binary_csv):
-    from dlw.config import load_spec
-    from dlw.workflow import prepare
+    from dlw.spec import load_spec
+    from dlw.data.kinds import prepare
 
     one = prepare(load_spec(str(binary_csv), target="label", overrides=["data.split.seed=1"]))
     two = prepare(load_spec(str(binary_csv), target="label", overrides=["data.split.seed=2"]))
@@ -422,12 +422,12 @@ def test_evaluate_notices_changed_training_data(binary_run, tmp_path):
 
 
 def test_failed_run_leaves_no_folder(tmp_path, binary_csv, monkeypatch):
-    import dlw.evaluate
+    import dlw.plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(dlw.evaluate, "plot_learning_curves", broken)
+    monkeypatch.setattr(dlw.plots, "plot_learning_curves", broken)
     out = tmp_path / "runs" / "broken"
     wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
     with pytest.raises(RuntimeError, match="disk on fire"):
@@ -438,13 +438,13 @@ def test_failed_run_leaves_no_folder(tmp_path, binary_csv, monkeypatch):
 
 KILL_SCRIPT = """
 import os, signal, sys
-import dlw.evaluate
+import dlw.plots
 from dlw import Workflow
 
 def killed(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)   # as if the machine died while writing the run
 
-dlw.evaluate.plot_learning_curves = killed
+dlw.plots.plot_learning_curves = killed
 Workflow.from_config(sys.argv[1], target="label", overrides=["train.epochs=2"], quiet=True).train(out=sys.argv[2])
 """
 

@@ -10,7 +10,7 @@ Heavy modules (keras, jax, pandas) load on first use, so ``import dlw`` is quick
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from dlw.version import __version__
 
 __all__ = ["Workflow", "Run", "load", "Config", "DlwError", "__version__"]
 

@@ -26,12 +26,20 @@ import math
 
 import numpy as np
 
-BETTER, BASELINE_BETTER = "the network is better", "the baseline is better"
-_SAME = "no clear difference: prefer the simpler {}"
+from dlw.objectives import higher_is_better
+
+# The verdict's outcome codes (metrics.json["advice"]["outcome"]), which the report and
+# everything else read; the sentence in "verdict" is made from the code, never the other way.
+NETWORK_BETTER, NO_CLEAR_DIFFERENCE, BASELINE_BETTER = "network_better", "no_clear_difference", "baseline_better"
+OUTCOMES = (NETWORK_BETTER, NO_CLEAR_DIFFERENCE, BASELINE_BETTER)
+VERDICTS = {
+    NETWORK_BETTER: "the network is better",
+    NO_CLEAR_DIFFERENCE: "no clear difference: prefer the simpler {baseline}",
+    BASELINE_BETTER: "the baseline is better",
+}
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae")
-HIGHER_IS_BETTER = {"accuracy": True, "balanced_accuracy": True, "macro_f1": True, "log_loss": False, "rmse": False, "mae": False}
 # Metrics bounded in [0, 1]: shown with three decimals; the others in the target's units.
 _BOUNDED = {"accuracy", "balanced_accuracy", "macro_f1"}
 _CHUNK_CELLS = 4_000_000  # resamples x rows held in memory at once
@@ -47,25 +55,11 @@ def advise(
     seed: int = 0,
 ) -> dict:
     """Compare the network with the best baseline on these rows; see the module docstring."""
-    if task not in ("binary", "multiclass", "regression"):
-        raise ValueError(f"task must be binary, multiclass or regression, not {task!r}")
-    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-    if metric not in allowed:
-        raise ValueError(f"metric {metric!r} is not available for {task}; choose one of {', '.join(allowed)}")
-    if not baseline_outputs:
-        raise ValueError("no baseline outputs to compare the network with")
-    if n_boot < 1:
-        raise ValueError("n_boot must be at least 1")
     y_true = np.asarray(y_true)
     n = len(y_true)
-    if n == 0:
-        raise ValueError("no rows to compare on")
+    check_comparison(task, metric, n, network_output, baseline_outputs, n_boot)
     outputs = {"network": network_output, **{f"baseline {k}": v for k, v in baseline_outputs.items()}}
-    for name, output in outputs.items():
-        if len(output) != n:
-            raise ValueError(f"{name} output has {len(output)} rows but y_true has {n}")
-
-    higher = HIGHER_IS_BETTER[metric]
+    higher = higher_is_better(metric)
     n_classes = None
     if task != "regression":
         n_classes = max(np.asarray(o).shape[1] for o in outputs.values())
@@ -88,7 +82,7 @@ def advise(
     else:
         lo = hi = float("nan")
     difference = network_value - baseline_value
-    verdict = _verdict(lo, hi, higher, network_value, best)
+    outcome = _outcome(lo, hi, higher, network_value)
     advice = {
         "baseline": best,
         "metric": metric,
@@ -99,10 +93,29 @@ def advise(
         "ci95": [lo, hi],
         "n_bootstrap": int(n_boot),
         "n": int(n),
-        "verdict": verdict,
+        "outcome": outcome,
+        "verdict": VERDICTS[outcome].format(baseline=best),
     }
     advice["explanation"] = _explain(advice)
     return advice
+
+
+def check_comparison(task: str, metric: str, n: int, network_output, baseline_outputs: dict, n_boot: int) -> None:
+    """Refuse a comparison that cannot be made, naming what is wrong."""
+    if task not in ("binary", "multiclass", "regression"):
+        raise ValueError(f"task must be binary, multiclass or regression, not {task!r}")
+    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    if metric not in allowed:
+        raise ValueError(f"metric {metric!r} is not available for {task}; choose one of {', '.join(allowed)}")
+    if not baseline_outputs:
+        raise ValueError("no baseline outputs to compare the network with")
+    if n_boot < 1:
+        raise ValueError("n_boot must be at least 1")
+    if n == 0:
+        raise ValueError("no rows to compare on")
+    for name, output in {"network": network_output, **{f"baseline {k}": v for k, v in baseline_outputs.items()}}.items():
+        if len(output) != n:
+            raise ValueError(f"{name} output has {len(output)} rows but y_true has {n}")
 
 
 def say(advice: dict) -> str:
@@ -204,16 +217,16 @@ def _rank_key(value: float, higher: bool) -> tuple:
     return (0, -value if higher else value)
 
 
-def _verdict(lo: float, hi: float, higher: bool, network_value: float, baseline: str) -> str:
+def _outcome(lo: float, hi: float, higher: bool, network_value: float) -> str:
     if not math.isfinite(network_value):
         return BASELINE_BETTER
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return _SAME.format(baseline)
+        return NO_CLEAR_DIFFERENCE
     if (lo > 0) if higher else (hi < 0):
-        return BETTER
+        return NETWORK_BETTER
     if (hi < 0) if higher else (lo > 0):
         return BASELINE_BETTER
-    return _SAME.format(baseline)
+    return NO_CLEAR_DIFFERENCE
 
 
 def _explain(advice: dict) -> str:
@@ -231,9 +244,9 @@ def _explain(advice: dict) -> str:
         f"{f(advice['baseline_value'])}; the difference is {f(advice['difference'])} "
         f"(95% interval {f(lo)} to {f(hi)}, {direction} is better), so "
     )
-    if advice["verdict"] == BETTER:
+    if advice["outcome"] == NETWORK_BETTER:
         return numbers + f"the network is better than {base} beyond the noise of resampling these rows."
-    if advice["verdict"] == BASELINE_BETTER:
+    if advice["outcome"] == BASELINE_BETTER:
         return numbers + f"{base} is better than the network: use {base}."
     return numbers + f"these rows cannot tell them apart, and the simpler baseline, {base}, is the one to prefer."
 

@@ -128,7 +128,7 @@ def tune(
     Running the same command again continues the study; several processes (or machines) given the
     same --storage and --study share it.
     """
-    from dlw.config import load_spec
+    from dlw.spec import load_spec
     from dlw.console import Console
     from dlw.tune import TuneInterrupted, tune as run_tune
 
@@ -161,7 +161,9 @@ def init(
         sys.stdout.write(text)
         return
     _check_output(output, overwrite)
-    output.write_text(text, encoding="utf-8")
+    from dlw.runs import write_atomic
+
+    write_atomic(output, text)
     print(f"wrote {output}", file=sys.stderr)
 
 
@@ -201,21 +203,18 @@ def predict(
 ):
     """Step 9: predictions for new rows, with one probability column per class."""
     from dlw.console import Console
-    from dlw.data.loaders import read_table
+    from dlw.runs import write_atomic
     from dlw.workflow import load
 
     if output is not None:
         _check_output(output, overwrite)
     console = Console(quiet=quiet)
     run_ = load(run_dir)
-    rows = data if run_.is_images else read_table(str(data))  # images: a folder, a CSV of paths or one file
-    predictions = run_.predict(rows, console=console, origin=str(data))
+    predictions = run_.predict(data, console=console, origin=str(data))
     if output is None:
         predictions.to_csv(sys.stdout, index=False)
         return
-    tmp = output.with_name(f".{output.name}.partial")
-    predictions.to_csv(tmp, index=False)
-    tmp.replace(output)
+    write_atomic(output, predictions.to_csv(index=False))
     console.say(f"wrote {len(predictions)} prediction(s) to {output}")
 
 
@@ -268,14 +267,14 @@ def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the ke
 
         sys.stdout.write(config_reference())
         return
-    from dlw.config import json_schema
+    from dlw.spec import json_schema
 
     print(json.dumps(json_schema(), indent=2))
 
 
 def _version(value: bool):
     if value:
-        from dlw import __version__
+        from dlw.version import __version__
 
         print(f"dlw {__version__}")
         raise typer.Exit()

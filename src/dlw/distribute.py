@@ -29,6 +29,7 @@ from dlw._backend import choose_backend
 from dlw.config import Config
 from dlw.console import Console
 from dlw.errors import ConfigError
+from dlw.models import MODEL_KINDS
 
 COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 NUM_PROCESSES = "JAX_NUM_PROCESSES"
@@ -86,7 +87,7 @@ def choose_backend_for(config: Config) -> str:
     """``choose_backend``, except that data-parallel training needs JAX (Keras distributes on JAX only)."""
     if config.train.distribute == "data_parallel" and "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "jax")
-    return choose_backend(config.images)
+    return choose_backend(MODEL_KINDS[config.model.kind].convolutional)
 
 
 def apply_distribution(config: Config, console: Console) -> dict:
@@ -144,34 +145,29 @@ def for_devices(prepared, config: Config, distribution: dict):
     """
     if distribution.get("strategy") != "data_parallel":
         return prepared, config
-    import dataclasses
-
     import numpy as np
 
+    if prepared.streamed:
+        raise ConfigError(
+            "key 'train.distribute': data_parallel needs the data in memory, but these images are streamed from disk; "
+            "raise data.cache_mb so the decoded images fit, or use train.distribute: none"
+        )
     devices, processes = distribution["devices"], distribution.get("processes", 1)
     local = devices // processes
-    inputs, targets = dict(prepared.inputs), dict(prepared.targets)
+    keep = {}
     for split in ("train", "validation"):
-        x = inputs[split]
-        if not isinstance(x, (dict, np.ndarray)):
-            raise ConfigError(
-                "key 'train.distribute': data_parallel needs the data in memory, but these images are streamed from disk; "
-                "raise data.cache_mb so the decoded images fit, or use train.distribute: none"
-            )
-        n = len(targets[split])
+        n = prepared.count(split)
         if processes > 1:
             import jax
 
             rows = np.arange(n)[jax.process_index() :: processes][: n // processes]
         else:
             rows = np.arange(n)
-        rows = rows[: len(rows) - len(rows) % local]
-        inputs[split] = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
-        targets[split] = targets[split][rows]
+        keep[split] = rows[: len(rows) - len(rows) % local]
     if processes > 1:
         config = config.model_copy(deep=True)
         config.train.batch_size = config.train.batch_size // processes
-    return dataclasses.replace(prepared, inputs=inputs, targets=targets), config
+    return prepared.with_rows(keep), config
 
 
 def release(distribution: dict) -> None:

@@ -8,9 +8,16 @@ HistGradientBoosting, all fitted on the train split only.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from pathlib import Path
 
+import numpy as np
+
+from dlw.advice import advise, say
+from dlw.console import Console
+from dlw.data.prepared import SPLITS, Prepared
+from dlw.objectives import MAIN_METRIC
+from dlw.ood import score_inputs
+from dlw.plots import plot_confusion_matrix, plot_residuals
 from dlw.problem import Problem
 
 
@@ -52,30 +59,13 @@ def score(problem: Problem, y_true: np.ndarray, output: np.ndarray) -> dict:
     return regression_metrics(y_true, output)
 
 
-def baseline_matrix(inputs: dict[str, np.ndarray], n_tokens: int) -> np.ndarray:
-    """The model's inputs as one flat matrix (numbers, then one-hot categories) for scikit-learn."""
-    blocks = []
-    if "numeric" in inputs:
-        blocks.append(inputs["numeric"].astype("float64"))
-    if "categorical" in inputs:
-        one_hot = np.zeros((len(inputs["categorical"]), n_tokens))
-        rows = np.arange(len(one_hot))[:, None]
-        one_hot[rows, inputs["categorical"]] = 1.0
-        blocks.append(one_hot)
-    return np.hstack(blocks)
-
-
-TABLE_BASELINES = ("trivial", "linear", "hist_gradient_boosting")
-IMAGE_BASELINES = ("trivial", "logistic_pixels")
-
-
 def baselines(
     problem: Problem,
     x_train,
     y_train,
     evaluated: dict[str, tuple[np.ndarray, np.ndarray]],
     seed: int,
-    which: tuple[str, ...] = TABLE_BASELINES,
+    which: tuple[str, ...],
 ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Fit each baseline on the train rows; score it on every named split in ``evaluated``.
 
@@ -143,72 +133,99 @@ def _sklearn_threads():
     return threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2))
 
 
-MAIN_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "rmse"}
-
-
 # --- plots -----------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
+def measure(
+    model,
+    prepared: Prepared,
+    console: Console,
+    *,
+    plots_to: Path | None = None,
+    evaluated: dict | None = None,
+    detector=None,
+    outputs: dict | None = None,
+    bootstrap: int = 2000,
+) -> dict:
+    """Step 8: the network and the baselines on the validation and test splits (or ``evaluated``).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion_matrix(y_true: np.ndarray, predicted: np.ndarray, classes: list, path) -> None:
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    plt = _pyplot()
-    size = min(12, 3 + 0.5 * len(classes))
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(
-        y_true, predicted, labels=list(range(len(classes))), display_labels=[str(c) for c in classes], ax=ax, colorbar=False, cmap="Blues"
+    Adds the verdict (``advice``: the network against the best baseline, with a
+    bootstrap interval) and, given an unfamiliar-input ``detector`` (with its
+    features model), the share of the measured inputs it flags. The network's
+    outputs are left in ``outputs`` when a dict is passed.
+    """
+    problem = prepared.problem
+    if evaluated is None:
+        evaluated = {name: (prepared.inputs[name], prepared.targets[name]) for name in ("validation", "test")}
+    result: dict = {"task": problem.task}
+    outputs = {} if outputs is None else outputs
+    for name, (inputs, y) in evaluated.items():
+        outputs[name] = prepared.outputs(model, inputs)
+        result[name] = score(problem, y, outputs[name])
+    main = "test" if "test" in evaluated else next(iter(evaluated))
+    base_outputs = measure_baselines(prepared, evaluated, main, result)
+    result["main_metric"] = MAIN_METRIC[problem.task]
+    result["advice"] = advise(
+        problem.task, result["main_metric"], evaluated[main][1], outputs[main], {k: v[main] for k, v in base_outputs.items()},
+        n_boot=bootstrap, seed=prepared.splits.seed or 0,
     )
-    ax.set_title(f"Confusion matrix, test split ({len(y_true)} rows)")
-    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if detector is not None:
+        flags, scores = score_inputs(detector[0], detector[1], prepared, evaluated[main][0])
+        outputs[f"{main}_ood"] = (flags, scores)
+        result["ood"] = {
+            "rate": detector[0].rate,
+            "split": main,
+            "flag_rate": float(np.mean(flags)),
+            "flagged": int(np.sum(flags)),
+            "n": int(len(flags)),
+        }
+    if plots_to is not None:
+        plot_errors(problem, evaluated[main][1], outputs[main], plots_to)
+    say_metrics(result, main, console)
+    return result
 
 
-def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, target: str, path) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].scatter(y_true, predicted, s=12, alpha=0.7)
-    low, high = float(min(y_true.min(), predicted.min())), float(max(y_true.max(), predicted.max()))
-    axes[0].plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
-    axes[0].set_xlabel(f"true {target}")
-    axes[0].set_ylabel(f"predicted {target}")
-    axes[0].set_title("Predicted vs true, test split")
-    axes[1].scatter(predicted, y_true - predicted, s=12, alpha=0.7)
-    axes[1].axhline(0, color="grey", linestyle="--", linewidth=1)
-    axes[1].set_xlabel(f"predicted {target}")
-    axes[1].set_ylabel("residual (true - predicted)")
-    axes[1].set_title("Residuals, test split")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict) -> dict:
+    """Fit the kind's baselines on the train split, score them on ``evaluated`` into ``result``; their outputs."""
+    x_train, y_train = prepared.baseline_training_set()
+    base, base_outputs = baselines(
+        prepared.problem,
+        x_train,
+        y_train,
+        {name: (prepared.baseline_features(inputs), y) for name, (inputs, y) in evaluated.items()},
+        seed=prepared.splits.seed or 0,
+        which=prepared.baseline_names,
+    )
+    result["baselines"] = {name: per_split[main] for name, per_split in base.items()}
+    for other in evaluated:
+        if other != main:
+            result[f"baselines_{other}"] = {name: per_split[other] for name, per_split in base.items()}
+    return base_outputs
 
 
-def plot_learning_curves(history: pd.DataFrame, best_epoch: int, path, note: str = "") -> None:
-    """Loss and each metric per epoch, train vs validation, with the restored epoch marked."""
-    plt = _pyplot()
-    names = [c for c in history.columns if c not in ("epoch", "phase") and not c.startswith("val_")]
-    tuned_from = int(history.loc[history["phase"] == 2, "epoch"].min()) if "phase" in history and (history["phase"] == 2).any() else None
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        ax.plot(history["epoch"], history[name], label="train")
-        if f"val_{name}" in history:
-            ax.plot(history["epoch"], history[f"val_{name}"], label="validation")
-        ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best_epoch})")
-        if tuned_from is not None:
-            ax.axvline(tuned_from - 0.5, color="tab:red", linestyle="--", linewidth=1, label="fine-tuning starts")
-        ax.set_xlabel("epoch")
-        ax.set_title(name + (f" {note}" if note and name != "accuracy" else ""))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def plot_errors(problem: Problem, y: np.ndarray, output: np.ndarray, folder: Path) -> None:
+    """The confusion matrix (classification) or the residuals (regression) on the measured rows."""
+    if problem.is_classification:
+        plot_confusion_matrix(y, output.argmax(axis=1), problem.classes, folder / "confusion_matrix.png")
+    else:
+        plot_residuals(y, output, problem.target, folder / "residuals.png")
+
+
+def say_metrics(result: dict, split: str, console: Console) -> None:
+    """The measured metrics as a small table on the console, then the verdict."""
+    main = result["main_metric"]
+    keys = [main] + [k for k in ("balanced_accuracy", "macro_f1", "log_loss", "roc_auc", "mae", "r2") if k in result[split] and k != main]
+
+    def fmt(metrics: dict) -> str:
+        return "  ".join(f"{k} {metrics[k]:.4f}" if metrics.get(k) is not None else f"{k} -" for k in keys)
+
+    where = f"the {split} split" if split in SPLITS else "the given data"
+    console.step(8, f"measured on {where} ({result[split]['n']} rows):")
+    console.say(f"    {'network':24s}{fmt(result[split])}")
+    for name, metrics in result["baselines"].items():
+        console.say(f"    {name:24s}{fmt(metrics)}")
+    if "ood" in result:
+        ood = result["ood"]
+        console.say(f"    unfamiliar inputs: {ood['flagged']} of {ood['n']} flagged ({ood['flag_rate']:.1%}; calibrated to flag {ood['rate']:.0%} of familiar ones)")
+    for line in say(result["advice"]).splitlines():
+        console.say(f"    {line}")

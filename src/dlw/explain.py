@@ -1,5 +1,8 @@
 """What the model relies on: permutation importance for tables, occlusion maps for images.
 
+The two answer the same question differently because what a user can read differs: a
+table's columns have names, an image's pixels do not.
+
 Both describe the fitted model, not the world: a column the model ignores may
 still cause the target, and a column it relies on may only be correlated with
 the cause.
@@ -15,8 +18,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from dlw.objectives import MAIN_METRIC, higher_is_better
+from dlw.plots import plot_importance, plot_occlusion
 
 MAX_ROWS_PER_CALL = 2_000_000  # permuted rows sent to ``predict`` at once; above this, one call per column
 MAX_IMAGES_PER_CALL = 4096  # occluded images sent to ``predict`` at once
@@ -103,24 +111,6 @@ def _stack_permuted(frame: pd.DataFrame, columns: list[str], orders: dict, inclu
     return stacked
 
 
-def plot_importance(table: pd.DataFrame, metric_name: str, path, top: int = 30) -> None:
-    """Horizontal bars (mean worsening of the metric) with error bars (spread over repeats)."""
-    from dlw.evaluate import _pyplot
-
-    plt = _pyplot()
-    shown = table.head(top).iloc[::-1]  # largest at the top
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.32 * len(shown)))
-    colours = ["tab:blue" if v > 0 else "tab:grey" for v in shown["importance_mean"]]
-    ax.barh(shown["feature"].astype(str), shown["importance_mean"], xerr=shown["importance_std"], color=colours, capsize=3)
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"worsening of {metric_name} when the column is shuffled")
-    more = f" (top {top} of {len(table)})" if len(table) > top else ""
-    ax.set_title(f"What the model relies on{more}\n(describes this model, not what causes the target)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # --- images -------------------------------------------------------------------
 
 
@@ -180,28 +170,56 @@ def _positions(size: int, patch: int, stride: int) -> list[int]:
     return positions
 
 
-def plot_occlusion(images: np.ndarray, maps: np.ndarray, titles: list[str], path) -> None:
-    """One row of panels: each image with its occlusion map overlaid (red: hiding it lowers the probability)."""
-    from dlw.evaluate import _pyplot
+def table_importance(run_model, prepared, folder: Path, seed: int) -> pd.DataFrame:
+    """Permutation importance of each input column on the test split; ``importance.csv`` and ``.png``."""
+    from dlw.evaluate import score
 
-    plt = _pyplot()
-    images = np.asarray(images)
-    n = len(images)
-    limit = float(np.max(np.abs(maps))) if np.size(maps) else 1.0
-    limit = limit if limit > 0 else 1.0
-    fig, axes = plt.subplots(1, n, figsize=(2.4 * n + 0.8, 2.9), squeeze=False)
-    shown = None
-    for ax, image, heat, title in zip(axes[0], images, maps, titles):
-        if image.shape[-1] == 1:
-            ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
-        else:
-            ax.imshow(image[..., :3].astype("uint8"))
-        shown = ax.imshow(heat, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.5)
-        ax.set_title(str(title), fontsize=9)
-        ax.axis("off")
-    if shown is not None:
-        bar = fig.colorbar(shown, ax=list(axes[0]), fraction=0.03, pad=0.02)
-        bar.set_label("drop in class probability", fontsize=8)
-    fig.suptitle("Occlusion: where a grey patch lowers the predicted class's probability (describes the model)", fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    problem, schema = prepared.problem, prepared.schema
+    frame = prepared.frame.loc[prepared.splits.test]
+    columns = [f.name for f in schema.features]
+    metric = MAIN_METRIC[problem.task]
+
+    def predict(rows: pd.DataFrame) -> np.ndarray:
+        inputs, _ = schema.encode(rows)
+        return prepared.outputs(run_model, inputs)
+
+    def metric_fn(y, output) -> float:
+        return float(score(problem, y, output)[metric])
+
+    table = permutation_importance(
+        predict, frame, prepared.targets["test"], columns, metric_fn, higher_is_better=higher_is_better(metric), n_repeats=5, seed=seed
+    )
+    table.to_csv(folder / "importance.csv", index=False)
+    plot_importance(table, metric, folder / "importance.png")
+    return table
+
+
+def image_occlusion(model, prepared, folder: Path, n: int = 6) -> list[str]:
+    """Occlusion maps for the first ``n`` test images, into ``explain/``; returns the files written."""
+    images = prepared.first_images("test", n)
+    if not len(images) or not prepared.problem.is_classification:
+        return []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(batch, batch_size=256, verbose=0)).reshape(len(batch), -1)
+
+    proba = predict(images)
+    if proba.shape[1] == 1:  # binary: a single sigmoid
+        proba = np.hstack([1 - proba, proba])
+
+        def predict(batch: np.ndarray, _inner=predict) -> np.ndarray:  # noqa: F811
+            p = _inner(batch)
+            return np.hstack([1 - p, p])
+
+    predicted = proba.argmax(axis=1)
+    maps = occlusion_maps(predict, images, predicted)
+    classes = prepared.problem.classes
+    truth = prepared.targets["test"][:n]
+    titles = [f"predicted {classes[p]} ({proba[i, p]:.2f}); true {classes[t]}" for i, (p, t) in enumerate(zip(predicted, truth))]
+    (folder / "explain").mkdir(exist_ok=True)
+    written = []
+    for i in range(len(images)):
+        path = folder / "explain" / f"occlusion_{i + 1}.png"
+        plot_occlusion(images[i : i + 1], maps[i : i + 1], titles[i : i + 1], path)
+        written.append(str(path.relative_to(folder)))
+    return written

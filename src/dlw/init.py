@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlw.config import Config, DataConfig, load_spec
+from dlw.config import Config, DataConfig
+from dlw.spec import load_spec
 from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
 from dlw.errors import DlwError
 from dlw.schema import Schema, category_strings
-from dlw.workflow import data_origin, load_labelled
+from dlw.data.tables import data_origin, load_labelled
+from dlw.models import input_kind
 
 
 def write_config(data: str, target: str | None, output: Path | None = None) -> str:
@@ -20,7 +22,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
     if data not in (*BUILTINS, *IMAGE_BUILTINS) and Path(data).suffix.lower() in (".yaml", ".yml"):
         raise DlwError(f"{data}: is already a config; `dlw init` takes a data file (CSV/Parquet) or a built-in name")
     spec = load_spec(data, target)
-    if spec.images:
+    if input_kind(spec) == "images":
         return _image_config(data, spec, output)
     frame, labelled, dropped, problem = load_labelled(spec)
     schema = Schema.infer(labelled, spec.data.target, origin=data_origin(spec)).fit(labelled)
@@ -69,7 +71,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
 def _image_config(data: str, spec: Config, output: Path | None) -> str:
     """The config for an image folder, a CSV of image paths, or ``digits``: what was found, every key at its default."""
     from dlw.console import Console
-    from dlw.imaging import choose_shape, find_images, image_problem
+    from dlw.data.image_sets import choose_shape, find_images, image_problem
 
     images = find_images(spec)
     problem = image_problem(images, spec)

@@ -30,6 +30,30 @@ _WHY = {
 }
 
 
+# Which way each metric improves: the one table dlw reads it from (verdict, tuning, report,
+# sufficiency, importance). Names as dlw's metrics.json and Keras's logs write them.
+HIGHER_IS_BETTER = {
+    "accuracy": True, "balanced_accuracy": True, "macro_f1": True, "roc_auc": True, "auc": True, "r2": True,
+    "log_loss": False, "rmse": False, "mae": False, "loss": False, "brier": False, "ece": False,
+}
+# Other names (a Keras loss or metric a config names) are errors when they contain one of these.
+LOWER_IS_BETTER_PARTS = ("loss", "error", "mae", "mse", "rmse", "brier", "mape", "crossentropy", "hinge")
+# The metric the verdict is judged on, per task.
+MAIN_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "rmse"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is better; a ``val_`` prefix is ignored.
+
+    >>> higher_is_better("val_accuracy"), higher_is_better("rmse"), higher_is_better("val_sparse_categorical_crossentropy")
+    (True, False, False)
+    """
+    name = str(metric).lower().removeprefix("val_")
+    if name in HIGHER_IS_BETTER:
+        return HIGHER_IS_BETTER[name]
+    return not any(part in name for part in LOWER_IS_BETTER_PARTS)
+
+
 @dataclass
 class Objective:
     loss: str

@@ -30,6 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlw.advice import BASELINE_BETTER, NETWORK_BETTER, NO_CLEAR_DIFFERENCE
+from dlw.objectives import higher_is_better
+from dlw.runs import RunFiles, read_json_or_none, write_atomic
+
 __all__ = ["write_report", "SECTIONS"]
 
 # (id, heading) in the order they appear.
@@ -50,9 +54,6 @@ SECTIONS: list[tuple[str, str]] = [
 
 NOT_RUN = "Not run for this run."
 NOT_AVAILABLE = "Not available for this run."
-
-# Metric names (or parts of them) for which lower is better.
-_LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "rmse", "brier", "mape")
 
 _IMAGE_TYPES = {
     b"\x89PNG\r\n\x1a\n": "image/png",
@@ -138,13 +139,6 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _read_csv(path: Path) -> pd.DataFrame | None:
     try:
         return pd.read_csv(path)
@@ -197,11 +191,6 @@ def _pct(fraction) -> str:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _lower_is_better(metric: str) -> bool:
-    name = str(metric).lower()
-    return any(part in name for part in _LOWER_IS_BETTER)
 
 
 def _absent(text: str = NOT_AVAILABLE) -> str:
@@ -331,20 +320,15 @@ def _layer_detail(layer: dict) -> tuple[str, str]:
 # --- the sections --------------------------------------------------------------
 
 
-class _Run:
+class _Run(RunFiles):
     """Everything the report reads from one run folder, loaded once (absent files are None)."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.run = _read_json(folder / "run.json") or {}
-        self.schema = _read_json(folder / "schema.json") or {}
-        self.splits = _read_json(folder / "splits.json") or {}
-        self.metrics = _read_json(folder / "metrics.json") or {}
-        self.sufficiency = _read_json(folder / "sufficiency.json")
-        self.ood = _read_json(folder / "ood.json")
+        super().__init__(folder)
+        self.run = self.manifest
         self.problem = self.schema.get("problem") or {}
         self.task = self.problem.get("task") or self.metrics.get("task")
-        self.images = self.schema.get("inputs") == "images"
+        self.images = self.input_kind == "images"
         self.name = _config_value(folder, "name") or folder.name
 
 
@@ -496,7 +480,7 @@ def _section_objective(r: _Run) -> str:
     main = r.metrics.get("main_metric")
     if main:
         out.append(_p(f"The main metric for comparing with the baselines in section 8 is <strong>{esc(main)}</strong> "
-                      f"({'lower' if _lower_is_better(main) else 'higher'} is better)."))
+                      f"({'higher' if higher_is_better(main) else 'lower'} is better)."))
     return "".join(out)
 
 
@@ -565,12 +549,12 @@ def _section_tuning(r: _Run) -> str:
     frame = _read_csv(r.folder / "tuning.csv")
     if frame is None:
         return _absent("Not run for this run: no hyperparameter tuning was asked for (the model used the configured settings).")
-    info = _read_json(r.folder / "tuning.json") or {}
+    info = read_json_or_none(r.folder / "tuning.json") or {}
     out = [_p(f"<strong>{len(frame)}</strong> trial(s) tried" + (f" ({esc(info['method'])})" if info.get("method") else "") + ".")]
     value = _tuning_value_column(frame, info)
     top = frame
     if value is not None:
-        direction = info.get("direction") or ("min" if _lower_is_better(value) or value in ("value", "objective") else "max")
+        direction = info.get("direction") or ("min" if not higher_is_better(value) or value in ("value", "objective") else "max")
         values = pd.to_numeric(frame[value], errors="coerce")
         ascending = str(direction).lower().startswith("min")
         top = frame.assign(_v=values).sort_values("_v", ascending=ascending, na_position="last").drop(columns="_v")
@@ -610,23 +594,22 @@ _VERDICTS = {
 }
 
 
+# The box's colour for each outcome code of the verdict (dlw.advice).
+_OUTCOME_CLASS = {NETWORK_BETTER: "good", NO_CLEAR_DIFFERENCE: "unclear", BASELINE_BETTER: "bad"}
+
+
 def _verdict_class(advice: dict) -> str:
-    """good (network better) / unclear / bad (baseline better), from the verdict's words, else from difference and ci95."""
-    text = str(advice.get("verdict", "")).lower().replace("_", " ").replace("-", " ")
-    if any(w in text for w in ("no clear", "unclear", "no difference", "inconclusive", "tie", "similar", "same")):
-        return "unclear"
-    if "baseline" in text and any(w in text for w in ("better", "wins", "use", "beats")):
-        return "bad"
-    if any(w in text for w in ("network", "model", "deep")) and any(w in text for w in ("better", "wins", "use", "beats")):
-        return "good"
-    ci = advice.get("ci95")
-    diff = advice.get("difference")
+    """good (network better) / unclear / bad (baseline better), from the verdict's outcome code.
+
+    A run folder written before the code existed has none: its interval decides, as the
+    verdict itself did (the whole interval on one side of zero).
+    """
+    if advice.get("outcome") in _OUTCOME_CLASS:
+        return _OUTCOME_CLASS[advice["outcome"]]
+    ci, diff = advice.get("ci95"), advice.get("difference")
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_is_number(x) for x in ci) and _is_number(diff):
         # difference = network - baseline; flip it when lower is better so that > 0 favours the network.
-        higher = advice.get("higher_is_better")
-        if not isinstance(higher, bool):
-            higher = not _lower_is_better(advice.get("metric", ""))
-        sign = 1 if higher else -1
+        sign = 1 if higher_is_better(advice.get("metric", "")) else -1
         lo, hi = sorted((sign * ci[0], sign * ci[1]))
         if lo > 0:
             return "good"
@@ -691,7 +674,7 @@ def _section_performance(r: _Run) -> str:
         for c, n in enumerate(names, start=1):
             column = [(i, row[c]) for i, row in enumerate(rows) if _is_number(row[c])]
             if column:
-                best = (min if _lower_is_better(n) else max)(v for _, v in column)
+                best = (max if higher_is_better(n) else min)(v for _, v in column)
                 for i, v in column:
                     if v == best:
                         best_cells[(i, c)] = "best"
@@ -699,7 +682,7 @@ def _section_performance(r: _Run) -> str:
         out.append(_p(f"Measured once on the test split ({esc(_fmt(test.get('n')))} "
                       f"{'images' if r.images else 'rows'} the network never trained or tuned on), next to simple baselines "
                       "fitted on the same training rows. Best value per column is shaded; "
-                      + ", ".join(f"{esc(n)}: {'lower' if _lower_is_better(n) else 'higher'} is better" for n in names) + "."))
+                      + ", ".join(f"{esc(n)}: {'higher' if higher_is_better(n) else 'lower'} is better" for n in names) + "."))
         out.append(_table(header, rows, numeric=set(range(1, len(header))), row_classes=["network"] + [""] * len(baselines),
                           cell_classes=best_cells))
         if not baselines:
@@ -943,7 +926,5 @@ def write_report(run_folder: Path, out: Path | None = None) -> Path:
     if target.is_dir():
         target = target / "report.html"
     text = render_report(run_folder)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    write_atomic(target, text)
     return target

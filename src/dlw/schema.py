@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from dlw.errors import DataError
+from dlw.runs import write_json
 
 MAX_CATEGORIES = 100
 UNKNOWN, MISSING = "<unknown>", "<missing>"
@@ -239,7 +240,7 @@ class Schema:
 
     def save(self, path: Path, extra: dict | None = None) -> None:
         payload = {**self.to_dict(), **(extra or {})}
-        Path(path).write_text(json.dumps(payload, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        write_json(Path(path), payload)
 
 
 def category_strings(column: pd.Series) -> pd.Series:
@@ -317,14 +318,6 @@ def _boolean_values(column: pd.Series, true_value: str | None) -> np.ndarray:
     result = np.where((lowered == true_value).fillna(False).to_numpy(dtype=bool), 1.0, 0.0)
     known = lowered.isin(list(_TRUE | _FALSE)).fillna(False).to_numpy(dtype=bool)
     return np.where(known, result, np.nan)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def load_schema(path: Path) -> Schema:

@@ -1,6 +1,10 @@
-"""Step 6, training: ``model.fit`` with early stopping (best weights restored) and a progress line.
+"""Step 6, training: the one fit path that every training in dlw takes.
 
-The validation split drives early stopping; the test split is never seen here.
+``train_network`` seeds, sets the distribution over devices, builds the model, fits it
+(with a second, fine-tuning phase for a pretrained backbone) and releases the devices;
+the run, the data-sufficiency curve and every tuning trial train through it. ``fit`` is
+``model.fit`` with early stopping (best weights restored) and a progress line. The
+validation split drives early stopping; the test split is never seen here.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dlw.config import TrainConfig
-from dlw.console import Console
+from dlw.console import QUIET, Console
 from dlw.errors import ConfigError
 
 
@@ -29,6 +33,62 @@ class TrainResult:
         later = second.history.assign(phase=2, epoch=second.history["epoch"] + len(first))
         history = pd.concat([first, later], ignore_index=True)
         return TrainResult(history, len(first) + second.best_epoch, second.stopped_early, self.seconds + second.seconds)
+
+
+@dataclass
+class Trained:
+    model: object
+    base: object  # the pretrained backbone inside ``model``, or None
+    result: TrainResult
+    distribution: dict
+
+
+def train_network(config, prepared, objective, *, backbone=None, console: Console = QUIET, callbacks=(), before_fit=None) -> Trained:
+    """Seed, distribute, build, fit, release: the one way dlw trains a network.
+
+    ``before_fit(model, base)`` runs between building and fitting (the run prints the model
+    there; tuning stops there when asked to). ``callbacks`` are added to every phase.
+    """
+    from dlw._backend import import_keras, set_seed
+    from dlw.distribute import apply_distribution, for_devices, release
+    from dlw.models import build_model
+
+    import_keras()
+    distribution = apply_distribution(config, console)  # before any variable is created
+    set_seed(config.train.seed)
+    model, base = build_model(config, prepared, objective, backbone)
+    if before_fit is not None:
+        before_fit(model, base)
+    fit_prepared, fit_config = for_devices(prepared, config, distribution)  # batches split evenly over devices
+    try:
+        result = fit_phases(model, base, fit_prepared, objective, fit_config, console, callbacks=callbacks)
+    finally:
+        release(distribution)
+    return Trained(model, base, result, distribution)
+
+
+def fit_phases(model, base, prepared, objective, config, console: Console, callbacks=()) -> TrainResult:
+    """Compile and fit; for a pretrained backbone with ``fine_tune``, a second phase at a lower rate."""
+    tc = config.train
+    compile_model(model, objective, tc)
+    seed = tc.seed
+    x, y = prepared.fit_data("train", config, shuffle=True, seed=seed)
+    vx, vy = prepared.fit_data("validation", config, shuffle=False, seed=seed)
+    result = fit(model, x, y, vx, vy, tc, console, extra_callbacks=callbacks)
+    how = "early stopping" if result.stopped_early else "the epoch limit"
+    console.say(f"    stopped after {len(result.history)} epochs ({how}); weights of epoch {result.best_epoch} kept; {result.seconds:.1f} s")
+    ft = config.model.fine_tune
+    if base is None or ft is None:
+        return result
+    from dlw.models.pretrained import unfreeze_top
+
+    trainable = unfreeze_top(base, ft.layers)
+    phase2 = tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs})
+    compile_model(model, objective, phase2)
+    console.say(f"    fine-tuning: {trainable} top layer(s) of the backbone unfrozen, lr {ft.learning_rate:g}, up to {ft.epochs} epochs")
+    second = fit(model, x, y, vx, vy, phase2, console, extra_callbacks=callbacks)
+    console.say(f"    fine-tuning stopped after {len(second.history)} epochs; weights of its epoch {second.best_epoch} kept; {second.seconds:.1f} s")
+    return result.then(second)
 
 
 def compile_model(model, objective, train: TrainConfig) -> None:

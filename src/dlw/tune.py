@@ -34,10 +34,14 @@ from typing import Any
 
 import yaml
 
-from dlw import workflow
-from dlw.config import Config, Distribution, set_path, validate
+from dlw.data.kinds import prepare
+from dlw.plots import pyplot, save_figure
+from dlw.runs import write_atomic
+from dlw.config import Config, Distribution
+from dlw.spec import set_path, validate
 from dlw.console import QUIET, Console
 from dlw.errors import ConfigError, DlwError
+from dlw.objectives import higher_is_better
 
 MARKER = "tune.json"
 
@@ -75,6 +79,13 @@ class TuneResult:
     best_value: float | None
     best_config: Config | None
     run: Any = None  # the best config's workflow.Run, once retrained
+
+
+def study_direction(tc) -> str:
+    """``maximize`` or ``minimize``: the config's ``tune.direction``, else the metric's own direction."""
+    if tc.direction is not None:
+        return tc.direction
+    return "maximize" if higher_is_better(tc.metric) else "minimize"
 
 
 def search_space(config: Config) -> dict[str, Distribution]:
@@ -120,16 +131,6 @@ def config_with(config: Config, values: dict[str, Any], origin: str = "trial") -
     for path, value in values.items():
         raw = set_path(raw, path, value)
     return validate(raw, origin)
-
-
-def without_test(prepared):
-    """The prepared data a trial may see: the train and validation splits; the test split is gone."""
-    keep = ("train", "validation")
-    return dataclasses.replace(
-        prepared,
-        inputs={k: v for k, v in prepared.inputs.items() if k in keep},
-        targets={k: v for k, v in prepared.targets.items() if k in keep},
-    )
 
 
 # --- storage and study ------------------------------------------------------------
@@ -261,7 +262,7 @@ def open_study(config: Config, storage_url: str, study_name: str, overwrite: boo
         optuna.delete_study(study_name=study_name, storage=storage)
         console.say(f"    deleted the earlier study {study_name!r} (--overwrite)")
         exists = False
-    direction = "maximize" if config.tune.maximize else "minimize"
+    direction = study_direction(config.tune)
     study = optuna.create_study(
         storage=storage,
         sampler=make_sampler(config),
@@ -369,7 +370,7 @@ class Objective:
             self._prepared.clear()  # one data set in memory at a time
             console = QUIET if self._said else self.console
             self._said = True
-            self._prepared[key] = without_test(workflow.prepare(config, console))
+            self._prepared[key] = prepare(config, console).without_test()
         return self._prepared[key]
 
     def __call__(self, trial) -> float:
@@ -384,31 +385,24 @@ class Objective:
     def _run(self, trial) -> float:
         import optuna
 
-        from dlw._backend import set_seed
-        from dlw.distribute import apply_distribution, for_devices, release
         from dlw.objectives import choose_objective
+        from dlw.train import train_network
 
         values = suggest(trial, self.space)
         config = config_with(self.config, values, f"tune.search_space (trial {trial.number})")
         prepared = self.data_for(config)
         problem = prepared.problem
         objective = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics)
-        distribution = apply_distribution(config, QUIET)
-        set_seed(config.train.seed)
-        model, base = workflow.build_model(config, prepared, objective, None)
-        if self.stop is not None and self.stop.requested:
-            raise KeyboardInterrupt  # Ctrl-C came between trials: this one is marked failed at once
         pruning = _pruning_callback(trial, config.tune.metric, self.stop)
-        fit_prepared, fit_config = for_devices(prepared, config, distribution)
-        start = time.perf_counter()
-        try:
-            result = workflow.train_model(model, base, fit_prepared, objective, fit_config, QUIET, callbacks=[pruning])
-        finally:
-            release(distribution)
-            del model, base
+
+        def unless_stopped(model, base) -> None:
+            if self.stop is not None and self.stop.requested:
+                raise KeyboardInterrupt  # Ctrl-C came between trials: this one is marked failed at once
+
+        result = train_network(config, prepared, objective, callbacks=[pruning], before_fit=unless_stopped).result
         history = result.history
         trial.set_user_attr("epochs", int(len(history)))
-        trial.set_user_attr("fit_seconds", round(time.perf_counter() - start, 3))
+        trial.set_user_attr("fit_seconds", round(result.seconds, 3))
         if pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
         if config.tune.metric not in history.columns:
@@ -487,6 +481,51 @@ def check_out(out: Path) -> None:
         raise DlwError(f"{out}: exists and is not a dlw tuning folder (no {MARKER}); choose another --out")
 
 
+def check_before_trials(objective: "Objective", config: Config) -> None:
+    """Prepare (and check) the data before the first trial, so a data error is one line, not a failed trial."""
+    from dlw.objectives import check_monitor, choose_objective
+
+    prepared = objective.data_for(config)
+    problem = prepared.problem
+    obj = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics)
+    if config.train.early_stopping:
+        check_monitor(obj, config.train.early_stopping.monitor)
+    if config.tune.metric not in obj.logged_names():
+        known = ", ".join(n for n in obj.logged_names() if n.startswith("val_"))
+        raise ConfigError(f"key 'tune.metric': {config.tune.metric!r} is not logged for this task; choose one of {known}")
+
+
+def optimize(study, objective: "Objective", config: Config, space, *, out: Path, storage: str, study_name: str, console: Console) -> None:
+    """Run trials until the study holds ``tune.trials`` finished ones; on Ctrl-C, mark the running one failed."""
+    import optuna
+
+    total = config.tune.trials
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    stop = objective.stop
+    callbacks = [
+        optuna.study.MaxTrialsCallback(total, states=finished_states),
+        _progress(total, console, config.tune.metric),
+        _stop_after_failures(max(3, total)),
+        _stop_when_asked(stop),
+    ]
+    try:
+        with stop.installed():
+            study.optimize(objective, n_trials=None, timeout=config.tune.timeout, callbacks=callbacks, gc_after_trial=False)
+            if stop.requested:  # stopped between trials
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        failed = _fail_running(study, objective.running)
+        if not failed and objective.started:  # Optuna marked the interrupted trial failed itself
+            last = next((t for t in study.get_trials(deepcopy=False) if t.number == objective.started[-1]), None)
+            failed = [last.number] if last is not None and last.state == optuna.trial.TrialState.FAIL else []
+        _write_table(study, space, out)
+        kept = len(study.get_trials(deepcopy=False, states=finished_states))
+        note = f"trial {', '.join(map(str, failed))} marked failed; " if failed else ""
+        raise TuneInterrupted(
+            f"interrupted: {note}{kept} finished trial(s) kept in {_redact(storage)} (study {study_name!r}); run the same command again to continue"
+        ) from None
+
+
 def tune(
     config: Config,
     out: str | Path | None = None,
@@ -510,10 +549,10 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     study_name = study_name or config.name or "dlw"
-    _write_atomic(out / MARKER, json.dumps({"storage": storage, "study": study_name}, indent=2) + "\n")
+    write_atomic(out / MARKER, json.dumps({"storage": storage, "study": study_name}, indent=2) + "\n")
 
     from dlw.distribute import choose_backend_for
-    from dlw.objectives import check_monitor, check_names, choose_objective
+    from dlw.objectives import check_names
 
     check_names(config.loss, config.metrics)
     if config.model.kind == "pretrained":
@@ -528,42 +567,13 @@ def tune(
     stop = _StopRequest(console)
     objective = Objective(config, space, console, stop)
     if done < total:
-        # Prepare (and check) the data before the first trial, so a data error is one line, not a failed trial.
-        prepared = objective.data_for(config)
-        problem = prepared.problem
-        obj = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics)
-        if config.train.early_stopping:
-            check_monitor(obj, config.train.early_stopping.monitor)
-        if config.tune.metric not in obj.logged_names():
-            known = ", ".join(n for n in obj.logged_names() if n.startswith("val_"))
-            raise ConfigError(f"key 'tune.metric': {config.tune.metric!r} is not logged for this task; choose one of {known}")
+        check_before_trials(objective, config)
     what = "continuing" if study.trials else "new"
     console.step(7, f"tuning: {what} study {study_name!r} in {_redact(storage)}: {done} of {total} trials finished; "
                  f"{config.tune.metric} ({study.direction.name.lower()}), {config.tune.sampler} sampler, {config.tune.pruner} pruner")
     console.say(f"    search space: {', '.join(f'{k} {_describe(v)}' for k, v in space.items())}")
     if done < total:
-        callbacks = [
-            optuna.study.MaxTrialsCallback(total, states=finished_states),
-            _progress(total, console, config.tune.metric),
-            _stop_after_failures(max(3, total)),
-            _stop_when_asked(stop),
-        ]
-        try:
-            with stop.installed():
-                study.optimize(objective, n_trials=None, timeout=config.tune.timeout, callbacks=callbacks, gc_after_trial=False)
-                if stop.requested:  # stopped between trials
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            failed = _fail_running(study, objective.running)
-            if not failed and objective.started:  # Optuna marked the interrupted trial failed itself
-                last = next((t for t in study.get_trials(deepcopy=False) if t.number == objective.started[-1]), None)
-                failed = [last.number] if last is not None and last.state == optuna.trial.TrialState.FAIL else []
-            _write_table(study, space, out)
-            kept = len(study.get_trials(deepcopy=False, states=finished_states))
-            note = f"trial {', '.join(map(str, failed))} marked failed; " if failed else ""
-            raise TuneInterrupted(
-                f"interrupted: {note}{kept} finished trial(s) kept in {_redact(storage)} (study {study_name!r}); run the same command again to continue"
-            ) from None
+        optimize(study, objective, config, space, out=out, storage=storage, study_name=study_name, console=console)
     return finish(study, config, space, out, storage, study_name, console)
 
 
@@ -587,6 +597,8 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
     """The table, the plots, ``best.yaml`` and the best config's run folder (trained once, measured on test)."""
     from optuna.trial import TrialState
 
+    from dlw.workflow import Run, Workflow
+
     _write_table(study, space, out)
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -603,7 +615,7 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
         f"{config.tune.metric} {best.value:.6g} on the validation split\n"
         f"# {', '.join(f'{k}: {json.dumps(v)}' for k, v in values.items())}\n"
     )
-    _write_atomic(out / "best.yaml", header + best_config.to_yaml())
+    write_atomic(out / "best.yaml", header + best_config.to_yaml())
     console.say(f"    best: trial {best.number}, {config.tune.metric} {best.value:.4g} ({', '.join(f'{k}={_short(v)}' for k, v in values.items())})")
     still = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if still:
@@ -612,10 +624,10 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
     best_dir = out / "best"
     if _same_config(best_dir, best_config):
         console.say(f"    the best config's run folder is already there: {best_dir}")
-        result.run = workflow.Run(best_dir)
+        result.run = Run(best_dir)
     else:
         console.say(f"    training the best config once more, measured on the untouched test split: {best_dir}")
-        result.run = workflow.Workflow(best_config, console).train(out=best_dir, overwrite=True)
+        result.run = Workflow(best_config, console).train(out=best_dir, overwrite=True)
     _attach_tuning(best_dir, out, config, values, study_name, finished)
     metrics = result.run.metrics
     main = metrics.get("main_metric")
@@ -644,10 +656,10 @@ def _attach_tuning(best_dir: Path, out: Path, config: Config, values: dict, stud
         "method": f"Optuna, {tc.sampler} sampler, {tc.pruner} pruner; study {study_name!r}, {finished} finished trial(s)",
         "metric": tc.metric,
         "objective": "value",
-        "direction": "maximize" if tc.maximize else "minimize",
+        "direction": study_direction(tc),
         "best_params": {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in values.items()},
     }
-    _write_atomic(best_dir / "tuning.json", json.dumps(info, indent=2) + "\n")
+    write_atomic(best_dir / "tuning.json", json.dumps(info, indent=2) + "\n")
     write_report(best_dir)
 
 
@@ -681,16 +693,14 @@ def tuning_table(study, space):
 
 
 def _write_table(study, space, out: Path) -> None:
-    _write_atomic(out / "tuning.csv", tuning_table(study, space).to_csv(index=False))
+    write_atomic(out / "tuning.csv", tuning_table(study, space).to_csv(index=False))
 
 
 def _write_plots(study, out: Path, console: Console) -> None:
     """Optuna's own plots: the optimization history and the parameter importances."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as oplt
+
+    pyplot()  # the Agg backend, before Optuna draws
 
     for name, plot in (("history.png", oplt.plot_optimization_history), ("importances.png", oplt.plot_param_importances)):
         try:
@@ -700,18 +710,9 @@ def _write_plots(study, out: Path, console: Console) -> None:
             figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             figure.set_size_inches(8, 5)
             figure.tight_layout()
-            tmp = out / f".{name}.{os.getpid()}.png"
-            figure.savefig(tmp, dpi=100)
-            os.replace(tmp, out / name)
-            plt.close(figure)
+            save_figure(figure, out / name, dpi=100)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances need 2+ completed trials with varied values
             console.say(f"    no {name}: {' '.join(str(exc).split())[:160]}")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _describe(dist: Distribution) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dlw.errors import DataError
+from dlw.runs import json_text, write_atomic
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Splits:
         }
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
+        write_atomic(Path(path), json_text(self.to_dict(), indent=None))
 
     @classmethod
     def load(cls, path: Path) -> "Splits":

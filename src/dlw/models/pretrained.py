@@ -516,6 +516,17 @@ def preprocessing_layers(mode: str, prefix: str = "preprocess") -> list:
     raise ValueError(f"unknown preprocessing mode {mode!r}; one of {PREPROCESSING_MODES}")
 
 
+def check_channels(spec: BackboneSpec, channels: int) -> None:
+    """Refuse images whose channels the backbone cannot take, naming the key to change."""
+    want_c = spec.input_shape[2]
+    if channels not in (1, 3):
+        raise ConfigError(f"data.channels: images have {channels} channels; a pretrained backbone takes 1 (grey) or 3 (colour)")
+    if want_c == 1 and channels == 3:
+        raise ConfigError(f"model.backbone '{spec.name}' takes grey images (1 channel): set data.channels: 1")
+    if want_c not in (1, 3):
+        raise ConfigError(f"model.backbone '{spec.name}' takes images of {want_c} channels: dlw gives it 1 or 3")
+
+
 def build_pretrained(
     backbone_spec: BackboneSpec,
     input_shape: tuple[int, int, int],
@@ -538,13 +549,7 @@ def build_pretrained(
     spec = backbone_spec
     height, width, channels = (int(v) for v in input_shape)
     want_h, want_w, want_c = spec.input_shape
-    if channels not in (1, 3):
-        raise ConfigError(f"data.channels: images have {channels} channels; a pretrained backbone takes 1 (grey) or 3 (colour)")
-    if want_c == 1 and channels == 3:
-        raise ConfigError(f"model.backbone '{spec.name}' takes grey images (1 channel): set data.channels: 1")
-    if want_c not in (1, 3):
-        raise ConfigError(f"model.backbone '{spec.name}' takes images of {want_c} channels: dlw gives it 1 or 3")
-
+    check_channels(spec, channels)
     backbone = load_backbone(spec)
     if freeze:
         backbone.trainable = False

@@ -1,5 +1,9 @@
 """Steps 1-3 for images: find the images and labels, decide size and channels, split, load.
 
+``ImagePrepared`` is the images' side of the seam (``dlw.data.prepared``): its inputs
+are uint8 arrays (n, height, width, channels) in memory, or ``ImageStream``s that decode
+batches from disk.
+
 An image run's ``schema.json`` holds ``"inputs": "images"`` with the size and
 channels every image is decoded to, so prediction decodes new images the same
 way. Images are decoded once into memory when the decoded set fits
@@ -9,9 +13,9 @@ way. Images are decoded once into memory when the decoded set fits
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -19,8 +23,11 @@ import pandas as pd
 from dlw.config import Config
 from dlw.console import QUIET, Console
 from dlw.data import images as img
+from dlw.data.prepared import SPLITS, Prepared
+from dlw.data.splits import make_splits
 from dlw.errors import ConfigError, DataError
 from dlw.problem import Problem, encode_target, formulate
+from dlw.runs import json_text, write_atomic
 
 # Images larger than this (on their longer side) are scaled down by default: a CNN
 # from scratch on a CPU gains little from more pixels and pays for each one.
@@ -60,11 +67,7 @@ class ImageSchema:
         return cls(**{k: data[k] for k in keys if k in data})
 
     def save(self, path: Path, extra: dict | None = None) -> None:
-        Path(path).write_text(json.dumps({**self.to_dict(), **(extra or {})}, indent=2) + "\n", encoding="utf-8")
-
-
-def is_image_schema(data: dict) -> bool:
-    return data.get("inputs") == "images"
+        write_atomic(Path(path), json_text({**self.to_dict(), **(extra or {})}))
 
 
 def origin_of(config: Config) -> str:
@@ -183,11 +186,98 @@ def say_skipped(images: img.ImageSet, console: Console) -> None:
         console.warn(f"{images.origin}: {summary}")
 
 
-def prepare_images(config: Config, console: Console = QUIET, schema: ImageSchema | None = None, backbone_shape=None):
-    """Steps 1-3 for images; returns the same ``Prepared`` as tables, with image arrays or streams as inputs."""
-    from dlw.data.splits import make_splits
-    from dlw.workflow import SPLITS, Prepared
+@dataclass
+class ImagePrepared(Prepared):
+    """Images as the seam sees them; ``config`` gives streamed splits their batch size, workers and seed."""
 
+    images: Any = None  # the ImageSet found in step 1
+
+    kind: ClassVar[str] = "images"
+    noun: ClassVar[str] = "image"
+    baseline_names: ClassVar[tuple[str, ...]] = ("trivial", "logistic_pixels")
+    # The pixel block's dimensions share one scale, like the penultimate layer's.
+    shared_detector_blocks: ClassVar[tuple[str, ...]] = ("penultimate", "inputs")
+
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.inputs["train"], np.ndarray)
+
+    def take(self, inputs, rows: np.ndarray):
+        if isinstance(inputs, np.ndarray):
+            return inputs[rows]
+        tc = self.config.train
+        return stream([inputs.paths[i] for i in rows], None, self.schema, self.config, tc.batch_size, False, tc.seed)
+
+    def predict_raw(self, model, inputs) -> np.ndarray:
+        if isinstance(inputs, np.ndarray):
+            return model.predict(inputs, batch_size=256, verbose=0)
+        return model.predict(inputs, verbose=0)  # a stream: its own batches
+
+    def baseline_features(self, inputs) -> np.ndarray:
+        return pixel_features(inputs, self.schema.channels)
+
+    def baseline_training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y = super().baseline_training_set()
+        if len(x) > BASELINE_MAX_TRAIN:  # logistic regression on pixels: a sample is enough
+            keep = np.random.default_rng(0).choice(len(x), BASELINE_MAX_TRAIN, replace=False)
+            x, y = x[keep], y[keep]
+        return x, y
+
+    def fit_data(self, split: str, config, *, shuffle: bool, seed: int, rows: np.ndarray | None = None):
+        x, y = self.inputs[split], self.training_targets(split)
+        if rows is not None:
+            y = y[rows]
+        if isinstance(x, np.ndarray):
+            return (x if rows is None else x[rows]), y
+        paths = list(x.paths) if rows is None else [x.paths[i] for i in rows]
+        return stream(paths, y, self.schema, config, config.train.batch_size, shuffle, seed), None
+
+    def first_images(self, split: str, n: int) -> np.ndarray:
+        """The first ``n`` images of ``split`` as a uint8 array (decoded now when the split is streamed)."""
+        x = self.inputs[split]
+        if isinstance(x, np.ndarray):
+            return x[:n]
+        arrays, _ = img.decode_many(list(x.paths[:n]), tuple(self.schema.size), self.schema.channels)
+        return arrays[:n]
+
+    def explain(self, model, folder: Path, seed: int) -> dict:
+        from dlw.explain import image_occlusion
+
+        return {"occlusion": image_occlusion(model, self, folder)}
+
+    def encode_new(self, source, console: Console, origin: str):
+        """New images (a folder, a CSV of paths, one file or a list of paths) to ``(paths, arrays, failed positions, origin)``."""
+        found = images_for_prediction(source, self.schema, self.config.data.workers, console)
+        arrays, failed = decode_for_model(found, self.schema, self.config.data.workers)
+        return pd.DataFrame({"path": found.paths}), arrays, failed, found.origin
+
+    def encode_labelled(self, data, console: Console) -> tuple[np.ndarray, np.ndarray]:
+        """New labelled images (a class-folder tree or a CSV of paths and labels), decoded for the model."""
+        config = self.config.model_copy(deep=True)
+        config.data.source = str(Path(data).resolve())
+        found = find_images(config)
+        say_skipped(found, console)
+        arrays, failed = decode_for_model(found, self.schema, self.config.data.workers)
+        keep = np.setdiff1d(np.arange(len(found)), failed)
+        labels = pd.Series([found.labels[i] for i in keep], name=self.problem.target)
+        return arrays[keep], encode_target(labels, self.problem, found.origin)
+
+
+def decoded_images(config: Config, images: img.ImageSet, size, channels: int, console: Console):
+    """The images decoded into memory when they fit ``data.cache_mb`` (else None), and the images that remain."""
+    data = config.data
+    if images.arrays is None and not img.cache_fits(len(images), tuple(size), channels, data.cache_mb):
+        return None, images
+    arrays, failed = load_arrays(images, size, channels, data.workers)
+    if failed:
+        images = drop_items(images, failed, {})
+        arrays = np.delete(arrays, failed, axis=0)
+        console.warn(f"{images.origin}: {len(failed)} image(s) could not be decoded and were left out, e.g. {Path(images.skipped[-1][0]).name}")
+    return arrays, images
+
+
+def prepare_images(config: Config, console: Console = QUIET, schema: ImageSchema | None = None, backbone_shape=None) -> ImagePrepared:
+    """Steps 1-3 for images; the same ``Prepared`` seam as tables, with image arrays or streams as inputs."""
     data = config.data
     if data.split.time_column:
         raise ConfigError(f"{origin_of(config)}: key 'data.split.order': a chronological split needs a table with a time column, not images")
@@ -195,30 +285,29 @@ def prepare_images(config: Config, console: Console = QUIET, schema: ImageSchema
     problem = image_problem(images, config)
     console.step(1, f"problem: {problem.question.replace('a row', 'an image')}  [{problem.task}: {problem.reason}]")
     say_skipped(images, console)
-
     if schema is None:
         size, channels, why = choose_shape(images, config, console, backbone_shape)
     else:
         size, channels, why = list(schema.size), schema.channels, "the run's schema"
-    in_memory = images.arrays is not None or img.cache_fits(len(images), tuple(size), channels, data.cache_mb)
-    arrays = None
-    if in_memory:
-        arrays, failed = load_arrays(images, size, channels, data.workers)
-        if failed:
-            images = drop_items(images, failed, {})
-            arrays = np.delete(arrays, failed, axis=0)
-            console.warn(f"{images.origin}: {len(failed)} image(s) could not be decoded and were left out, e.g. {Path(images.skipped[-1][0]).name}")
-            problem = image_problem(images, config)
+    arrays, decoded = decoded_images(config, images, size, channels, console)
+    if decoded is not images:
+        images, problem = decoded, image_problem(decoded, config)
     labels = encode_target(pd.Series(images.labels, name=problem.target), problem, images.origin)
-    counts = pd.Series(images.labels).value_counts().sort_index()
     if schema is None:
+        counts = pd.Series(images.labels).value_counts().sort_index()
         schema = ImageSchema(
             problem.target, size, channels, images.kind, data.image_column,
             {str(k): int(v) for k, v in counts.items()} if problem.is_classification else {},
         )
     console.step(2, f"inputs: {describe_images(images, problem)}, decoded to {size[0]}x{size[1]}x{channels} ({why}); output: {problem.target!r}")
+    return split_images(config, console, images=images, arrays=arrays, labels=labels, problem=problem, schema=schema)
 
-    split = data.split
+
+def split_images(config: Config, console: Console, *, images, arrays, labels, problem: Problem, schema: ImageSchema) -> ImagePrepared:
+    """Step 3 for images: the seeded split, and each split's arrays (or stream)."""
+    from dlw.data.tables import target_scaling
+
+    split = config.data.split
     strat = labels if problem.is_classification and split.stratify else None
     splits = make_splits(np.arange(len(images)), strat, split.validation, split.test, split.seed, images.origin, problem.classes)
     inputs, targets = {}, {}
@@ -231,40 +320,12 @@ def prepare_images(config: Config, console: Console = QUIET, schema: ImageSchema
             inputs[name] = stream(
                 [images.paths[i] for i in rows], None, schema, config, config.train.batch_size, False, config.train.seed
             )
-    scaling = None
-    if not problem.is_classification:
-        y = targets["train"]
-        scaling = {"mean": float(y.mean()), "std": float(y.std()) or 1.0}
-    frame = images.frame()
-    how = "in memory" if arrays is not None else f"streamed from disk (decoded set larger than data.cache_mb = {data.cache_mb} MiB)"
+    how = "in memory" if arrays is not None else f"streamed from disk (decoded set larger than data.cache_mb = {config.data.cache_mb} MiB)"
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(images)} images, {how}; {splits.method} split: {sizes}")
-    notes = []
-    if images.skipped:
-        notes.append(f"{len(images.skipped)} file(s) left out: {images.skipped_summary()}")
-    prepared = Prepared(frame, problem, schema, splits, inputs, targets, scaling, 0, notes)
-    prepared.images = images
-    return prepared
-
-
-def training_input(prepared, config: Config, seed: int, rows: np.ndarray | None = None):
-    """What ``fit`` trains on: (x, y) arrays, or a shuffling stream that yields both (``y`` None)."""
-    x = prepared.inputs["train"]
-    y = prepared.training_targets("train")
-    if rows is not None:
-        y = y[rows]
-    if isinstance(x, np.ndarray):
-        return (x if rows is None else x[rows]), y
-    paths = list(x.paths) if rows is None else [x.paths[i] for i in rows]
-    return stream(paths, y, prepared.schema, config, config.train.batch_size, True, seed), None
-
-
-def validation_input(prepared, config: Config):
-    x = prepared.inputs["validation"]
-    y = prepared.training_targets("validation")
-    if isinstance(x, np.ndarray):
-        return x, y
-    return stream(list(x.paths), y, prepared.schema, config, config.train.batch_size, False, config.train.seed), None
+    notes = [f"{len(images.skipped)} file(s) left out: {images.skipped_summary()}"] if images.skipped else []
+    scaling = target_scaling(problem, targets["train"])
+    return ImagePrepared(images.frame(), problem, schema, splits, inputs, targets, scaling, 0, notes, config=config, images=images)
 
 
 def images_for_prediction(source, schema: ImageSchema, workers: int | None = None, console: Console = QUIET):

@@ -1,0 +1,125 @@
+"""The seam between input kinds: ``Prepared`` is steps 1-3 done, and knows its own kind.
+
+Whether a run is on a table or on images is decided once (``dlw.spec.resolve_kind``)
+and from then on carried by the ``Prepared`` object built for it: ``TablePrepared``
+(``dlw.data.tables``) or ``ImagePrepared`` (``dlw.data.image_sets``). Code downstream
+asks it to select rows, predict in batches, give the baselines their feature matrix,
+leave out the test split, scale the target, and explain the model; it never asks which
+kind it holds. A new input kind is a new subclass, not a new ``if``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dlw.problem import Problem
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Prepared:
+    """Steps 1-3 done: the problem, the schema fitted on train rows, and the encoded splits.
+
+    ``inputs[split]`` is in the kind's own container (named arrays, an image array or an
+    image stream); only the subclass looks inside it.
+    """
+
+    frame: pd.DataFrame
+    problem: Problem
+    schema: Any
+    splits: Any  # dlw.data.splits.Splits; None for a finished run's predictions
+    inputs: dict[str, Any]
+    targets: dict[str, np.ndarray]  # class indices, or the target in its own units
+    target_scaling: dict | None
+    dropped_rows: int
+    notes: list[str] = field(default_factory=list)
+    config: Any = None  # the Config it was prepared for
+
+    kind: ClassVar[str] = ""
+    noun: ClassVar[str] = "row"  # what one example is called in messages
+    baseline_names: ClassVar[tuple[str, ...]] = ()
+    # Blocks of the unfamiliar-input detector whose dimensions share one scale.
+    shared_detector_blocks: ClassVar[tuple[str, ...]] = ("penultimate",)
+
+    # --- what each kind implements ------------------------------------------------------
+
+    def take(self, inputs, rows: np.ndarray):
+        """The inputs at positions ``rows`` of one split's container."""
+        raise NotImplementedError
+
+    def predict_raw(self, model, inputs) -> np.ndarray:
+        """``model.predict`` over ``inputs``, in batches sized for the kind."""
+        raise NotImplementedError
+
+    def baseline_features(self, inputs) -> np.ndarray:
+        """Inputs as one flat matrix for scikit-learn."""
+        raise NotImplementedError
+
+    def fit_data(self, split: str, config, *, shuffle: bool, seed: int, rows: np.ndarray | None = None):
+        """What ``fit`` reads for ``split``: ``(x, y)`` arrays, or ``(stream, None)`` for a stream of batches."""
+        raise NotImplementedError
+
+    def explain(self, model, folder: Path, seed: int) -> dict:
+        """What the model relies on, written into ``folder``; the summary for metrics.json."""
+        raise NotImplementedError
+
+    # --- shared by every kind -----------------------------------------------------------
+
+    def with_train_rows(self, keep: np.ndarray) -> "Prepared":
+        """A copy whose train split is only the train positions ``keep`` (validation and test unchanged)."""
+        inputs = {**self.inputs, "train": self.take(self.inputs["train"], keep)}
+        return dataclasses.replace(self, inputs=inputs, targets={**self.targets, "train": self.targets["train"][keep]})
+
+    def with_rows(self, rows: dict[str, np.ndarray]) -> "Prepared":
+        """A copy keeping, for each split named in ``rows``, only those positions."""
+        inputs, targets = dict(self.inputs), dict(self.targets)
+        for split, keep in rows.items():
+            inputs[split], targets[split] = self.take(inputs[split], keep), targets[split][keep]
+        return dataclasses.replace(self, inputs=inputs, targets=targets)
+
+    def without_test(self) -> "Prepared":
+        """The data a tuning trial may see: the train and validation splits; the test split is gone."""
+        keep = ("train", "validation")
+        return dataclasses.replace(
+            self,
+            inputs={k: v for k, v in self.inputs.items() if k in keep},
+            targets={k: v for k, v in self.targets.items() if k in keep},
+        )
+
+    def training_targets(self, split: str) -> np.ndarray:
+        """What the network is fitted on: class indices, or the standardized target."""
+        y = self.targets[split]
+        if self.target_scaling is None:
+            return y
+        return ((y - self.target_scaling["mean"]) / self.target_scaling["std"]).astype("float32")
+
+    def outputs(self, model, inputs) -> np.ndarray:
+        """Class probabilities ``(n, k)`` for classification, predictions in target units for regression."""
+        raw = np.asarray(self.predict_raw(model, inputs))
+        task = self.problem.task
+        if task == "binary":
+            p = raw.reshape(-1)
+            return np.stack([1.0 - p, p], axis=1)
+        if task == "multiclass":
+            return raw
+        scaling = self.target_scaling or {"mean": 0.0, "std": 1.0}
+        return raw.reshape(-1) * scaling["std"] + scaling["mean"]
+
+    def baseline_training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the baselines are fitted on: the train split as a feature matrix."""
+        return self.baseline_features(self.inputs["train"]), self.targets["train"]
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the splits are read from disk batch by batch rather than held in memory."""
+        return False
+
+    def count(self, split: str) -> int:
+        return len(self.targets[split])

@@ -1,0 +1,155 @@
+"""Steps 1-3 on a table: load it, formulate the problem, infer and fit the schema, split, encode.
+
+``TablePrepared`` is the table's side of the seam (``dlw.data.prepared``): its inputs
+are named arrays, ``{"numeric": float32, "categorical": int32}``, as ``Schema.encode``
+makes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dlw.console import QUIET, Console
+from dlw.data.builtin import BUILTINS
+from dlw.data.loaders import read_table
+from dlw.data.prepared import SPLITS, Prepared
+from dlw.data.splits import make_splits, make_time_splits
+from dlw.errors import DataError
+from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
+from dlw.schema import Schema
+
+
+@dataclass
+class TablePrepared(Prepared):
+    kind: ClassVar[str] = "table"
+    noun: ClassVar[str] = "row"
+    baseline_names: ClassVar[tuple[str, ...]] = ("trivial", "linear", "hist_gradient_boosting")
+
+    def take(self, inputs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[rows] for k, v in inputs.items()}
+
+    def predict_raw(self, model, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        names = {t.name for t in model.inputs}
+        return model.predict({k: v for k, v in inputs.items() if k in names}, batch_size=4096, verbose=0)
+
+    def baseline_features(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return baseline_matrix(inputs, self.schema.n_category_tokens)
+
+    def fit_data(self, split: str, config, *, shuffle: bool, seed: int, rows: np.ndarray | None = None):
+        x, y = self.inputs[split], self.training_targets(split)
+        return (x, y) if rows is None else (self.take(x, rows), y[rows])
+
+    def explain(self, model, folder: Path, seed: int) -> dict:
+        from dlw.explain import table_importance
+
+        table = table_importance(model, self, folder, seed)
+        return {"importance": table.head(10).to_dict(orient="records")}
+
+    def encode_new(self, rows, console: Console, origin: str):
+        """Raw rows (a frame, or a table file) to ``(rows shown beside the predictions, inputs, failed positions, origin)``."""
+        frame = rows if isinstance(rows, pd.DataFrame) else read_table(str(rows))
+        inputs, warnings = self.schema.encode(frame, origin=origin)
+        for warning in warnings:
+            console.warn(warning)
+        return frame, inputs, [], origin
+
+    def encode_labelled(self, data, console: Console) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """New labelled rows (a frame or a table file): their inputs and encoded targets."""
+        origin = str(data) if not isinstance(data, pd.DataFrame) else "data"
+        frame = data if isinstance(data, pd.DataFrame) else read_table(str(data))
+        check_target_column(frame, self.problem.target, origin)
+        frame, dropped = drop_missing_target(frame, self.problem.target, origin)
+        if dropped:
+            console.warn(f"{origin}: dropped {dropped} row(s) whose target is missing")
+        inputs, warnings = self.schema.encode(frame, origin)
+        for warning in warnings:
+            console.warn(warning)
+        return inputs, encode_target(frame[self.problem.target], self.problem, origin)
+
+
+def baseline_matrix(inputs: dict[str, np.ndarray], n_tokens: int) -> np.ndarray:
+    """The model's inputs as one flat matrix (numbers, then one-hot categories) for scikit-learn."""
+    blocks = []
+    if "numeric" in inputs:
+        blocks.append(inputs["numeric"].astype("float64"))
+    if "categorical" in inputs:
+        one_hot = np.zeros((len(inputs["categorical"]), n_tokens))
+        rows = np.arange(len(one_hot))[:, None]
+        one_hot[rows, inputs["categorical"]] = 1.0
+        blocks.append(one_hot)
+    return np.hstack(blocks)
+
+
+def data_origin(config) -> str:
+    """How errors name the data: its path, or the built-in's name."""
+    source = config.data.source
+    return f"built-in {source!r}" if source in BUILTINS else source
+
+
+def load_labelled(config) -> tuple[pd.DataFrame, pd.DataFrame, int, Problem]:
+    """Step 1 on the table: the rows as loaded, those with a target, how many lacked one, and the problem."""
+    origin = data_origin(config)
+    frame = read_table(config.data.source).reset_index(drop=True)
+    target = config.data.target
+    check_target_column(frame, target, origin)
+    labelled, dropped = drop_missing_target(frame, target, origin)
+    return frame, labelled, dropped, formulate(labelled, target, config.task, origin)
+
+
+def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Problem):
+    """Step 3's split of the labelled rows; and the column that orders it, if any, with why it is not an input."""
+    origin = data_origin(config)
+    split_cfg = config.data.split
+    rows = labelled.index.to_numpy()
+    if split_cfg.time_column:
+        column = split_cfg.time_column
+        if column not in frame.columns:
+            raise DataError(f"{origin}: column {column!r} in data.split.order is not in the data")
+        splits = make_time_splits(rows, labelled[column], split_cfg.validation, split_cfg.test, column, origin)
+        return splits, {column: "orders the chronological split (data.split.order)"}
+    target = config.data.target
+    labels = encode_target(labelled[target], problem) if problem.is_classification and split_cfg.stratify else None
+    return make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin, problem.classes), {}
+
+
+def prepare_table(config, console: Console = QUIET, schema: Schema | None = None) -> TablePrepared:
+    """Steps 1-3 on a table; a fitted ``schema`` (a finished run's) is used as it is instead of being inferred."""
+    origin = data_origin(config)
+    target = config.data.target
+    frame, labelled, dropped, problem = load_labelled(config)
+    notes = [f"dropped {dropped} row(s) whose target {target!r} is missing"] if dropped else []
+    console.step(1, f"problem: {problem.question}  [{problem.task}: {problem.reason}]")
+    splits, skip = split_table(config, frame, labelled, problem)
+    if schema is None:
+        schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin)
+        schema.fit(frame.loc[splits.train])
+    inputs, targets = {}, {}
+    for name in SPLITS:
+        part = frame.loc[getattr(splits, name)]
+        inputs[name], _ = schema.encode(part, origin)
+        targets[name] = encode_target(part[target], problem)
+    kinds = pd.Series([f.kind for f in schema.features]).value_counts().to_dict()
+    console.step(
+        2,
+        f"inputs: {len(schema.features)} column(s) ({', '.join(f'{n} {k}' for k, n in kinds.items())}); output: {target!r}",
+    )
+    notes += [f"column {name!r} not used: {reason}" for name, reason in schema.excluded.items()]
+    notes += [f"column {f.name!r}: {f.note}" for f in schema.features if f.note]
+    sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
+    console.step(3, f"data: {len(frame)} rows; {splits.method} split: {sizes}")
+    for note in notes:
+        console.say(f"    {note}")
+    scaling = target_scaling(problem, targets["train"])
+    return TablePrepared(frame, problem, schema, splits, inputs, targets, scaling, dropped, notes, config=config)
+
+
+def target_scaling(problem: Problem, y_train: np.ndarray) -> dict | None:
+    """The train split's mean and standard deviation of a regression target (the network learns it standardized)."""
+    if problem.is_classification:
+        return None
+    return {"mean": float(y_train.mean()), "std": float(y_train.std()) or 1.0}
