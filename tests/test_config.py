@@ -45,8 +45,9 @@ def test_minimal_config_gets_every_default(tmp_path, table):
     assert config.data.source == str(table.resolve())
     assert config.name == "my"
     assert config.task == "auto"
-    assert config.train.epochs == 200 and config.train.batch_size == 32
-    assert config.model.hidden_layers == [64, 32]
+    # Tables default to tabm: its batch size and epochs are planned from the train rows (issue 11).
+    assert config.model.kind == "tabm" and config.train.epochs == "auto" and config.train.batch_size == "auto"
+    assert config.model.hidden_units == [128, 128] and config.train.optimizer == "adamw"
     assert config.data.split.validation == 0.2 and config.data.split.test == 0.2
     assert config.train.early_stopping.patience == 20
 
@@ -335,7 +336,8 @@ def test_json_schema_documents_every_section():
     for section in ("DataConfig", "SplitConfig", "ModelConfig", "TrainConfig", "EarlyStoppingConfig"):
         assert section in defs
     assert set(defs["TrainConfig"]["properties"]) >= {"epochs", "batch_size", "optimizer", "learning_rate", "early_stopping", "seed"}
-    assert defs["TrainConfig"]["properties"]["epochs"]["minimum"] == 1
+    epochs = defs["TrainConfig"]["properties"]["epochs"]["anyOf"]
+    assert {"type": "integer", "exclusiveMinimum": 0} in epochs and {"const": "auto", "type": "string"} in epochs
     assert "source" in defs["DataConfig"]["required"]
     assert defs["DataConfig"]["properties"]["source"]["description"]
     assert set(defs["ModelConfig"]["properties"]) == set(Config.model_fields["model"].annotation.model_fields)

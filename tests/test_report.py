@@ -358,7 +358,8 @@ def test_minimal_run_report_has_every_section_and_says_what_is_absent(minimal_ru
     assert "filled with the training median" in section_text(text, "preparation")
     assert "sparse_categorical_crossentropy" in section_text(text, "objective")
     model = section_text(text, "model")
-    assert "hidden_1" in model and "64 units" in model and "Dense" in model
+    first_units = __import__("dlw").load(minimal_run).config.model.hidden_units[0]  # 128 for tabm, the default since issue 11
+    assert "hidden_1" in model and f"{first_units} units" in model and "Dense" in model
     assert len(parse(section_text(text, "training")).images) == 1  # learning curves
     performance = section_text(text, "performance")
     assert "hist_gradient_boosting" in performance and "accuracy (main)" in performance

@@ -22,7 +22,8 @@ import yaml
 from conftest import run_dlw
 
 # Short trials: enough epochs for penguins to separate, few enough for a quick test.
-QUICK = ["train.epochs=15", "train.early_stopping.patience=5"]
+# The tuning machinery is tested on the lesson's MLP (fast); tabm's own space is tested in test_tabm.py.
+QUICK = ["model.kind=mlp", "train.epochs=15", "train.early_stopping.patience=5"]
 QUICK_CLI = [arg for item in QUICK for arg in ("--set", item)]
 
 
@@ -82,7 +83,7 @@ def test_search_space_default_and_round_trip():
     from dlw.spec import load_spec, validate
     from dlw.tune import config_with, decode_params, search_space, suggest
 
-    config = load_spec("penguins")
+    config = load_spec("penguins", overrides=["model.kind=mlp"])
     space = search_space(config)
     assert set(space) == {"model.hidden_layers", "model.dropout", "train.learning_rate", "train.batch_size"}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -43,7 +43,10 @@ RUN_FILES = {
 }
 CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "macro_f1", "log_loss", "n"}
 REGRESSION_METRICS = {"rmse", "mae", "r2", "n"}
-TOP_KEYS = {"task", "validation", "test", "baselines", "baselines_validation", "main_metric", "training", "advice", "ood", "warnings", "explanations"}
+TOP_KEYS = {
+    "task", "validation", "test", "baselines", "baselines_validation", "baseline_fits", "main_metric", "training", "advice", "ood",
+    "warnings", "explanations",
+}
 
 
 def read_metrics(folder: Path) -> dict:
@@ -67,7 +70,7 @@ def check_metrics_shape(metrics: dict, task: str) -> None:
         assert metrics["baselines"][name]["n"] == metrics["test"]["n"]
     for value in metrics["test"].values():
         assert value is None or np.isfinite(value)
-    assert set(metrics["training"]) == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters", "trainable_parameters"}
+    assert set(metrics["training"]) == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters", "trainable_parameters", "plan"}
     assert 1 <= metrics["training"]["best_epoch"] <= metrics["training"]["epochs_run"]
 
 

@@ -17,7 +17,7 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_serializer, model_validator
 
 
 class _Strict(BaseModel):
@@ -112,11 +112,21 @@ def _positive(value: list[int]) -> list[int]:
 class ModelConfig(_Strict):
     """The network (step 5)."""
 
-    kind: Literal["auto", "mlp", "cnn", "pretrained"] = Field(
-        "auto", description="'auto': mlp for tables, cnn for images (pretrained when a backbone is set); or name one."
+    kind: Literal["auto", "tabm", "mlp", "cnn", "pretrained"] = Field(
+        "auto",
+        description="'auto': tabm for tables, cnn for images (pretrained when a backbone is set); or name one. "
+        "tabm is dlw's default for tables (an efficient ensemble with number and category embeddings); mlp is the lesson's plain MLP.",
     )
-    hidden_layers: list[int] = Field([64, 32], description="MLP: units of each hidden Dense layer.")
-    dropout: float | None = Field(None, ge=0, lt=1, description="Dropout after each hidden/dense layer; default 0.1 (MLP), 0.3 (CNN and heads).")
+    hidden_layers: list[int] | None = Field(
+        None, description="tabm and mlp: units of each hidden Dense layer; default [128, 128] (tabm), [64, 32] (mlp)."
+    )
+    dropout: float | None = Field(None, ge=0, lt=1, description="Dropout after each hidden/dense layer; default 0.1 (tabm, MLP), 0.3 (CNN and heads).")
+    ensemble: int = Field(16, ge=1, le=64, description="tabm: members of the efficient ensemble (they share the hidden layers; the prediction is their mean).")
+    embeddings: Literal["piecewise_linear", "periodic", "none"] = Field(
+        "piecewise_linear", description="tabm: how numbers enter: piecewise_linear (bins from train quantiles), periodic, or none (scaled only)."
+    )
+    embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
+    bins: int = Field(16, ge=2, le=256, description="tabm: piecewise-linear bins per number (from the train split's quantiles).")
     activation: str = Field("relu", description="MLP: activation of hidden layers (a Keras name).")
     conv_filters: list[int] = Field([32, 64, 128], description="CNN: filters of each convolution block (3x3 conv, ReLU, 2x2 pooling).")
     dense_layers: list[int] = Field([128], description="CNN and pretrained head: units of the Dense layers after pooling.")
@@ -131,13 +141,19 @@ class ModelConfig(_Strict):
     freeze: bool = Field(True, description="Pretrained: train the new head only, backbone frozen.")
     fine_tune: FineTuneConfig | None = Field(None, description="Pretrained: {layers, learning_rate, epochs} for a second phase.")
 
-    _check_units = field_validator("hidden_layers", "conv_filters", "dense_layers")(classmethod(lambda cls, v: _positive(v)))
+    _check_units = field_validator("hidden_layers", "conv_filters", "dense_layers")(classmethod(lambda cls, v: v if v is None else _positive(v)))
 
     @property
     def dropout_rate(self) -> float:
         if self.dropout is not None:
             return self.dropout
-        return 0.1 if self.kind == "mlp" else 0.3
+        return 0.1 if self.kind in ("mlp", "tabm") else 0.3
+
+    @property
+    def hidden_units(self) -> list[int]:
+        if self.hidden_layers is not None:
+            return self.hidden_layers
+        return [128, 128] if self.kind == "tabm" else [64, 32]
 
 
 class EarlyStoppingConfig(_Strict):
@@ -148,10 +164,20 @@ class EarlyStoppingConfig(_Strict):
 class TrainConfig(_Strict):
     """Fitting the network (step 6)."""
 
-    epochs: int = Field(200, ge=1, description="Most epochs to train; early stopping usually ends sooner.")
-    batch_size: int = Field(32, ge=1, description="Rows per gradient step.")
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad"] = Field("adam", description="Keras optimizer.")
-    learning_rate: float = Field(1e-3, gt=0, description="Optimizer step size.")
+    epochs: PositiveInt | Literal["auto"] = Field(
+        "auto", description="Most epochs to train; early stopping usually ends sooner. auto: about 3,000 steps (tabm, fewer on large tables), 200 otherwise."
+    )
+    batch_size: PositiveInt | Literal["auto"] = Field(
+        "auto", description="Rows per gradient step. auto: from the number of train rows for tabm (32 to 512), 32 otherwise."
+    )
+    optimizer: Literal["auto", "adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad"] = Field(
+        "auto", description="Keras optimizer. auto: adamw for tabm, adam otherwise."
+    )
+    learning_rate: PositiveFloat | Literal["auto"] = Field("auto", description="Optimizer step size (the peak, with a schedule). auto: 0.002 (tabm), 0.001 otherwise.")
+    weight_decay: float = Field(0.01, ge=0, description="adamw: decoupled weight decay.")
+    schedule: Literal["auto", "constant", "cosine"] = Field(
+        "auto", description="Learning rate over training: constant, or cosine (5% linear warm-up, then cosine decay to 0 over the epoch budget). auto: cosine for tabm."
+    )
     early_stopping: EarlyStoppingConfig | Literal[False] = Field(
         default_factory=EarlyStoppingConfig,
         description="false, or {patience, monitor}; the best epoch's weights are restored.",

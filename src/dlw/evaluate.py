@@ -1,9 +1,9 @@
-"""Step 8, measuring performance: the network and simple baselines on the same held-out rows.
+"""Step 8, measuring performance: the network and the baselines on the same held-out rows.
 
 Classification: accuracy, balanced accuracy, macro F1, log loss (+ ROC AUC for
-binary). Regression: RMSE, MAE, R² in the target's own units. Baselines: the
-majority class or the mean, a linear model, and scikit-learn's
-HistGradientBoosting, all fitted on the train split only.
+binary). Regression: RMSE, MAE, R² in the target's own units. The baselines
+(``dlw.baselines``) are fitted on the train split, choose their capacity on the
+validation split, and are measured with the network on the test split.
 """
 
 from __future__ import annotations
@@ -59,83 +59,6 @@ def score(problem: Problem, y_true: np.ndarray, output: np.ndarray) -> dict:
     return regression_metrics(y_true, output)
 
 
-def baselines(
-    problem: Problem,
-    x_train,
-    y_train,
-    evaluated: dict[str, tuple[np.ndarray, np.ndarray]],
-    seed: int,
-    which: tuple[str, ...],
-) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Fit each baseline on the train rows; score it on every named split in ``evaluated``.
-
-    Returns ``(metrics, outputs)``: ``metrics[name][split]`` and the baseline's
-    output per row, ``outputs[name][split]`` (probabilities or predictions), which
-    the verdict compares with the network's row by row. ``trivial`` is the
-    majority class or the mean; ``logistic_pixels`` is logistic regression on
-    raw, scaled-down pixels (images).
-    """
-    from sklearn.dummy import DummyClassifier, DummyRegressor
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if problem.is_classification:
-        models = {
-            "majority": DummyClassifier(strategy="most_frequent"),
-            "linear": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-            "logistic_pixels": make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1)),
-            "hist_gradient_boosting": HistGradientBoostingClassifier(random_state=seed),
-        }
-    else:
-        models = {
-            "mean": DummyRegressor(strategy="mean"),
-            "linear": make_pipeline(StandardScaler(), Ridge(alpha=1.0)),
-            "logistic_pixels": make_pipeline(StandardScaler(), Ridge(alpha=10.0)),
-            "hist_gradient_boosting": HistGradientBoostingRegressor(random_state=seed),
-        }
-    trivial = "majority" if problem.is_classification else "mean"
-    wanted = [trivial if name == "trivial" else name for name in which]
-    results: dict[str, dict] = {}
-    outputs: dict[str, dict] = {}
-    n_classes = len(problem.classes) if problem.is_classification else 0
-    for name in wanted:
-        model = models[name]
-        if not problem.is_classification and name == "logistic_pixels":
-            name = "ridge_pixels"
-        results[name], outputs[name] = {}, {}
-        with _sklearn_threads():  # predicting too: boosting's per-tree OpenMP calls fight JAX's threads (3 s -> 0.1 s on penguins)
-            model.fit(x_train, y_train)
-            for split, (x, y) in evaluated.items():
-                if problem.is_classification:
-                    proba = np.zeros((len(x), n_classes))
-                    proba[:, model.classes_.astype(int)] = model.predict_proba(x)
-                    outputs[name][split] = proba
-                    results[name][split] = classification_metrics(y, proba, n_classes)
-                else:
-                    outputs[name][split] = model.predict(x)
-                    results[name][split] = regression_metrics(y, outputs[name][split])
-    return results, outputs
-
-
-def _sklearn_threads():
-    """Cap scikit-learn's OpenMP threads at half the cores.
-
-    After JAX has started its own thread pool, OpenMP's spinning workers fight it
-    for the cores: HistGradientBoosting on 12,000 rows took 21 s instead of 1 s on
-    2 cores with the default thread count (measured; see bench/RESULTS.md).
-    """
-    import os
-
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2))
-
-
-# --- plots -----------------------------------------------------------------
-
-
 def measure(
     model,
     prepared: Prepared,
@@ -186,21 +109,23 @@ def measure(
 
 
 def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict) -> dict:
-    """Fit the kind's baselines on the train split, score them on ``evaluated`` into ``result``; their outputs."""
-    x_train, y_train = prepared.baseline_training_set()
-    base, base_outputs = baselines(
-        prepared.problem,
-        x_train,
-        y_train,
-        {name: (prepared.baseline_features(inputs), y) for name, (inputs, y) in evaluated.items()},
-        seed=prepared.splits.seed or 0,
-        which=prepared.baseline_names,
-    )
-    result["baselines"] = {name: per_split[main] for name, per_split in base.items()}
+    """Fit the kind's baselines (``dlw.baselines``), score them on ``evaluated`` into ``result``; their outputs.
+
+    ``result["baselines"]`` holds each baseline's metrics on the ``main`` split, and
+    ``result["baseline_fits"]`` what each chose on the validation split and its fit seconds.
+    """
+    from dlw.baselines import fit_baselines
+
+    problem = prepared.problem
+    fitted = fit_baselines(prepared, prepared.splits.seed or 0)
+    outputs = {name: {split: f.predict(inputs) for split, (inputs, _) in evaluated.items()} for name, f in fitted.items()}
+    scores = {name: {split: score(problem, y, outputs[name][split]) for split, (_, y) in evaluated.items()} for name in fitted}
+    result["baselines"] = {name: per_split[main] for name, per_split in scores.items()}
     for other in evaluated:
         if other != main:
-            result[f"baselines_{other}"] = {name: per_split[other] for name, per_split in base.items()}
-    return base_outputs
+            result[f"baselines_{other}"] = {name: per_split[other] for name, per_split in scores.items()}
+    result["baseline_fits"] = {name: {**f.chosen, "fit_seconds": round(f.fit_seconds, 3)} for name, f in fitted.items()}
+    return outputs
 
 
 def plot_errors(problem: Problem, y: np.ndarray, output: np.ndarray, folder: Path) -> None:

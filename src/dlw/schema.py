@@ -153,6 +153,11 @@ class Schema:
         return offsets
 
     @property
+    def category_sizes(self) -> list[int]:
+        """How many ids each categorical feature owns: its vocabulary and the reserved levels."""
+        return [len(f.vocabulary) + len(_RESERVED_LEVELS) for f in self.categorical_features]
+
+    @property
     def n_category_tokens(self) -> int:
         return sum(len(f.vocabulary) + len(_RESERVED_LEVELS) for f in self.categorical_features)
 

@@ -22,7 +22,7 @@ from dlw.config import (
     SplitConfig, TrainConfig, TuneConfig,
 )
 from dlw.errors import ConfigError
-from dlw.models import MODEL_KINDS, input_kind
+from dlw.models import DEFAULT_KIND, MODEL_KINDS, fill_training_defaults, input_kind
 
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -153,7 +153,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     err = errors[0]
     loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
     key = ".".join(loc)
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    # A key that takes a number or 'auto' fails both ways; that is one problem, not two.
+    others = {tuple(str(p) for p in e["loc"] if not _is_union_tag(p)) for e in errors[1:]} - {tuple(loc)}
+    more = f" (and {len(others)} more problem(s))" if others else ""
     if err["type"] == "extra_forbidden":
         return f"unknown key {key!r}{_suggestion(loc)}{more}"
     if err["type"] == "missing":
@@ -166,7 +168,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 def _is_union_tag(part: Any) -> bool:
     # pydantic adds the union member it tried ('EarlyStoppingConfig', 'literal[False]') to locations.
     text = str(part)
-    return text in _MODEL_NAMES or text.startswith(("literal[", "list[", "dict[", "function-")) or text in ("bool", "str", "int", "float")
+    return text in _MODEL_NAMES or text.startswith(("literal[", "list[", "dict[", "function-", "constrained-")) or text in ("bool", "str", "int", "float")
 
 
 def _suggestion(loc: list[str]) -> str:
@@ -292,15 +294,16 @@ def resolve_kind(config: Config, origin: str) -> None:
     images = is_image_source(config.data)
     kind = config.model.kind
     if kind == "auto":
-        kind = ("pretrained" if config.model.backbone else "cnn") if images else "mlp"
+        kind = "pretrained" if images and config.model.backbone else DEFAULT_KIND["images" if images else "table"]
     reads = MODEL_KINDS[kind].inputs
     if images and reads == "table":
         raise ConfigError(f"{origin}: key 'model.kind': {kind!r} is for tables but {config.data.source} holds images; use cnn or pretrained")
     if not images and reads == "images":
         raise ConfigError(
             f"{origin}: key 'model.kind': {kind!r} needs images (a folder, a CSV of image paths with data.image_column, or digits) "
-            f"but {config.data.source} is a table; use mlp"
+            f"but {config.data.source} is a table; use tabm or mlp"
         )
     if kind == "pretrained" and not config.model.backbone:
         raise ConfigError(f"{origin}: key 'model.backbone' is required with model.kind: pretrained (a keras.applications name, a .keras file or a run folder)")
     config.model.kind = kind
+    fill_training_defaults(config)

@@ -9,6 +9,7 @@ validation split drives early stopping; the test split is never seen here.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -41,40 +42,71 @@ class Trained:
     base: object  # the pretrained backbone inside ``model``, or None
     result: TrainResult
     distribution: dict
+    train: TrainConfig  # the settings it trained with, ``auto`` planned
+
+
+TARGET_STEPS = 3000
+MAX_EPOCHS = 100
+MIN_EPOCHS = 4
+MAX_ROWS_SEEN = 800_000
 
 
 def train_network(config, prepared, objective, *, backbone=None, console: Console = QUIET, callbacks=(), before_fit=None) -> Trained:
     """Seed, distribute, build, fit, release: the one way dlw trains a network.
 
-    ``before_fit(model, base)`` runs between building and fitting (the run prints the model
-    there; tuning stops there when asked to). ``callbacks`` are added to every phase.
+    ``before_fit(model, base, train)`` runs between building and fitting, with the train
+    settings as planned (the run prints them there; tuning stops there when asked to).
+    ``callbacks`` are added to every phase.
     """
     from dlw._backend import import_keras, set_seed
     from dlw.distribute import apply_distribution, for_devices, release
     from dlw.models import build_model
 
     import_keras()
+    config = plan_training(config, prepared.count("train"))
     distribution = apply_distribution(config, console)  # before any variable is created
     set_seed(config.train.seed)
     model, base = build_model(config, prepared, objective, backbone)
     if before_fit is not None:
-        before_fit(model, base)
+        before_fit(model, base, config.train)
     fit_prepared, fit_config = for_devices(prepared, config, distribution)  # batches split evenly over devices
     try:
         result = fit_phases(model, base, fit_prepared, objective, fit_config, console, callbacks=callbacks)
     finally:
         release(distribution)
-    return Trained(model, base, result, distribution)
+    return Trained(model, base, result, distribution, config.train)
+
+
+def plan_training(config, n_train: int):
+    """``config`` with the batch size and epoch budget left at ``auto`` chosen from the train rows.
+
+    About 50 steps an epoch (batch 2^round(log2(n / 50)), between 32 and 512) and about
+    3,000 steps in all, at most 100 epochs and at most 800,000 rows seen in all (so a
+    200,000-row table trains 4 epochs), never under 4 epochs. Measured on the development
+    tables (bench/tables.py): see bench/RESULTS.md.
+    """
+    train = config.train
+    if train.batch_size != "auto" and train.epochs != "auto":
+        return config
+    n = max(int(n_train), 1)
+    batch = train.batch_size if train.batch_size != "auto" else int(np.clip(2 ** round(math.log2(max(n / 50, 1))), 32, 512))
+    steps = math.ceil(n / batch)
+    epochs = train.epochs
+    if epochs == "auto":
+        epochs = max(MIN_EPOCHS, min(math.ceil(TARGET_STEPS / steps), MAX_EPOCHS, max(1, MAX_ROWS_SEEN // n)))
+    planned = config.model_copy(deep=True)
+    planned.train.batch_size, planned.train.epochs = int(batch), int(epochs)
+    return planned
 
 
 def fit_phases(model, base, prepared, objective, config, console: Console, callbacks=()) -> TrainResult:
     """Compile and fit; for a pretrained backbone with ``fine_tune``, a second phase at a lower rate."""
     tc = config.train
-    compile_model(model, objective, tc)
+    fitted = compile_model(model, objective, tc, steps_per_epoch=math.ceil(prepared.count("train") / tc.batch_size), kind=config.model.kind)
     seed = tc.seed
     x, y = prepared.fit_data("train", config, shuffle=True, seed=seed)
     vx, vy = prepared.fit_data("validation", config, shuffle=False, seed=seed)
-    result = fit(model, x, y, vx, vy, tc, console, extra_callbacks=callbacks)
+    result = fit(fitted, x, y, vx, vy, tc, console, extra_callbacks=callbacks)
     how = "early stopping" if result.stopped_early else "the epoch limit"
     console.say(f"    stopped after {len(result.history)} epochs ({how}); weights of epoch {result.best_epoch} kept; {result.seconds:.1f} s")
     ft = config.model.fine_tune
@@ -83,7 +115,7 @@ def fit_phases(model, base, prepared, objective, config, console: Console, callb
     from dlw.models.pretrained import unfreeze_top
 
     trainable = unfreeze_top(base, ft.layers)
-    phase2 = tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs})
+    phase2 = tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs, "schedule": "constant"})
     compile_model(model, objective, phase2)
     console.say(f"    fine-tuning: {trainable} top layer(s) of the backbone unfrozen, lr {ft.learning_rate:g}, up to {ft.epochs} epochs")
     second = fit(model, x, y, vx, vy, phase2, console, extra_callbacks=callbacks)
@@ -91,11 +123,39 @@ def fit_phases(model, base, prepared, objective, config, console: Console, callb
     return result.then(second)
 
 
-def compile_model(model, objective, train: TrainConfig) -> None:
+def compile_model(model, objective, train: TrainConfig, *, steps_per_epoch: int = 1, kind: str = "mlp"):
+    """Compile what ``fit`` trains and return it: ``model`` itself, or for an ensemble its members' view."""
+    from dlw.models import MODEL_KINDS
+
+    loss, metrics = objective.loss, objective.keras_metrics()
+    fitted = model
+    if MODEL_KINDS[kind].ensemble:
+        from dlw.models.tabm import training_view
+
+        fitted, loss, metrics = training_view(model, loss, metrics)
+    fitted.compile(optimizer=make_optimizer(train, steps_per_epoch * train.epochs), loss=loss, metrics=metrics)
+    return fitted
+
+
+def make_optimizer(train: TrainConfig, total_steps: int):
+    """The Keras optimizer for ``train``: its learning rate constant, or warmed up then cosine-decayed over ``total_steps``.
+
+    The cosine schedule warms up linearly over the first 5% of the steps (from 1% of the
+    peak) and decays to 0 at the end of the epoch budget, as TabM and RealMLP train.
+    """
     import keras
 
-    optimizer = keras.optimizers.get({"class_name": train.optimizer, "config": {"learning_rate": train.learning_rate}})
-    model.compile(optimizer=optimizer, loss=objective.loss, metrics=objective.keras_metrics())
+    rate = train.learning_rate
+    if train.schedule == "cosine":
+        warmup = max(1, int(0.05 * total_steps))
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=train.learning_rate * 0.01, decay_steps=max(1, total_steps - warmup), alpha=0.0,
+            warmup_target=train.learning_rate, warmup_steps=warmup,
+        )
+    settings = {"learning_rate": rate}
+    if train.optimizer == "adamw":
+        settings["weight_decay"] = train.weight_decay
+    return keras.optimizers.get({"class_name": train.optimizer, "config": settings})
 
 
 def fit(model, train_inputs, y_train, val_inputs, y_val, train: TrainConfig, console: Console, extra_callbacks=()) -> TrainResult:

@@ -47,6 +47,13 @@ MARKER = "tune.json"
 
 # A space per model kind for configs without tune.search_space.
 DEFAULT_SPACES: dict[str, dict[str, dict]] = {
+    # Around tabm's defaults, as TabM's own tuning space: depth and width, dropout, rate, decay.
+    "tabm": {
+        "model.hidden_layers": {"choice": [[128, 128], [256, 256], [256, 256, 256]]},
+        "model.dropout": {"float": [0.0, 0.5]},
+        "train.learning_rate": {"float": [3e-4, 5e-3], "log": True},
+        "train.weight_decay": {"choice": [0.0, 0.001, 0.01, 0.1]},
+    },
     "mlp": {
         "model.hidden_layers": {"choice": [[32], [64, 32], [128, 64]]},
         "model.dropout": {"float": [0.0, 0.5]},
@@ -395,7 +402,7 @@ class Objective:
         objective = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics)
         pruning = _pruning_callback(trial, config.tune.metric, self.stop)
 
-        def unless_stopped(model, base) -> None:
+        def unless_stopped(model, base, train) -> None:
             if self.stop is not None and self.stop.requested:
                 raise KeyboardInterrupt  # Ctrl-C came between trials: this one is marked failed at once
 

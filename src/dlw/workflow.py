@@ -28,7 +28,7 @@ from dlw.data.kinds import prepare, prepared_for_predictions, schema_from_dict
 from dlw.data.prepared import Prepared
 from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
-from dlw.models import MODEL_KINDS, describe_model
+from dlw.models import MODEL_KINDS, describe_model, load_network
 from dlw.problem import Problem
 from dlw.runs import RunFiles, RunWriter, is_run_folder, run_manifest, write_atomic, write_json
 from dlw.spec import load_spec, validate
@@ -116,14 +116,15 @@ class Workflow:
         from dlw.sufficiency import small_data_warnings, trainable_parameters
         from dlw.train import train_network
 
-        console, tc, warnings = self.console, self.config.train, []
+        console, warnings = self.console, []
 
-        def announce(model, base) -> None:
+        def announce(model, base, tc) -> None:
             console.step(5, f"model: {describe_model(model, self.config, backbone, base)}")
             warnings.extend(small_data_warnings(prepared, trainable_parameters(model)))
             for warning in warnings:
                 console.warn(warning)
-            console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}")
+            schedule = ", cosine schedule" if tc.schedule == "cosine" else ""
+            console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}{schedule}")
 
         trained = train_network(self.config, prepared, objective, backbone=backbone, console=console, before_fit=announce)
         return trained, warnings
@@ -165,6 +166,7 @@ class Workflow:
             "fit_seconds": round(result.seconds, 3),
             "parameters": int(model.count_params()),
             "trainable_parameters": trainable_parameters(model),  # after fine-tuning, when it ran
+            "plan": trained.train.model_dump(mode="json", include={"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule"}),
         }
         metrics["warnings"] = warnings
         write_test_predictions(folder, prepared, outputs)
@@ -229,8 +231,8 @@ class Run:
     def model(self):
         if self._model is None:
             choose_backend(MODEL_KINDS[self.config.model.kind].convolutional)
-            keras = import_keras()
-            self._model = keras.models.load_model(self.path / "model.keras", safe_mode=True)
+            import_keras()
+            self._model = load_network(self.path / "model.keras")
         return self._model
 
     def predict(self, rows, console: Console = QUIET, origin: str = "data") -> pd.DataFrame:

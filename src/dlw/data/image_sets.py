@@ -216,8 +216,8 @@ class ImagePrepared(Prepared):
     def baseline_features(self, inputs) -> np.ndarray:
         return pixel_features(inputs, self.schema.channels)
 
-    def baseline_training_set(self) -> tuple[np.ndarray, np.ndarray]:
-        x, y = super().baseline_training_set()
+    def baseline_training_set(self, features=None) -> tuple[np.ndarray, np.ndarray]:
+        x, y = super().baseline_training_set(features)
         if len(x) > BASELINE_MAX_TRAIN:  # logistic regression on pixels: a sample is enough
             keep = np.random.default_rng(0).choice(len(x), BASELINE_MAX_TRAIN, replace=False)
             x, y = x[keep], y[keep]

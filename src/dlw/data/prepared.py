@@ -112,9 +112,10 @@ class Prepared:
         scaling = self.target_scaling or {"mean": 0.0, "std": 1.0}
         return raw.reshape(-1) * scaling["std"] + scaling["mean"]
 
-    def baseline_training_set(self) -> tuple[np.ndarray, np.ndarray]:
-        """The rows the baselines are fitted on: the train split as a feature matrix."""
-        return self.baseline_features(self.inputs["train"]), self.targets["train"]
+    def baseline_training_set(self, features=None) -> tuple[Any, np.ndarray]:
+        """The rows a baseline is fitted on: the train split through ``features`` (default ``baseline_features``)."""
+        features = features or self.baseline_features
+        return features(self.inputs["train"]), self.targets["train"]
 
     @property
     def streamed(self) -> bool:

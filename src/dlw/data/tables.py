@@ -40,6 +40,36 @@ class TablePrepared(Prepared):
     def baseline_features(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return baseline_matrix(inputs, self.schema.n_category_tokens)
 
+    def linear_features(self, inputs: dict[str, np.ndarray]):
+        """Numbers and one-hot categories as a sparse matrix (the linear baseline scales it)."""
+        from scipy import sparse
+
+        blocks = []
+        if "numeric" in inputs:
+            blocks.append(sparse.csr_matrix(inputs["numeric"].astype("float64")))
+        if "categorical" in inputs:
+            codes = inputs["categorical"]
+            n, c = codes.shape
+            rows = np.repeat(np.arange(n), c)
+            blocks.append(sparse.csr_matrix((np.ones(n * c), (rows, codes.reshape(-1))), shape=(n, self.schema.n_category_tokens)))
+        return sparse.hstack(blocks).tocsr()
+
+    def tree_features(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Numbers and each category's code (its own offset removed), and which columns are categories.
+
+        Boosting splits a category natively when it has at most 255 codes; a larger one
+        is read as an ordered code.
+        """
+        blocks, categorical = [], []
+        if "numeric" in inputs:
+            blocks.append(inputs["numeric"].astype("float64"))
+            categorical += [False] * inputs["numeric"].shape[1]
+        if "categorical" in inputs:
+            offsets = np.asarray(self.schema.category_offsets)
+            blocks.append((inputs["categorical"] - offsets[None, :]).astype("float64"))
+            categorical += [size <= 255 for size in self.schema.category_sizes]
+        return np.hstack(blocks), np.asarray(categorical)
+
     def fit_data(self, split: str, config, *, shuffle: bool, seed: int, rows: np.ndarray | None = None):
         x, y = self.inputs[split], self.training_targets(split)
         return (x, y) if rows is None else (self.take(x, rows), y[rows])

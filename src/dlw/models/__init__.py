@@ -14,17 +14,36 @@ from typing import Callable
 from dlw.models.mlp import build_mlp
 
 
+# Training settings a kind takes when the config leaves them at ``auto`` (batch size and
+# epochs of tabm are planned from the number of train rows: ``dlw.train.plan_training``).
+CLASSIC_TRAINING = {"optimizer": "adam", "learning_rate": 1e-3, "schedule": "constant", "batch_size": 32, "epochs": 200}
+TABM_TRAINING = {"optimizer": "adamw", "learning_rate": 2e-3, "schedule": "cosine"}
+
+
 @dataclass(frozen=True)
 class ModelKind:
     inputs: str  # "table" or "images"
     convolutional: bool
     build: Callable  # (config, prepared, objective, backbone) -> (model, backbone inside it or None)
     describe: Callable  # (model, config, backbone, base) -> one line
+    training: dict  # defaults for train.* keys left at auto
+    ensemble: bool = False  # trained as members (dlw.models.tabm.training_view), predicts their mean
+
+
+def _build_tabm(config, prepared, objective, backbone):
+    from dlw.models.tabm import build_tabm
+
+    m = config.model
+    model = build_tabm(
+        prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
+        ensemble=m.ensemble, embeddings=m.embeddings, embedding_dim=m.embedding_dim, bins=m.bins, seed=config.train.seed,
+    )
+    return model, None
 
 
 def _build_mlp(config, prepared, objective, backbone):
     m = config.model
-    return build_mlp(prepared.schema, objective, prepared.inputs["train"], m.hidden_layers, m.dropout_rate, m.activation), None
+    return build_mlp(prepared.schema, objective, prepared.inputs["train"], m.hidden_units, m.dropout_rate, m.activation), None
 
 
 def _build_cnn(config, prepared, objective, backbone):
@@ -48,6 +67,12 @@ def _dense_units(model) -> str:
     return " -> ".join(str(layer.units) for layer in model.layers if layer.__class__.__name__ == "Dense")
 
 
+def _describe_tabm(model, config, backbone, base) -> str:
+    m = config.model
+    units = "-".join(str(u) for u in m.hidden_units)
+    return f"TabM: {m.ensemble} members sharing Dense {units}, {m.embeddings.replace('_', '-')} number embeddings; {model.count_params():,} parameters"
+
+
 def _describe_mlp(model, config, backbone, base) -> str:
     return f"MLP Dense {_dense_units(model)}; {model.count_params():,} parameters"
 
@@ -64,15 +89,34 @@ def _describe_pretrained(model, config, backbone, base) -> str:
 
 
 MODEL_KINDS = {
-    "mlp": ModelKind("table", False, _build_mlp, _describe_mlp),
-    "cnn": ModelKind("images", True, _build_cnn, _describe_cnn),
-    "pretrained": ModelKind("images", True, _build_pretrained, _describe_pretrained),
+    "tabm": ModelKind("table", False, _build_tabm, _describe_tabm, TABM_TRAINING, ensemble=True),
+    "mlp": ModelKind("table", False, _build_mlp, _describe_mlp, CLASSIC_TRAINING),
+    "cnn": ModelKind("images", True, _build_cnn, _describe_cnn, CLASSIC_TRAINING),
+    "pretrained": ModelKind("images", True, _build_pretrained, _describe_pretrained, CLASSIC_TRAINING),
 }
+# What ``model.kind: auto`` becomes for each input kind (images: pretrained when a backbone is set).
+DEFAULT_KIND = {"table": "tabm", "images": "cnn"}
 
 
 def input_kind(config) -> str:
     """``table`` or ``images``: what a config with a resolved ``model.kind`` trains on."""
     return MODEL_KINDS[config.model.kind].inputs
+
+
+def fill_training_defaults(config) -> None:
+    """Replace the ``train.*`` keys left at ``auto`` by the model kind's defaults (those that need no data)."""
+    for key, value in MODEL_KINDS[config.model.kind].training.items():
+        if getattr(config.train, key) == "auto":
+            setattr(config.train, key, value)
+
+
+def load_network(path):
+    """A saved ``model.keras``, loaded in Keras's safe mode once dlw's own layers are registered."""
+    import keras
+
+    import dlw.models.tabm  # noqa: F401  (registers the dlw layers the file may name)
+
+    return keras.models.load_model(path, safe_mode=True)
 
 
 def build_model(config, prepared, objective, backbone=None):
@@ -85,4 +129,4 @@ def describe_model(model, config, backbone=None, base=None) -> str:
     return MODEL_KINDS[config.model.kind].describe(model, config, backbone, base)
 
 
-__all__ = ["MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "input_kind"]
+__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "fill_training_defaults", "input_kind", "load_network"]

@@ -1,0 +1,396 @@
+"""dlw's default network for tables: a TabM-style efficient ensemble on RealMLP-style inputs.
+
+The design, and what each part bought on real tables, is in bench/RESULTS.md
+(``bench/tables.py``). In short:
+
+- numbers: robust scaling (median, inter-quartile range) and smooth clipping to (-3, 3)
+  (RealMLP, Holzmüller et al. 2024), then a piecewise-linear embedding per column with
+  bins from the train split's quantiles (Gorishniy et al. 2022), or periodic embeddings;
+- categories: one learned embedding table per column, its width from its cardinality,
+  instead of a one-hot block;
+- an efficient ensemble (TabM-mini, Gorishniy et al. 2025): ``k`` members share every
+  hidden layer; member ``i`` sees the features times its own trainable vector ``r_i``
+  (initialised to random signs) and has its own linear head. Each member is trained on
+  its own loss; the model predicts the mean of the members' probabilities (or values).
+
+Every layer is a registered Keras serializable (package ``dlw``), so ``model.keras``
+loads with ``safe_mode=True`` once this module is imported (``dlw.models.load_network``).
+Code is backend-agnostic: ``keras.ops`` only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+PACKAGE = "dlw"
+
+
+# Numeric preprocessing
+# ---------------------------------------------------------------------------------
+def robust_scale_stats(train_numeric: np.ndarray):
+    """Per-column centre/scale for RealMLP's robust scaling.
+
+    centre = median; scale = 1 / IQR, falling back to 2 / (max - min) when the IQR is 0
+    (e.g. 0/1 indicator or mostly-constant columns) and to 0 for constant columns.
+    """
+    x = np.asarray(train_numeric, dtype=np.float64)
+    centre = np.median(x, axis=0)
+    q25, q75 = np.quantile(x, [0.25, 0.75], axis=0)
+    iqr = q75 - q25
+    rng = x.max(axis=0) - x.min(axis=0)
+    inv = np.where(iqr > 0, 1.0 / np.where(iqr > 0, iqr, 1.0),
+                   np.where(rng > 0, 2.0 / np.where(rng > 0, rng, 1.0), 0.0))
+    return centre.astype(np.float32), inv.astype(np.float32)
+
+
+def smooth_clip(z, bound: float = 3.0):
+    """RealMLP's smooth clipping z / sqrt(1 + (z / bound)^2): identity near 0, |z| < bound."""
+    return z / ops.sqrt(1.0 + ops.square(z / bound))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RobustScaleClip(keras.layers.Layer):
+    """(x - median) * (1 / IQR), then smooth clipping to (-3, 3) (RealMLP).
+
+    Robust to heavy tails / outliers (ames prices, lending_club incomes) where the
+    z-score of a plain Normalization puts most rows in a tiny interval.
+    """
+
+    def __init__(self, centre, inv_scale, bound: float = 3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.centre = [float(v) for v in np.asarray(centre).reshape(-1)]
+        self.inv_scale = [float(v) for v in np.asarray(inv_scale).reshape(-1)]
+        self.bound = float(bound)
+
+    def call(self, x):
+        c = ops.convert_to_tensor(np.asarray(self.centre, dtype="float32"))
+        s = ops.convert_to_tensor(np.asarray(self.inv_scale, dtype="float32"))
+        return smooth_clip((ops.cast(x, "float32") - c) * s, self.bound)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "centre": self.centre, "inv_scale": self.inv_scale, "bound": self.bound}
+
+
+def quantile_bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """(d, n_bins + 1) edges from train quantiles; duplicate edges (ties, binary columns)
+    are removed and the row padded with its last edge (zero-width bins are masked)."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty((values.shape[1], n_bins + 1), dtype=np.float32)
+    qs = np.linspace(0.0, 1.0, n_bins + 1)
+    for j in range(values.shape[1]):
+        e = np.unique(np.quantile(values[:, j], qs))
+        if len(e) == 1:
+            e = np.array([e[0], e[0] + 1.0])
+        out[j, : len(e)] = e
+        out[j, len(e):] = e[-1]
+    return out
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PiecewiseLinearEmbedding(keras.layers.Layer):
+    """Piecewise-linear encoding (Gorishniy et al. 2022) + per-feature Linear + ReLU.
+
+    Each feature value becomes n_bins numbers in [0, 1] (1 for bins left of it, the
+    fractional position in its own bin, 0 to the right), bins from train quantiles; a
+    separate (n_bins -> d_embedding) linear map per feature then ReLU. Output is
+    flattened to (batch, d * d_embedding).
+    """
+
+    def __init__(self, edges, d_embedding: int = 8, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.edges = np.asarray(edges, dtype=np.float32).tolist()
+        self.d_embedding = int(d_embedding)
+        self.seed = seed
+        e = np.asarray(self.edges, dtype=np.float32)
+        self._n_features, self._n_bins = e.shape[0], e.shape[1] - 1
+        width = e[:, 1:] - e[:, :-1]
+        self._left = e[:, :-1]
+        self._inv_width = np.where(width > 0, 1.0 / np.where(width > 0, width, 1.0), 0.0).astype(np.float32)
+
+    def build(self, input_shape):
+        f, nb, d = self._n_features, self._n_bins, self.d_embedding
+        lim = 1.0 / math.sqrt(nb)
+        init = keras.initializers.RandomUniform(-lim, lim, seed=self.seed)
+        self.kernel = self.add_weight(name="kernel", shape=(f, nb, d), initializer=init)
+        self.bias = self.add_weight(name="bias", shape=(f, d), initializer=init)
+
+    def call(self, x):
+        left = ops.convert_to_tensor(self._left)
+        inv_w = ops.convert_to_tensor(self._inv_width)
+        enc = ops.clip((ops.expand_dims(x, -1) - left) * inv_w, 0.0, 1.0)  # zero-width bins -> 0
+        h = ops.einsum("bfn,fnd->bfd", enc, self.kernel) + self.bias
+        h = ops.relu(h)
+        return ops.reshape(h, (-1, self._n_features * self.d_embedding))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self._n_features * self.d_embedding)
+
+    def get_config(self):
+        return {**super().get_config(), "edges": self.edges, "d_embedding": self.d_embedding, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PeriodicEmbedding(keras.layers.Layer):
+    """PLR (Gorishniy et al. 2022): [cos, sin](2 pi f x) with learned per-feature
+    frequencies f ~ N(0, sigma), then per-feature Linear + ReLU. Flattened output."""
+
+    def __init__(self, n_features: int, n_frequencies: int = 16, d_embedding: int = 8, sigma: float = 0.1,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_features, self.n_frequencies = int(n_features), int(n_frequencies)
+        self.d_embedding, self.sigma, self.seed = int(d_embedding), float(sigma), seed
+
+    def build(self, input_shape):
+        f, m, d = self.n_features, self.n_frequencies, self.d_embedding
+        self.freq = self.add_weight(name="frequencies", shape=(f, m),
+                                    initializer=keras.initializers.RandomNormal(0.0, self.sigma, seed=self.seed))
+        lim = 1.0 / math.sqrt(2 * m)
+        init = keras.initializers.RandomUniform(-lim, lim, seed=None if self.seed is None else self.seed + 1)
+        self.kernel = self.add_weight(name="kernel", shape=(f, 2 * m, d), initializer=init)
+        self.bias = self.add_weight(name="bias", shape=(f, d), initializer=init)
+
+    def call(self, x):
+        z = 2.0 * math.pi * ops.expand_dims(x, -1) * self.freq
+        z = ops.concatenate([ops.cos(z), ops.sin(z)], axis=-1)
+        h = ops.relu(ops.einsum("bfm,fmd->bfd", z, self.kernel) + self.bias)
+        return ops.reshape(h, (-1, self.n_features * self.d_embedding))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n_features * self.d_embedding)
+
+    def get_config(self):
+        return {**super().get_config(), "n_features": self.n_features, "n_frequencies": self.n_frequencies,
+                "d_embedding": self.d_embedding, "sigma": self.sigma, "seed": self.seed}
+
+
+# ---------------------------------------------------------------------------------
+# Categorical embeddings
+# ---------------------------------------------------------------------------------
+def embedding_dim(size: int, max_dim: int = 16) -> int:
+    """Embedding width from the feature's id-range size (fast.ai rule 1.6 * n^0.56, capped)."""
+    return int(min(max_dim, max(2, round(1.6 * size ** 0.56))))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CategoricalEmbedding(keras.layers.Layer):
+    """One embedding table per categorical feature, width sized by its cardinality.
+
+    ``category_ranges`` is a list of (offset, size): feature j's ids live in
+    [offset, offset + size). Output: the per-feature vectors concatenated.
+    """
+
+    def __init__(self, category_ranges, dims=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.category_ranges = [[int(o), int(s)] for o, s in category_ranges]
+        self.dims = [int(d) for d in (dims or [embedding_dim(s) for _, s in self.category_ranges])]
+        self.seed = seed
+
+    def build(self, input_shape):
+        self.tables = []
+        for j, ((_, size), d) in enumerate(zip(self.category_ranges, self.dims)):
+            lim = 1.0 / math.sqrt(d)
+            init = keras.initializers.RandomUniform(-lim, lim, seed=None if self.seed is None else self.seed + j)
+            self.tables.append(self.add_weight(name=f"table_{j}", shape=(size, d), initializer=init))
+
+    def call(self, ids):
+        ids = ops.cast(ids, "int32")
+        out = []
+        for j, ((offset, size), table) in enumerate(zip(self.category_ranges, self.tables)):
+            local = ops.clip(ids[:, j] - offset, 0, size - 1)  # out-of-range ids -> clipped, never crash
+            out.append(ops.take(table, local, axis=0))
+        return out[0] if len(out) == 1 else ops.concatenate(out, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], sum(self.dims))
+
+    def get_config(self):
+        return {**super().get_config(), "category_ranges": self.category_ranges, "dims": self.dims, "seed": self.seed}
+
+
+# ---------------------------------------------------------------------------------
+# TabM-mini ensemble
+# ---------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class EnsembleAdapter(keras.layers.Layer):
+    """TabM-mini: (batch, D) -> (batch, k, D), member i sees x * r_i.
+
+    r_i is trainable and initialised with random +-1 signs (the paper's choice for the
+    mini variant): members differ from the first step although all later weights are
+    shared.
+    """
+
+    def __init__(self, k: int, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.seed = int(k), seed
+
+    def build(self, input_shape):
+        d = int(input_shape[-1])
+        signs = np.where(np.random.default_rng(self.seed).random((self.k, d)) < 0.5, -1.0, 1.0).astype("float32")
+        self.r = self.add_weight(name="r", shape=(self.k, d), initializer=keras.initializers.Constant(signs))
+
+    def call(self, x):
+        return ops.expand_dims(x, 1) * self.r
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.k, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class EnsembleHead(keras.layers.Layer):
+    """k separate linear heads: (batch, k, width) -> (batch, k, units), then the activation.
+
+    Its input, the members' last hidden vectors, is what the unfamiliar-input detector
+    reads (averaged over the members).
+    """
+
+    def __init__(self, k: int, units: int, activation=None, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.units, self.seed = int(k), int(units), seed
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        lim = 1.0 / math.sqrt(width)
+        init = keras.initializers.RandomUniform(-lim, lim, seed=self.seed)
+        self.kernel = self.add_weight(name="kernel", shape=(self.k, width, self.units), initializer=init)
+        self.bias = self.add_weight(name="bias", shape=(self.k, self.units), initializer=init)
+
+    def call(self, x):
+        return self.activation(ops.einsum("bkw,kwu->bku", x, self.kernel) + self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.k, self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k, "units": self.units,
+                "activation": keras.activations.serialize(self.activation), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class EnsembleMean(keras.layers.Layer):
+    """(batch, k, units) -> (batch, units): mean of the members' probabilities/outputs."""
+
+    def call(self, x):
+        return ops.mean(x, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+
+
+# Training: each member on its own loss, metrics on the members' mean
+# ---------------------------------------------------------------------------------
+class MemberLoss(keras.losses.Loss):
+    """A Keras loss applied to every member's prediction, averaged over the members (TabM).
+
+    ``y_pred`` is (batch, k, units); each member is scored against the same target,
+    so members stay diverse instead of co-adapting to one averaged prediction.
+    """
+
+    def __init__(self, inner, name: str = "loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.inner = keras.losses.get(inner)
+
+    def call(self, y_true, y_pred):
+        k, units = y_pred.shape[1], y_pred.shape[2]
+        # Row r's target repeated k times lines up with row r's k members after the reshape.
+        y = ops.repeat(ops.reshape(y_true, (-1, 1)), k, axis=0)
+        return self.inner(y, ops.reshape(y_pred, (-1, units)))
+
+
+class MemberMean(keras.metrics.Metric):
+    """A Keras metric of the ensemble's prediction: the mean over the members of ``y_pred``."""
+
+    def __init__(self, inner, **kwargs):
+        inner = keras.metrics.get(inner) if isinstance(inner, str) else inner
+        super().__init__(name=inner.name, **kwargs)
+        self.inner = inner
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.inner.update_state(y_true, ops.mean(y_pred, axis=1), sample_weight=sample_weight)
+
+    def result(self):
+        return self.inner.result()
+
+    def reset_state(self):
+        self.inner.reset_state()
+
+
+class MembersModel(keras.Model):
+    """The members' predictions (batch, k, units): trained on each member's loss, evaluated on their mean's.
+
+    So ``val_loss`` (what early stopping and tuning watch) is the loss of the prediction the
+    run keeps, the ensemble's, while each member still learns on its own (TabM). The
+    training ``loss`` is the members' mean loss, a little above the ensemble's.
+    """
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not training:
+            y_pred = ops.mean(y_pred, axis=1, keepdims=True)  # the ensemble as one member
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+
+def training_view(model, loss, metrics: list):
+    """What ``fit`` trains: the members' predictions, each member on ``loss``; metrics on their mean.
+
+    The returned model shares every weight with ``model``, which predicts the mean.
+    """
+    members = MembersModel(model.inputs, model.get_layer("output").output, name="dlw_tabm_members")
+    wrapped = [MemberMean(concrete_metric(m, model)) for m in metrics]
+    return members, MemberLoss(loss), wrapped
+
+
+def concrete_metric(metric, model):
+    """A metric object for a name Keras resolves from the loss ("accuracy"), or the metric itself."""
+    if metric != "accuracy":
+        return metric
+    units = model.output.shape[-1]
+    return keras.metrics.BinaryAccuracy(name="accuracy") if units == 1 else keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+
+# Building
+# ---------------------------------------------------------------------------------
+def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, bins: int, dim: int, seed: int):
+    """Robust scaling and smooth clipping, then the numbers' embedding (or none)."""
+    centre, inv = robust_scale_stats(train_numeric)
+    x = RobustScaleClip(centre, inv, name="robust_scale")(numeric_input)
+    if embeddings == "piecewise_linear":
+        scaled = np.asarray(smooth_clip((np.asarray(train_numeric, dtype="float32") - centre) * inv))
+        return PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x)
+    if embeddings == "periodic":
+        return PeriodicEmbedding(train_numeric.shape[1], d_embedding=dim, seed=seed, name="numeric_embedding")(x)
+    return x
+
+
+def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
+               embeddings: str, embedding_dim: int, bins: int, seed: int):
+    """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins."""
+    inputs, parts = {}, []
+    if "numeric" in train_inputs:
+        numeric = train_inputs["numeric"]
+        inputs["numeric"] = keras.Input(shape=(numeric.shape[1],), name="numeric", dtype="float32")
+        parts.append(numeric_branch(inputs["numeric"], numeric, embeddings=embeddings, bins=bins, dim=embedding_dim, seed=seed))
+    if "categorical" in train_inputs:
+        ranges = list(zip(schema.category_offsets, schema.category_sizes))
+        inputs["categorical"] = keras.Input(shape=(len(ranges),), name="categorical", dtype="int32")
+        parts.append(CategoricalEmbedding(ranges, seed=seed + 1000, name="categorical_embedding")(inputs["categorical"]))
+    x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+    x = EnsembleAdapter(ensemble, seed=seed, name="ensemble_adapter")(x)
+    for i, units in enumerate(hidden_layers, start=1):
+        init = keras.initializers.GlorotUniform(seed=seed + 10 + i)
+        x = keras.layers.Dense(units, activation="relu", kernel_initializer=init, name=f"hidden_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, seed=seed + 20 + i, name=f"dropout_{i}")(x)
+    members = EnsembleHead(ensemble, objective.output_units, objective.output_activation, seed=seed + 30, name="output")(x)
+    return keras.Model(inputs, EnsembleMean(name="ensemble_mean")(members), name="dlw_tabm")

@@ -1,0 +1,104 @@
+"""The default network for tables (issue 11): tabm, its keys, its plan, and baselines at full strength."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import regression_frame, run_dlw, write_csv
+from dlw import Workflow
+from dlw.errors import ConfigError
+from dlw.spec import load_spec
+
+
+def test_tables_default_to_tabm_and_mlp_stays_selectable():
+    assert load_spec("penguins").model.kind == "tabm"
+    plain = load_spec("penguins", overrides=["model.kind=mlp"])
+    assert plain.model.kind == "mlp" and plain.model.hidden_units == [64, 32]
+    assert (plain.train.optimizer, plain.train.learning_rate, plain.train.batch_size, plain.train.epochs) == ("adam", 1e-3, 32, 200)
+    tabm = load_spec("penguins")
+    assert (tabm.train.optimizer, tabm.train.schedule, tabm.train.batch_size) == ("adamw", "cosine", "auto")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("model.ensemble=0", "model.ensemble"), ("model.embeddings=fourier", "model.embeddings"), ("train.batch_size=0", "train.batch_size")],
+)
+def test_a_wrong_value_for_a_new_key_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_spec("penguins", overrides=[override])
+
+
+def test_a_wrong_value_is_one_line_from_the_cli(tmp_path):
+    proc = run_dlw("train", "penguins", "--set", "model.ensemble=0", "--out", tmp_path / "r")
+    assert proc.returncode == 2 and "model.ensemble" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_plan_from_the_number_of_train_rows():
+    from dlw.train import plan_training
+
+    config = load_spec("penguins")
+    small, big = plan_training(config, 200), plan_training(config, 200_000)
+    assert (small.train.batch_size, small.train.epochs) == (32, 100)
+    assert (big.train.batch_size, big.train.epochs) == (512, 4)
+    fixed = plan_training(load_spec("penguins", overrides=["train.batch_size=64", "train.epochs=7"]), 200_000)
+    assert (fixed.train.batch_size, fixed.train.epochs) == (64, 7)
+
+
+@pytest.fixture(scope="module")
+def tabm_run(tmp_path_factory):
+    path = write_csv(regression_frame(600), tmp_path_factory.mktemp("tabm") / "houses.csv")
+    run = Workflow.from_config(str(path), target="price", quiet=True).train(out=path.parent / "run")
+    return path, run
+
+
+def test_tabm_beats_the_mean_and_records_its_plan_and_baseline_fits(tabm_run):
+    _, run = tabm_run
+    metrics = run.metrics
+    assert metrics["test"]["rmse"] < 0.5 * metrics["baselines"]["mean"]["rmse"]
+    plan = metrics["training"]["plan"]
+    assert plan["optimizer"] == "adamw" and plan["schedule"] == "cosine" and plan["batch_size"] == 32
+    fits = metrics["baseline_fits"]
+    assert fits["linear"]["alpha"] > 0 and fits["hist_gradient_boosting"]["iterations"] >= 1
+    assert all(f["fit_seconds"] >= 0 for f in fits.values())
+    # Boosting stopped on the validation split, below its budget: early stopping ran.
+    assert fits["hist_gradient_boosting"]["iterations"] < 3000
+
+
+def test_tabm_saves_without_pickle_and_reloads_in_safe_mode_to_the_same_predictions(tabm_run, tmp_path):
+    path, run = tabm_run
+    with zipfile.ZipFile(run.path / "model.keras") as archive:
+        assert not any(name.endswith((".pkl", ".pickle")) for name in archive.namelist())
+        assert '"EnsembleHead"' in archive.read("config.json").decode()
+    rows = pd.read_csv(path).head(25)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    in_memory = run.predict(rows)["prediction"].to_numpy()
+    proc = run_dlw("predict", run.path, tmp_path / "rows.csv", "--output", tmp_path / "out.csv")  # a fresh process: safe_mode load
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["prediction"].to_numpy(), in_memory, rtol=1e-5)
+
+
+def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
+    import keras
+
+    _, run = tabm_run
+    model = run.model
+    members = keras.Model(model.inputs, model.get_layer("output").output)
+    inputs, _ = run.schema.encode(pd.read_csv(tabm_run[0]).head(10))
+    both = {k: v for k, v in inputs.items() if k in {t.name for t in model.inputs}}
+    per_member = np.asarray(members.predict(both, verbose=0))
+    assert per_member.shape[1] == 16
+    np.testing.assert_allclose(np.asarray(model.predict(both, verbose=0)), per_member.mean(axis=1), rtol=1e-5, atol=1e-6)
+    assert np.std(per_member, axis=1).mean() > 0, "the members differ"
+
+
+def test_tabm_has_its_own_search_space_and_every_value_is_valid():
+    from dlw.tune import search_space
+
+    config = load_spec("penguins", overrides=["tune.trials=2"])
+    space = search_space(config)
+    assert {"model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
