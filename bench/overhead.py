@@ -4,7 +4,8 @@ Writes a 20,000-row mixed table (numeric with missing values, categorical), then
 alternating, `dlw train` (early stopping off, same epochs) and bench/hand_keras.py (the
 same preprocessing, model, epochs, batch size, baselines, saved model and plots,
 written by hand), each as a fresh process, and prints the median wall times and their ratio, and the ratio of the `fit`
-calls alone. The goal is a whole-command ratio <= 1.05.
+calls alone. The goal is a whole-command ratio <= 1.10 (issue 11; 1.05 before the baselines
+chose their capacity on the validation split, which the hand-written script now does too).
 
     python bench/overhead.py [--rows 20000] [--epochs 20] [--repeats 3]
 """
@@ -62,7 +63,8 @@ def main() -> None:
     make_table(data, args.rows)
     env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax"), "KERAS_HOME": str(work / "keras")}
     dlw_cmd = [sys.executable, "-m", "dlw", "train", str(data), "--target", "label", "--quiet", "--overwrite",
-               "--out", str(work / "run"), "--set", f"train.epochs={args.epochs}", "--set", "train.early_stopping=false"]
+               "--out", str(work / "run"), "--set", f"train.epochs={args.epochs}", "--set", "train.early_stopping=false",
+               "--set", "model.kind=mlp"]  # the same model as bench/hand_keras.py writes by hand
     env["HAND_OUT"] = str(work / "hand")
     hand_cmd = [sys.executable, str(HERE / "hand_keras.py"), str(data), "label", str(args.epochs)]
     dlw_times, hand_times, dlw_fit, hand_fit, dlw_acc, hand_acc = [], [], [], [], [], []

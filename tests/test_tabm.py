@@ -91,7 +91,7 @@ def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
     inputs, _ = run.schema.encode(pd.read_csv(tabm_run[0]).head(10))
     both = {k: v for k, v in inputs.items() if k in {t.name for t in model.inputs}}
     per_member = np.asarray(members.predict(both, verbose=0))
-    assert per_member.shape[1] == 16
+    assert per_member.shape[1] == 8
     np.testing.assert_allclose(np.asarray(model.predict(both, verbose=0)), per_member.mean(axis=1), rtol=1e-5, atol=1e-6)
     assert np.std(per_member, axis=1).mean() > 0, "the members differ"
 

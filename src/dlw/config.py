@@ -121,9 +121,11 @@ class ModelConfig(_Strict):
         None, description="tabm and mlp: units of each hidden Dense layer; default [128, 128] (tabm), [64, 32] (mlp)."
     )
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout after each hidden/dense layer; default 0.1 (tabm, MLP), 0.3 (CNN and heads).")
-    ensemble: int = Field(16, ge=1, le=64, description="tabm: members of the efficient ensemble (they share the hidden layers; the prediction is their mean).")
-    embeddings: Literal["piecewise_linear", "periodic", "none"] = Field(
-        "piecewise_linear", description="tabm: how numbers enter: piecewise_linear (bins from train quantiles), periodic, or none (scaled only)."
+    ensemble: int = Field(8, ge=1, le=64, description="tabm: members of the efficient ensemble (they share the hidden layers; the prediction is their mean).")
+    embeddings: Literal["auto", "piecewise_linear", "periodic", "none"] = Field(
+        "auto",
+        description="tabm: how numbers enter: piecewise_linear (bins from train quantiles), periodic, or none (scaled only). "
+        "auto: piecewise_linear from 500 train rows, none below (the bins overfit a few hundred rows).",
     )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
     bins: int = Field(16, ge=2, le=256, description="tabm: piecewise-linear bins per number (from the train split's quantiles).")

@@ -30,13 +30,26 @@ class ModelKind:
     ensemble: bool = False  # trained as members (dlw.models.tabm.training_view), predicts their mean
 
 
+# Below this many train rows tabm's numbers enter without embeddings (bench/RESULTS.md).
+EMBEDDING_MIN_ROWS = 500
+
+
+def tabm_embeddings(config, n_train: int) -> str:
+    """``model.embeddings``, with ``auto`` decided from the number of train rows."""
+    chosen = config.model.embeddings
+    if chosen != "auto":
+        return chosen
+    return "piecewise_linear" if n_train >= EMBEDDING_MIN_ROWS else "none"
+
+
 def _build_tabm(config, prepared, objective, backbone):
     from dlw.models.tabm import build_tabm
 
     m = config.model
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
-        ensemble=m.ensemble, embeddings=m.embeddings, embedding_dim=m.embedding_dim, bins=m.bins, seed=config.train.seed,
+        ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train")), embedding_dim=m.embedding_dim,
+        bins=m.bins, seed=config.train.seed,
     )
     return model, None
 
@@ -70,7 +83,9 @@ def _dense_units(model) -> str:
 def _describe_tabm(model, config, backbone, base) -> str:
     m = config.model
     units = "-".join(str(u) for u in m.hidden_units)
-    return f"TabM: {m.ensemble} members sharing Dense {units}, {m.embeddings.replace('_', '-')} number embeddings; {model.count_params():,} parameters"
+    embedded = model.get_layer("numeric_embedding").__class__.__name__ if any(l.name == "numeric_embedding" for l in model.layers) else None
+    numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(embedded, "no")
+    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings; {model.count_params():,} parameters"
 
 
 def _describe_mlp(model, config, backbone, base) -> str:
