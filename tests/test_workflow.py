@@ -26,6 +26,7 @@ from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
 
 RUN_FILES = {
+    "MODEL_CARD.md",
     "config.yaml",
     "schema.json",
     "splits.json",

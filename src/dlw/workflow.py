@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from dlw._backend import choose_backend, import_keras, tensorflow_unseen
+from dlw.card import write_card
 from dlw.config import Config
 from dlw.console import QUIET, Console
 from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
@@ -79,6 +80,7 @@ class Workflow:
                 write_json(tmp / "metrics.json", metrics)
                 manifest = run_manifest(self.config, rows=len(prepared.frame), seconds=time.perf_counter() - started)
                 write_json(tmp / "run.json", {**manifest, "distribution": trained.distribution})
+                write_card(tmp)  # last: the card reads every file above
                 if report:
                     from dlw.report import write_report
 
@@ -227,6 +229,12 @@ class Run:
         """Kept for the public API: reads the input kind the run recorded, decides nothing."""
         return self.input_kind == "images"
 
+    def _repr_html_(self) -> str:
+        """A summary table in Jupyter: data, task, model, main metric vs best baseline, verdict."""
+        from dlw.compare import summary_html
+
+        return summary_html(self.path)
+
     @property
     def model(self):
         if self._model is None:
@@ -321,5 +329,7 @@ class Run:
 
 
 def load(path: str | Path) -> Run:
-    """Load a run folder written by ``dlw train``: ``dlw.load("runs/my").predict(rows)``."""
-    return Run(path)
+    """Load a run folder written by ``dlw train``, or a bundle from ``dlw share``: ``dlw.load("runs/my").predict(rows)``."""
+    from dlw.bundle import is_bundle, open_bundle
+
+    return Run(open_bundle(path)) if is_bundle(path) else Run(path)
