@@ -35,27 +35,18 @@ def _reports_errors(command):
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
-            print("dlw: interrupted; no run folder was left half-written", file=sys.stderr)
+            print("dlw: interrupted; no run folder was left half-written (a training's progress is kept: add --resume)", file=sys.stderr)
             raise typer.Exit(130) from None
         except Exception as exc:
-            from dlw.errors import DlwError
+            from dlw.errors import exit_status_and_line
 
             if _STATE["debug"]:
                 import traceback
 
                 traceback.print_exc()
-            if isinstance(exc, DlwError):
-                print(f"dlw: error: {exc}", file=sys.stderr)
-                raise typer.Exit(2) from None
-            if isinstance(exc, (OSError, MemoryError)):
-                print(f"dlw: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-                raise typer.Exit(2) from None
-            print(
-                f"dlw: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
-                "(run again with --debug for the traceback, and please report it)",
-                file=sys.stderr,
-            )
-            raise typer.Exit(1) from None
+            status, line = exit_status_and_line(exc)
+            print(line, file=sys.stderr)
+            raise typer.Exit(status) from None
 
     return wrapper
 
@@ -66,8 +57,24 @@ SOURCE_HELP = (
 TargetOpt = typer.Option(None, "--target", "-t", help="Column to predict (needed with a data file).")
 SetOpt = typer.Option([], "--set", "-s", help="Override a config key: --set train.epochs=50 (value read as YAML). Repeatable.")
 OutOpt = typer.Option(None, "--out", "-o", help="Run folder to write (default runs/<name>).")
-OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing run folder or output file.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing run folder or output file (and discard a killed run's progress).")
+ResumeOpt = typer.Option(False, "--resume", help="Carry on a killed training of this --out from its last completed epoch.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+TrackOpt = typer.Option(
+    [], "--track", help="Track the run: mlflow or tensorboard (repeatable; pip install 'dlw[track]'); sets track.mlflow / track.tensorboard."
+)
+
+
+def _with_tracking(overrides, tools) -> list[str]:
+    """``--set`` overrides plus ``track.<tool>=true`` for each ``--track`` tool (the config's ``track`` section decides)."""
+    from dlw.config import TrackConfig
+    from dlw.errors import ConfigError
+
+    known = [name for name, field in TrackConfig.model_fields.items() if field.annotation is bool]
+    for tool in tools:
+        if tool not in known:
+            raise ConfigError(f"--track {tool}: expected one of {', '.join(known)}; received {tool!r}")
+    return [*overrides, *(f"track.{tool}=true" for tool in tools)]
 
 
 def _workflow(source: str, target, overrides, quiet: bool):
@@ -84,11 +91,13 @@ def run(
     set_: list[str] = SetOpt,
     out: Optional[Path] = OutOpt,
     overwrite: bool = OverwriteOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
+    track: list[str] = TrackOpt,
 ):
     """All the steps in one command: train, measure, data sufficiency, and report.html."""
-    wf = _workflow(source, target, set_, quiet)
-    run_ = wf.train(out=out, overwrite=overwrite, sufficiency=True, report=True)
+    wf = _workflow(source, target, _with_tracking(set_, track), quiet)
+    run_ = wf.train(out=out, overwrite=overwrite, sufficiency=True, report=True, resume=resume)
     wf.console.say(f"report: {run_.path / 'report.html'}")
 
 
@@ -100,11 +109,13 @@ def train(
     set_: list[str] = SetOpt,
     out: Optional[Path] = OutOpt,
     overwrite: bool = OverwriteOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = QuietOpt,
+    track: list[str] = TrackOpt,
 ):
     """Steps 1-6 and 8: prepare the data, choose the loss, build, train, measure; write a run folder."""
-    wf = _workflow(source, target, set_, quiet)
-    wf.train(out=out, overwrite=overwrite)
+    wf = _workflow(source, target, _with_tracking(set_, track), quiet)
+    wf.train(out=out, overwrite=overwrite, resume=resume)
 
 
 @app.command()
@@ -122,6 +133,7 @@ def tune(
     set_: list[str] = SetOpt,
     target: Optional[str] = TargetOpt,
     quiet: bool = QuietOpt,
+    track: list[str] = TrackOpt,
 ):
     """Step 7: search hyperparameters with Optuna on the validation split; retrain the best as OUT/best.
 
@@ -132,7 +144,7 @@ def tune(
     from dlw.console import Console
     from dlw.tune import TuneInterrupted, tune as run_tune
 
-    overrides = list(set_)
+    overrides = _with_tracking(set_, track)
     if trials is not None:
         overrides.append(f"tune.trials={trials}")
     if timeout is not None:
@@ -195,7 +207,7 @@ def evaluate(
 @app.command()
 @_reports_errors
 def predict(
-    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train."),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train, or a bundle written by dlw share."),
     data: Path = typer.Argument(..., help="CSV/Parquet rows with the training's input columns; for an image run a folder, a CSV of paths or an image."),
     output: Optional[Path] = typer.Option(None, "--output", help="CSV to write (default: stdout)."),
     overwrite: bool = OverwriteOpt,
@@ -209,7 +221,7 @@ def predict(
     if output is not None:
         _check_output(output, overwrite)
     console = Console(quiet=quiet)
-    run_ = load(run_dir)
+    run_ = _load_said(run_dir, console, load)
     predictions = run_.predict(data, console=console, origin=str(data))
     if output is None:
         predictions.to_csv(sys.stdout, index=False)
@@ -230,6 +242,68 @@ def report(
     load(run_dir)  # a clear error for anything but a run folder
     path = write_report(run_dir)
     print(f"wrote {path}", file=sys.stderr)
+
+
+def _load_said(path: Path, console, load):
+    """``load(path)`` with its warnings (a bundle from other dlw/Keras versions) said as one line each."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_ = load(path)
+    for warning in caught:
+        console.warn(str(warning.message))
+    return run_
+
+
+@app.command()
+@_reports_errors
+def card(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train or dlw run.")):
+    """Step 10: write (or rewrite) RUN/MODEL_CARD.md from the run's own files; for runs made before cards existed."""
+    from dlw.card import write_card
+
+    print(f"wrote {write_card(run_dir)}", file=sys.stderr)
+
+
+@app.command()
+@_reports_errors
+def share(
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder written by dlw train or dlw run."),
+    output: Optional[Path] = typer.Option(None, "--output", help="The bundle to write (default: RUN's name + .dlw.zip, here)."),
+    overwrite: bool = OverwriteOpt,
+):
+    """Step 10: pack what prediction needs (model, schema, unfamiliar-input state, card, metrics, config) into one file."""
+    from dlw.bundle import SUFFIX, write_bundle
+
+    output = output or Path(run_dir.resolve().name + SUFFIX)
+    _check_output(output, overwrite)
+    path = write_bundle(run_dir, output, overwrite=overwrite)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes); use it with `dlw predict {path} new.csv` or dlw.load(...)", file=sys.stderr)
+
+
+@app.command()
+@_reports_errors
+def compare(
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders written by dlw train, dlw run or dlw tune."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also write the comparison as CSV here."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write it as a self-contained HTML page here."),
+    overwrite: bool = OverwriteOpt,
+):
+    """Step 10: runs side by side: data, model, main metric vs best baseline, verdict, time, the config keys that differ."""
+    from dlw.compare import compare_runs, comparison_html, print_comparison
+    from dlw.runs import write_atomic
+
+    for path in (output, html):
+        if path is not None:
+            _check_output(path, overwrite)
+    frame = compare_runs(runs)
+    print_comparison(frame)
+    if output is not None:
+        write_atomic(output, frame.to_csv(index=False))
+        print(f"wrote {output}", file=sys.stderr)
+    if html is not None:
+        write_atomic(html, comparison_html(frame))
+        print(f"wrote {html}", file=sys.stderr)
 
 
 @app.command()
@@ -270,6 +344,39 @@ def schema(markdown: bool = typer.Option(False, "--markdown", help="Print the ke
     from dlw.spec import json_schema
 
     print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+@_reports_errors
+def serve(
+    source: str = typer.Argument(..., metavar="RUN|BUNDLE", help="A run folder, or a bundle written by dlw share."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 exposes the model to the network."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    max_rows: int = typer.Option(1000, "--max-rows", help="Most rows (or images) one request may hold; more is a 422."),
+    quiet: bool = QuietOpt,
+):
+    """Serve a run over HTTP (FastAPI): POST /predict, /predict/image, GET /health, /metadata, /docs."""
+    from dlw.console import Console
+    from dlw.serve import serve as run_server
+
+    run_server(source, host=host, port=port, max_rows=max_rows, console=Console(quiet=quiet))
+
+
+@app.command()
+@_reports_errors
+def export(
+    run_dir: str = typer.Argument(..., metavar="RUN|BUNDLE", help="A run folder, or a bundle written by dlw share."),
+    format_: str = typer.Option("onnx", "--format", help="onnx or savedmodel."),
+    output: Path = typer.Option(..., "--output", help="File (onnx) or folder (savedmodel) to write; its preprocessing JSON goes beside it."),
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = QuietOpt,
+):
+    """Export the network through Keras's Model.export, with a JSON of the preprocessing it expects."""
+    from dlw.console import Console
+    from dlw.export import export_run
+
+    _check_output(output, overwrite)
+    export_run(run_dir, format_, output, console=Console(quiet=quiet))
 
 
 def _version(value: bool):

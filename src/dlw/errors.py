@@ -18,3 +18,20 @@ class ConfigError(DlwError):
 
 class DataError(DlwError):
     """The data file or table cannot be used as it is."""
+
+
+def exit_status_and_line(exc: Exception) -> tuple[int, str]:
+    """How the CLI reports ``exc``: ``(exit status, the one line for stderr)``.
+
+    2 for a bad input (a ``DlwError``, or the system refusing: a full disk, a read-only
+    folder, no memory), 1 for a bug in dlw. The fuzz tests call this on the Python API,
+    so what they check is what a CLI user would see.
+    """
+    if isinstance(exc, DlwError):
+        return 2, f"dlw: error: {exc}"
+    if isinstance(exc, (OSError, MemoryError)):
+        return 2, f"dlw: error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    return 1, (
+        f"dlw: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+        "(run again with --debug for the traceback, and please report it)"
+    )

@@ -13,18 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from dlw.advice import advise, say
+from dlw.classes import choose_main_metric, choose_threshold, predicted_classes, unpredicted_class_warnings
 from dlw.console import Console
 from dlw.data.prepared import SPLITS, Prepared
-from dlw.objectives import MAIN_METRIC
 from dlw.ood import score_inputs
 from dlw.plots import plot_confusion_matrix, plot_residuals
 from dlw.problem import Problem
+from dlw.runs import pause_point
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> dict:
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int, threshold: float | None = None) -> dict:
+    """Accuracy, balanced accuracy, macro F1, log loss (and binary ROC AUC); classes decided at ``threshold`` (binary)."""
     from sklearn import metrics as m
 
-    predicted = proba.argmax(axis=1)
+    predicted = predicted_classes(proba, threshold)
     labels = list(range(n_classes))
     clipped = np.clip(proba, 1e-7, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
@@ -52,10 +54,10 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-def score(problem: Problem, y_true: np.ndarray, output: np.ndarray) -> dict:
-    """Metrics for model output: class probabilities, or predictions in target units."""
+def score(problem: Problem, y_true: np.ndarray, output: np.ndarray, threshold: float | None = None) -> dict:
+    """Metrics for model output: class probabilities (decided at a binary ``threshold``), or predictions in target units."""
     if problem.is_classification:
-        return classification_metrics(y_true, output, len(problem.classes))
+        return classification_metrics(y_true, output, len(problem.classes), threshold)
     return regression_metrics(y_true, output)
 
 
@@ -77,6 +79,7 @@ def measure(
     features model), the share of the measured inputs it flags. The network's
     outputs are left in ``outputs`` when a dict is passed.
     """
+    pause_point("measure")  # fault-injection tests kill a run here
     problem = prepared.problem
     if evaluated is None:
         evaluated = {name: (prepared.inputs[name], prepared.targets[name]) for name in ("validation", "test")}
@@ -84,14 +87,18 @@ def measure(
     outputs = {} if outputs is None else outputs
     for name, (inputs, y) in evaluated.items():
         outputs[name] = prepared.outputs(model, inputs)
-        result[name] = score(problem, y, outputs[name])
+        result[name] = score(problem, y, outputs[name], problem.threshold)
     main = "test" if "test" in evaluated else next(iter(evaluated))
-    base_outputs = measure_baselines(prepared, evaluated, main, result)
-    result["main_metric"] = MAIN_METRIC[problem.task]
+    result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)
+    thresholds = {"network": problem.threshold}
+    base_outputs = measure_baselines(prepared, evaluated, main, result, thresholds=thresholds)
     result["advice"] = advise(
         problem.task, result["main_metric"], evaluated[main][1], outputs[main], {k: v[main] for k, v in base_outputs.items()},
-        n_boot=bootstrap, seed=prepared.splits.seed or 0,
+        n_boot=bootstrap, seed=prepared.splits.seed or 0, thresholds=thresholds,
     )
+    if problem.is_classification:
+        predicted = predicted_classes(outputs[main], problem.threshold)
+        result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes)
     if detector is not None:
         flags, scores = score_inputs(detector[0], detector[1], prepared, evaluated[main][0])
         outputs[f"{main}_ood"] = (flags, scores)
@@ -103,23 +110,32 @@ def measure(
             "n": int(len(flags)),
         }
     if plots_to is not None:
-        plot_errors(problem, evaluated[main][1], outputs[main], plots_to)
+        plot_errors(problem, evaluated[main][1], predicted if problem.is_classification else outputs[main], plots_to)
     say_metrics(result, main, console)
     return result
 
 
-def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict) -> dict:
+def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict, thresholds: dict | None = None) -> dict:
     """Fit the kind's baselines (``dlw.baselines``), score them on ``evaluated`` into ``result``; their outputs.
 
     ``result["baselines"]`` holds each baseline's metrics on the ``main`` split, and
     ``result["baseline_fits"]`` what each chose on the validation split and its fit seconds.
+    With ``checks.threshold: auto`` each baseline chooses its own binary threshold on the
+    validation split too (into ``thresholds``), as the network did.
     """
     from dlw.baselines import fit_baselines
 
     problem = prepared.problem
     fitted = fit_baselines(prepared, prepared.splits.seed or 0)
+    thresholds = {} if thresholds is None else thresholds
+    if problem.task == "binary" and prepared.config.checks.threshold == "auto":
+        for name, f in fitted.items():
+            proba = f.predict(prepared.inputs["validation"])
+            f.chosen["threshold"] = thresholds[name] = choose_threshold(prepared.targets["validation"], proba, result["main_metric"])
     outputs = {name: {split: f.predict(inputs) for split, (inputs, _) in evaluated.items()} for name, f in fitted.items()}
-    scores = {name: {split: score(problem, y, outputs[name][split]) for split, (_, y) in evaluated.items()} for name in fitted}
+    scores = {
+        name: {split: score(problem, y, outputs[name][split], thresholds.get(name)) for split, (_, y) in evaluated.items()} for name in fitted
+    }
     result["baselines"] = {name: per_split[main] for name, per_split in scores.items()}
     for other in evaluated:
         if other != main:
@@ -129,9 +145,9 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
 
 
 def plot_errors(problem: Problem, y: np.ndarray, output: np.ndarray, folder: Path) -> None:
-    """The confusion matrix (classification) or the residuals (regression) on the measured rows."""
+    """The confusion matrix (classification: ``output`` the predicted classes) or the residuals (regression) on the measured rows."""
     if problem.is_classification:
-        plot_confusion_matrix(y, output.argmax(axis=1), problem.classes, folder / "confusion_matrix.png")
+        plot_confusion_matrix(y, output, problem.classes, folder / "confusion_matrix.png")
     else:
         plot_residuals(y, output, problem.target, folder / "residuals.png")
 
@@ -152,5 +168,9 @@ def say_metrics(result: dict, split: str, console: Console) -> None:
     if "ood" in result:
         ood = result["ood"]
         console.say(f"    unfamiliar inputs: {ood['flagged']} of {ood['n']} flagged ({ood['flag_rate']:.1%}; calibrated to flag {ood['rate']:.0%} of familiar ones)")
+    if result["main_metric_reason"].startswith("the smallest class"):
+        console.say(f"    main metric {main}: {result['main_metric_reason']}")
     for line in say(result["advice"]).splitlines():
         console.say(f"    {line}")
+    for warning in result.get("class_warnings", []):
+        console.warn(warning)

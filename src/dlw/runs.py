@@ -25,8 +25,21 @@ from dlw.errors import DlwError
 RUN_MARKER = "run.json"
 
 
+PARTIAL = ".{name}.partial-{pid}"
+CHECKPOINT = "checkpoint"  # the training's per-epoch state inside a partial folder (dlw.resume)
+RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths atomically
+
+
 class RunWriter:
-    """Context manager that yields a temporary folder and moves it to ``out`` on success.
+    """Context manager that yields a hidden partial folder and renames it to ``out`` on success.
+
+    One writer per ``out`` at a time: a lock file (released by the kernel however the
+    process ends) makes a second ``dlw train`` on the same ``--out`` fail at once. A partial
+    folder left by a killed run that holds training progress (``checkpoint/``) is kept: it is
+    adopted with ``resume=True``, discarded with ``overwrite=True``, and otherwise reported
+    with the command that resumes it. Before the rename every file and folder in the partial
+    folder is fsynced; the rename swaps the new run with an old one atomically, so a crash
+    leaves the old complete run or the new one, never neither.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "demo"
@@ -36,42 +49,196 @@ class RunWriter:
     ['run.json']
     """
 
-    def __init__(self, out: str | Path, overwrite: bool = False):
+    def __init__(self, out: str | Path, overwrite: bool = False, *, resume: bool = False):
         self.out = Path(out)
-        self.overwrite = overwrite
+        self.overwrite, self.resume = overwrite, resume
         check_writable(self.out, overwrite)
-        self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
-        self.committed = False
-
-    def __enter__(self) -> Path:
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DlwError(f"{self.out.parent}: cannot create the output folder ({exc.strerror}); choose another --out") from None
-        remove_stale_partials(self.out)
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
+        self.lock = OutLock(self.out)
+        self.tmp = self.out.parent / PARTIAL.format(name=self.out.name, pid=os.getpid())
+        self.committed = False
+        try:
+            restore_replaced(self.out)
+            self.progress = self._left_progress()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _left_progress(self) -> Path | None:
+        """The partial folder a killed run left with training progress in it (kept), others deleted."""
+        kept = None
+        for partial in sorted(stale_partials(self.out), key=lambda p: p.stat().st_mtime):
+            if not (partial / CHECKPOINT).is_dir() or self.overwrite:
+                shutil.rmtree(partial, ignore_errors=True)
+                continue
+            if kept is not None:
+                shutil.rmtree(kept, ignore_errors=True)
+            kept = partial
+        if kept is not None and not self.resume:
+            self.lock.release()
+            raise DlwError(f"{self.out}: {progress_summary(kept)}; continue it with `{resume_command(kept)}`, or pass --overwrite to discard it and start afresh")
+        return kept
+
+    def __enter__(self) -> Path:
+        try:
+            if self.progress is not None:
+                os.rename(self.progress, self.tmp)  # adopted: this process now owns it
+            else:
+                if self.tmp.exists():
+                    shutil.rmtree(self.tmp)
+                self.tmp.mkdir()
+        except OSError as exc:
+            self.lock.release()
+            raise DlwError(f"{self.out.parent}: cannot write the run folder there ({exc.strerror}); choose another --out") from None
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        try:
+            if exc_type is None:
+                self._commit()
+            elif issubclass(exc_type, KeyboardInterrupt) and (self.tmp / CHECKPOINT).is_dir():
+                return  # Ctrl-C: the progress stays for --resume
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)  # the loser leaves nothing behind
+            raise
+        finally:
+            self.lock.release()
+        if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        self._commit()
 
     def _commit(self) -> None:
+        pause_point("rename")
         check_writable(self.out, self.overwrite)  # someone may have made it meanwhile
-        old = None
+        shutil.rmtree(self.tmp / CHECKPOINT, ignore_errors=True)
+        fsync_tree(self.tmp)
         if self.out.is_dir() and not any(self.out.iterdir()):
             self.out.rmdir()
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
-            os.replace(self.out, old)
-        os.replace(self.tmp, self.out)
+        old = None
+        try:
+            if not self.out.exists():
+                os.rename(self.tmp, self.out)
+            elif exchange_paths(self.tmp, self.out):
+                old = self.tmp  # now holds the replaced run
+            else:  # no atomic swap here: move aside, move in; restore_replaced repairs a crash between
+                old = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
+                os.replace(self.out, old)
+                os.replace(self.tmp, self.out)
+        except OSError as exc:
+            raise DlwError(f"{self.out}: cannot move the finished run into place ({exc.strerror}); another process wrote it meanwhile?") from None
+        fsync_path(self.out.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         self.committed = True
+
+
+class OutLock:
+    """An exclusive ``flock`` on ``.NAME.lock`` beside ``out``: one writer per run folder.
+
+    The kernel drops the lock when the process ends, even by SIGKILL, so a killed run
+    never blocks the next one.
+    """
+
+    def __init__(self, out: Path):
+        import fcntl
+
+        self.path = out.parent / f".{out.name}.lock"
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise DlwError(f"{out.parent}: cannot write there ({exc.strerror}); choose another --out") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise DlwError(f"{out}: another dlw process (pid {holder}) is writing this run folder now; wait for it to finish, or choose another --out") from None
+            if self._same_file(fd):  # not unlinked by the previous holder meanwhile
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held, so no one can hold a lock on it
+        os.close(self.fd)
+        self.fd = None
+
+
+def stale_partials(out: Path) -> list[Path]:
+    """Partial folders of ``out`` whose writer is gone (the caller holds ``out``'s lock)."""
+    mine = PARTIAL.format(name=out.name, pid=os.getpid())
+    return [p for p in out.parent.glob(PARTIAL.format(name=out.name, pid="*")) if p.is_dir() and p.name != mine]
+
+
+def restore_replaced(out: Path) -> None:
+    """Put back a run that a crash left moved aside mid-replace (where the folder has no atomic swap)."""
+    for old in out.parent.glob(f".{out.name}.replaced-*"):
+        if not out.exists() and is_run_folder(old):
+            os.rename(old, out)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def progress_summary(partial: Path) -> str:
+    """One line on what a killed run's partial folder holds, e.g. 'a training killed after epoch 7 of 20 left ...'."""
+    state = read_json_or_none(partial / CHECKPOINT / "progress.json") or {}
+    done, planned = state.get("epoch"), state.get("epochs")
+    when = f"after epoch {done} of {planned}" if done is not None else "before its first epoch ended"
+    return f"a training killed {when} left its progress in {partial}"
+
+
+def resume_command(partial: Path) -> str:
+    """The command that continues the run in ``partial``, as recorded when it started."""
+    identity = read_json_or_none(partial / CHECKPOINT / "identity.json") or {}
+    return identity.get("command") or "the same command with --resume"
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2); False where the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        swap = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd = -100
+    return swap(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def fsync_tree(folder: Path) -> None:
+    """Fsync every file and folder under ``folder``, deepest first, and ``folder`` itself."""
+    for root, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            fsync_path(Path(root) / name)
+        fsync_path(Path(root))
+
+
+def pause_point(name: str) -> None:
+    """Fault injection for tests: with ``DLW_TEST_PAUSE_AT=name``, say so on stderr and sleep.
+
+    The sleep lasts ``DLW_TEST_PAUSE_SECONDS`` (default 600): long enough for a test to
+    SIGKILL the process there, or to change the data file under it. Inactive otherwise.
+    """
+    if os.environ.get("DLW_TEST_PAUSE_AT") != name:
+        return
+    import sys
+
+    print(f"dlw-test: paused at {name}", file=sys.stderr, flush=True)
+    time.sleep(float(os.environ.get("DLW_TEST_PAUSE_SECONDS", "600")))
 
 
 def is_run_folder(path: Path) -> bool:
@@ -90,24 +257,6 @@ def check_writable(out: Path, overwrite: bool) -> None:
         raise DlwError(f"{out}: exists and is not a dlw run folder; dlw will not delete it even with --overwrite: choose another --out")
     if not overwrite:
         raise DlwError(f"{out}: a run folder already exists; pass --overwrite to replace it, or choose another --out")
-
-
-def remove_stale_partials(out: Path) -> None:
-    """Delete half-written siblings of ``out`` left by runs that were killed (their process is gone)."""
-    for partial in out.parent.glob(f".{out.name}.partial-*"):
-        pid = partial.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def write_atomic(path: Path, data: str | bytes | Callable[[Path], None]) -> Path:
@@ -213,7 +362,11 @@ def data_fingerprint(source: str) -> str | None:
                 digest.update(f"{item.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
     if path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
     return None
 
 

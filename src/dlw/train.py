@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dlw.classes import class_weights
 from dlw.config import TrainConfig
 from dlw.console import QUIET, Console
 from dlw.errors import ConfigError
@@ -43,6 +44,7 @@ class Trained:
     result: TrainResult
     distribution: dict
     train: TrainConfig  # the settings it trained with, ``auto`` planned
+    temperature: float | None = None  # set when the model was calibrated (dlw.calibration)
 
 
 TARGET_STEPS = 3000
@@ -51,18 +53,27 @@ MIN_EPOCHS = 4
 MAX_ROWS_SEEN = 800_000
 
 
-def train_network(config, prepared, objective, *, backbone=None, console: Console = QUIET, callbacks=(), before_fit=None) -> Trained:
+def train_network(
+    config, prepared, objective, *, backbone=None, console: Console = QUIET, callbacks=(), before_fit=None, checkpoint_in=None
+) -> Trained:
     """Seed, distribute, build, fit, release: the one way dlw trains a network.
 
     ``before_fit(model, base, train)`` runs between building and fitting, with the train
     settings as planned (the run prints them there; tuning stops there when asked to).
-    ``callbacks`` are added to every phase.
+    ``callbacks`` are added to every phase. With ``checkpoint_in`` (a run's partial folder)
+    the state is saved there after every epoch (``dlw.resume``), and a killed training's saved
+    state there is carried on from; a resume with another config or data is refused.
     """
     from dlw._backend import import_keras, set_seed
     from dlw.distribute import apply_distribution, for_devices, release
     from dlw.models import build_model
 
     import_keras()
+    checkpoint = None
+    if checkpoint_in is not None:
+        from dlw.resume import TrainingCheckpoint
+
+        checkpoint = TrainingCheckpoint.open(checkpoint_in, config)
     config = plan_training(config, prepared.count("train"))
     distribution = apply_distribution(config, console)  # before any variable is created
     set_seed(config.train.seed)
@@ -71,7 +82,7 @@ def train_network(config, prepared, objective, *, backbone=None, console: Consol
         before_fit(model, base, config.train)
     fit_prepared, fit_config = for_devices(prepared, config, distribution)  # batches split evenly over devices
     try:
-        result = fit_phases(model, base, fit_prepared, objective, fit_config, console, callbacks=callbacks)
+        result = fit_phases(model, base, fit_prepared, objective, fit_config, console, callbacks=callbacks, checkpoint=checkpoint)
     finally:
         release(distribution)
     return Trained(model, base, result, distribution, config.train)
@@ -99,14 +110,18 @@ def plan_training(config, n_train: int):
     return planned
 
 
-def fit_phases(model, base, prepared, objective, config, console: Console, callbacks=()) -> TrainResult:
+def fit_phases(model, base, prepared, objective, config, console: Console, callbacks=(), checkpoint=None) -> TrainResult:
     """Compile and fit; for a pretrained backbone with ``fine_tune``, a second phase at a lower rate."""
     tc = config.train
     fitted = compile_model(model, objective, tc, steps_per_epoch=math.ceil(prepared.count("train") / tc.batch_size), kind=config.model.kind)
     seed = tc.seed
     x, y = prepared.fit_data("train", config, shuffle=True, seed=seed)
     vx, vy = prepared.fit_data("validation", config, shuffle=False, seed=seed)
-    result = fit(fitted, x, y, vx, vy, tc, console, extra_callbacks=callbacks)
+    weights = class_weights(prepared.problem, prepared.targets["train"], tc.class_weight)
+    if weights:
+        console.say("    class weights (train.class_weight): " + ", ".join(f"{prepared.problem.classes[i]!s} {w:.3g}" for i, w in weights.items()))
+    phase1 = checkpoint.phase(1, tc.epochs) if checkpoint is not None else None
+    result = fit(fitted, x, y, vx, vy, tc, console, extra_callbacks=callbacks, class_weight=weights, checkpoint=phase1)
     how = "early stopping" if result.stopped_early else "the epoch limit"
     console.say(f"    stopped after {len(result.history)} epochs ({how}); weights of epoch {result.best_epoch} kept; {result.seconds:.1f} s")
     ft = config.model.fine_tune
@@ -118,7 +133,8 @@ def fit_phases(model, base, prepared, objective, config, console: Console, callb
     phase2 = tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs, "schedule": "constant"})
     compile_model(model, objective, phase2)
     console.say(f"    fine-tuning: {trainable} top layer(s) of the backbone unfrozen, lr {ft.learning_rate:g}, up to {ft.epochs} epochs")
-    second = fit(model, x, y, vx, vy, phase2, console, extra_callbacks=callbacks)
+    phase2_state = checkpoint.phase(2, ft.epochs) if checkpoint is not None else None
+    second = fit(model, x, y, vx, vy, phase2, console, extra_callbacks=callbacks, class_weight=weights, checkpoint=phase2_state)
     console.say(f"    fine-tuning stopped after {len(second.history)} epochs; weights of its epoch {second.best_epoch} kept; {second.seconds:.1f} s")
     return result.then(second)
 
@@ -158,11 +174,16 @@ def make_optimizer(train: TrainConfig, total_steps: int):
     return keras.optimizers.get({"class_name": train.optimizer, "config": settings})
 
 
-def fit(model, train_inputs, y_train, val_inputs, y_val, train: TrainConfig, console: Console, extra_callbacks=()) -> TrainResult:
+def fit(
+    model, train_inputs, y_train, val_inputs, y_val, train: TrainConfig, console: Console, extra_callbacks=(), class_weight=None, checkpoint=None
+) -> TrainResult:
     """Fit ``model`` (already compiled); return its per-epoch history and where it stopped.
 
     ``train_inputs`` are arrays with targets ``y_train``, or (``y_train`` None) a
     ``keras.utils.PyDataset`` of (x, y) batches with ``val_inputs`` another.
+    ``class_weight`` (class index to weight, ``dlw.classes.class_weights``) weighs the train rows' loss.
+    With a ``checkpoint`` (a ``dlw.resume.PhaseState``) the phase's state is saved after every
+    epoch, and a saved state is trained on from its next epoch.
     """
     import keras
 
@@ -173,30 +194,69 @@ def fit(model, train_inputs, y_train, val_inputs, y_val, train: TrainConfig, con
             monitor=train.early_stopping.monitor, patience=train.early_stopping.patience, restore_best_weights=True
         )
         callbacks.append(stopper)
+    state, saver = resumed_state(model, stopper, checkpoint)
+    if state is not None and saver is None:  # the killed run had finished this phase
+        return finished_result(state, stopper)
+    if saver is not None:
+        callbacks.append(saver)  # after the stopper: it restores and saves the stopper's state
+        console.say(f"    resumed after epoch {state['epoch']} of {train.epochs}" if state else "    progress saved after every epoch (--resume)")
     callbacks.append(_Progress(train.epochs, console))
     start = time.perf_counter()
+    initial = state["epoch"] if state else 0
     if y_train is None:  # a keras.utils.PyDataset yielding (x, y) batches; it shuffles itself
-        fitted = model.fit(train_inputs, validation_data=val_inputs, epochs=train.epochs, verbose=0, callbacks=callbacks)
+        fitted = model.fit(
+            train_inputs, validation_data=val_inputs, epochs=train.epochs, initial_epoch=initial, verbose=0, callbacks=callbacks, class_weight=class_weight
+        )
     else:
         fitted = model.fit(
             train_inputs,
             y_train,
             validation_data=(val_inputs, y_val),
             epochs=train.epochs,
+            initial_epoch=initial,
             batch_size=train.batch_size,
             shuffle=True,
             verbose=0,
             callbacks=callbacks,
+            class_weight=class_weight,
         )
-    seconds = time.perf_counter() - start
-    history = pd.DataFrame(fitted.history)
-    history.insert(0, "epoch", np.arange(1, len(history) + 1))
-    if stopper is not None and stopper.best_weights is not None:
-        best_epoch = int(stopper.best_epoch) + 1
-    else:
-        best_epoch = len(history)
+    seconds = time.perf_counter() - start + (state["seconds"] if state else 0.0)
+    rows = saver.history if saver is not None else pd.DataFrame(fitted.history).to_dict(orient="records")
     stopped = stopper is not None and stopper.stopped_epoch > 0
-    return TrainResult(history, best_epoch, stopped, seconds)
+    return TrainResult(history_frame(rows), best_epoch_of(stopper, len(rows)), stopped, seconds)
+
+
+def resumed_state(model, stopper, checkpoint):
+    """``(saved state or None, the checkpoint callback or None)``; no callback when the saved phase was finished."""
+    if checkpoint is None:
+        return None, None
+    from dlw.resume import CheckpointCallback, finish_restored
+
+    state = checkpoint.load()
+    if state is not None and finish_restored(model, stopper, state):
+        return state, None
+    return state, CheckpointCallback(checkpoint, stopper, state)
+
+
+def finished_result(state: dict, stopper) -> TrainResult:
+    """The result of a phase the killed run had finished, from its saved state."""
+    saved = state["stopper"] or {}
+    best = saved.get("best_epoch", 0) + 1 if stopper is not None and state["best"] else len(state["history"])
+    return TrainResult(history_frame(state["history"]), int(best), saved.get("stopped_epoch", 0) > 0, float(state["seconds"]))
+
+
+def history_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per epoch, numbered from 1 in its first column."""
+    history = pd.DataFrame(rows)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    return history
+
+
+def best_epoch_of(stopper, epochs_run: int) -> int:
+    """The 1-based epoch whose weights the model holds after fitting."""
+    if stopper is not None and stopper.best_weights is not None:
+        return int(stopper.best_epoch) + 1
+    return epochs_run
 
 
 class _MonitorCheck:

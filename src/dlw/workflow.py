@@ -33,6 +33,7 @@ from dlw.models import MODEL_KINDS, describe_model, load_network
 from dlw.problem import Problem
 from dlw.runs import RunFiles, RunWriter, is_run_folder, run_manifest, write_atomic, write_json
 from dlw.spec import load_spec, validate
+from dlw.tracking import track_run
 
 EXPLANATION_LIMITS = (
     "these describe what this model relies on, not causes in the world: a column or region can matter to the "
@@ -44,8 +45,7 @@ class Workflow:
     """A config taken through the workflow: ``train`` (steps 1-6 and 8), ``evaluate``, ``predict``."""
 
     def __init__(self, config: Config, console: Console | None = None):
-        self.config = config
-        self.console = console or Console()
+        self.config, self.console = config, console or Console()
         self.run: Run | None = None
 
     @classmethod
@@ -56,20 +56,20 @@ class Workflow:
     def default_out(self) -> Path:
         return Path("runs") / (self.config.name or "run")
 
-    def train(self, out: str | Path | None = None, overwrite: bool = False, sufficiency: bool = False, report: bool = False) -> "Run":
+    def train(self, out: str | Path | None = None, overwrite: bool = False, sufficiency: bool = False, report: bool = False, resume: bool = False) -> "Run":
         """Prepare, build, train and measure; write the run folder; return the loaded ``Run``.
 
         ``sufficiency`` also trains on 25% and 50% of the train split (``dlw run``
-        does); ``report`` writes ``report.html``.
+        does); ``report`` writes ``report.html``; ``resume`` carries on a killed run's training.
         """
         out = Path(out) if out is not None else self.default_out()
-        writer = RunWriter(out, overwrite)  # refuses before any work is done
+        writer = RunWriter(out, overwrite, resume=resume)  # refuses before any work is done
         started = time.perf_counter()
-        prepared, objective, backbone = self._steps_1_to_4()
-        trained, warnings = self._steps_5_and_6(prepared, objective, backbone)
-        with writer as tmp:
+        with writer as tmp, track_run(self.config, folder=tmp, out=out, console=self.console) as self.tracker:  # MLflow, TensorBoard
             self.console.attach_log(tmp / "run.log")
             try:
+                prepared, objective, backbone = self._steps_1_to_4()
+                trained, warnings = self._steps_5_and_6(prepared, objective, backbone, checkpoint_in=tmp)  # per-epoch state, for --resume
                 metrics = self._write_run(tmp, prepared, objective, trained, warnings)
                 if sufficiency:
                     from dlw.sufficiency import sufficiency_curve
@@ -93,6 +93,8 @@ class Workflow:
 
     def _steps_1_to_4(self):
         """Checks that need no data, then the prepared data, the objective and the backbone (or None)."""
+        from dlw.baselines import persistence_notes
+        from dlw.classes import check_main_metric
         from dlw.distribute import choose_backend_for
         from dlw.objectives import check_monitor, check_names, choose_objective
 
@@ -107,13 +109,16 @@ class Workflow:
             backbone = resolve_backbone(m.backbone, None, weights=m.backbone_weights, layer=m.backbone_layer)
         prepared = prepare(config, self.console, backbone_shape=getattr(backbone, "input_shape", None))
         problem = prepared.problem
+        check_main_metric(problem.task, config.checks.main_metric)
+        for note in persistence_notes(prepared):
+            self.console.say(f"    {note}")
         objective = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics)
         if config.train.early_stopping:
             check_monitor(objective, config.train.early_stopping.monitor)
         self.console.step(4, f"loss: {objective.loss}; metrics: {', '.join(objective.metrics)}")
         return prepared, objective, backbone
 
-    def _steps_5_and_6(self, prepared: Prepared, objective, backbone):
+    def _steps_5_and_6(self, prepared: Prepared, objective, backbone, checkpoint_in: Path | None = None):
         """Build and train through the one fit path; the trained network and the small-data warnings."""
         from dlw.sufficiency import small_data_warnings, trainable_parameters
         from dlw.train import train_network
@@ -128,11 +133,19 @@ class Workflow:
             schedule = ", cosine schedule" if tc.schedule == "cosine" else ""
             console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}{schedule}")
 
-        trained = train_network(self.config, prepared, objective, backbone=backbone, console=console, before_fit=announce)
+        trained = train_network(self.config, prepared, objective, backbone=backbone, console=console, before_fit=announce, checkpoint_in=checkpoint_in, callbacks=self.tracker.callbacks())
+        if prepared.problem.is_classification:  # calibrated on the validation split, then the threshold chosen and checked there
+            from dlw.calibration import calibrate
+            from dlw.classes import validation_decisions
+
+            trained.model, trained.temperature = calibrate(trained.model, prepared, self.config.checks.calibration)
+            prepared.problem.threshold, found = validation_decisions(prepared, trained.model, self.config.checks)
+            warnings += [console.warn(w) or w for w in found]
         return trained, warnings
 
     def _write_run(self, folder: Path, prepared: Prepared, objective, trained, warnings: list[str]) -> dict:
         """Everything a run leaves behind but ``metrics.json`` and ``run.json``; returns the metrics."""
+        from dlw.calibration import calibration_summary
         from dlw.ood import METHOD as OOD_METHOD, fit_detector
         from dlw.plots import plot_learning_curves
         from dlw.sufficiency import trainable_parameters
@@ -170,7 +183,9 @@ class Workflow:
             "trainable_parameters": trainable_parameters(model),  # after fine-tuning, when it ran
             "plan": trained.train.model_dump(mode="json", include={"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule"}),
         }
-        metrics["warnings"] = warnings
+        metrics["warnings"] = warnings + metrics.pop("class_warnings", [])
+        if trained.temperature is not None:
+            metrics["calibration"] = calibration_summary(trained.temperature, prepared.targets["test"], outputs["test"], folder)
         write_test_predictions(folder, prepared, outputs)
         metrics["explanations"] = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}
         return metrics
