@@ -39,6 +39,28 @@ def _comparable(metrics: dict) -> dict:
     return keep
 
 
+def assert_same(found, expected, path: str = "metrics") -> None:
+    """Equal, except that floats may differ in the last bits of float32.
+
+    The CNN's convolutions run on TensorFlow's oneDNN kernels, whose summation order
+    depends on the processor's vector width: the recording machine and CI's can differ
+    there (a log loss of 0.57917917 against 0.57917911), never in a count, a label or a
+    split.
+    """
+    if isinstance(expected, dict):
+        assert isinstance(found, dict) and sorted(found) == sorted(expected), f"{path}: keys {sorted(found)} != {sorted(expected)}"
+        for key in expected:
+            assert_same(found[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(found, list) and len(found) == len(expected), f"{path}: {found} != {expected}"
+        for i, (a, b) in enumerate(zip(found, expected)):
+            assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(expected, float) and not isinstance(found, bool):
+        assert found == pytest.approx(expected, rel=1e-6, abs=1e-9), f"{path}: {found} != {expected}"
+    else:
+        assert found == expected, f"{path}: {found!r} != {expected!r}"
+
+
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_outputs_equal_the_recorded_ones(name, tmp_path):
     run = Workflow.from_config(name, overrides=PINNED[name], quiet=True).train(out=tmp_path / name)
@@ -54,11 +76,14 @@ def test_outputs_equal_the_recorded_ones(name, tmp_path):
         predictions.to_csv(folder / "test_predictions.csv", index=False)
     assert splits == json.loads((folder / "splits.json").read_text())
     expected = json.loads((folder / "metrics.json").read_text())
-    assert json.loads(json.dumps(metrics, sort_keys=True)) == expected
+    assert_same(json.loads(json.dumps(metrics, sort_keys=True)), expected)
     verdict = expected["advice"]["verdict"]
     assert added["advice"]["outcome"] == OUTCOME_OF_VERDICT.get(verdict, "no_clear_difference")
     recorded = pd.read_csv(folder / "test_predictions.csv")
     assert list(predictions.columns) == list(recorded.columns)
     assert predictions["prediction"].tolist() == recorded["prediction"].tolist()
-    probabilities = [c for c in recorded.columns if c.startswith("prob_") or c == "ood_score"]
-    np.testing.assert_array_equal(predictions[probabilities].to_numpy(), recorded[probabilities].to_numpy())
+    probabilities = [c for c in recorded.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(predictions[probabilities].to_numpy(), recorded[probabilities].to_numpy(), rtol=1e-5, atol=1e-7)
+    # ood_score is written to 4 decimals: a last-bit difference may round the other way.
+    np.testing.assert_allclose(predictions["ood_score"].to_numpy(), recorded["ood_score"].to_numpy(), rtol=0, atol=1.5e-4)
+    assert predictions["ood"].tolist() == recorded["ood"].tolist()

@@ -29,9 +29,14 @@ import pandas as pd
 from dlw.errors import DataError
 from dlw.runs import write_json
 
-MAX_CATEGORIES = 100
+MAX_CATEGORIES = 100  # a column with at most this many levels keeps every one
+# Beyond that, the levels seen at least twice in train rows, up to this many: tabm learns an
+# embedding per level, so a 35-level or a 900-level column is kept, not cut to one-hot size.
+# A level seen once cannot be learned; it trains the <unknown> level that unseen values get.
+MAX_LEVELS = 1000
 UNKNOWN, MISSING = "<unknown>", "<missing>"
 _RESERVED_LEVELS = (UNKNOWN, MISSING)
+RESERVED_LEVELS = len(_RESERVED_LEVELS)  # ids every categorical column holds besides its vocabulary
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 _DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?.*)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{2,4}$")
@@ -115,9 +120,10 @@ class Schema:
             f.missing_fraction = float(column.isna().mean())
             if f.kind == "categorical":
                 counts = category_strings(column).value_counts()
-                f.vocabulary = sorted(map(str, counts.index[:MAX_CATEGORIES]))
-                if len(counts) > MAX_CATEGORIES:
-                    f.note = f"{len(counts)} levels; the {MAX_CATEGORIES} most frequent kept, the rest read as unknown"
+                kept = kept_levels(counts)
+                f.vocabulary = sorted(map(str, kept))
+                if len(kept) < len(counts):
+                    f.note = f"{len(counts)} levels; the {len(kept)} seen at least twice (at most {MAX_LEVELS}) kept, the rest read as unknown"
                 continue
             values = self._numeric_values(f, column)
             finite = values[np.isfinite(values)]
@@ -293,6 +299,13 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
     if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
         return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
     return "categorical", ""
+
+
+def kept_levels(counts: pd.Series) -> pd.Index:
+    """The levels a categorical column keeps, from its train counts (most frequent first)."""
+    if len(counts) <= MAX_CATEGORIES:
+        return counts.index
+    return counts.index[counts.to_numpy() >= 2][:MAX_LEVELS]
 
 
 def _numeric_kind(values: pd.Series) -> tuple[str, str]:

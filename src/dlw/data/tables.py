@@ -21,7 +21,11 @@ from dlw.data.prepared import SPLITS, Prepared
 from dlw.data.splits import make_splits, make_time_splits
 from dlw.errors import DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
-from dlw.schema import Schema
+from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema
+
+
+# HistGradientBoosting's native categorical splits take codes 0..254 (max_bins 255).
+BOOSTING_CATEGORIES = 255
 
 
 @dataclass
@@ -38,7 +42,7 @@ class TablePrepared(Prepared):
         return model.predict({k: v for k, v in inputs.items() if k in names}, batch_size=4096, verbose=0)
 
     def baseline_features(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return baseline_matrix(inputs, self.schema.n_category_tokens)
+        return baseline_matrix(inputs, self.schema)
 
     def linear_features(self, inputs: dict[str, np.ndarray]):
         """Numbers and one-hot categories as a sparse matrix (the linear baseline scales it)."""
@@ -55,20 +59,38 @@ class TablePrepared(Prepared):
         return sparse.hstack(blocks).tocsr()
 
     def tree_features(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Numbers and each category's code (its own offset removed), and which columns are categories.
+        """Numbers and each category's code, and which columns are categories.
 
-        Boosting splits a category natively when it has at most 255 codes; a larger one
-        is read as an ordered code.
+        Boosting splits a category natively on at most 255 codes; a column with more levels
+        keeps its 254 most frequent train levels as codes and merges the rest into one, so
+        every category is split natively, never read as an ordered number.
         """
         blocks, categorical = [], []
         if "numeric" in inputs:
             blocks.append(inputs["numeric"].astype("float64"))
             categorical += [False] * inputs["numeric"].shape[1]
         if "categorical" in inputs:
-            offsets = np.asarray(self.schema.category_offsets)
-            blocks.append((inputs["categorical"] - offsets[None, :]).astype("float64"))
-            categorical += [size <= 255 for size in self.schema.category_sizes]
+            codes = self.tree_code_maps()
+            local = inputs["categorical"] - np.asarray(self.schema.category_offsets)[None, :]
+            blocks.append(np.stack([codes[j][local[:, j]] for j in range(local.shape[1])], axis=1).astype("float64"))
+            categorical += [True] * local.shape[1]
         return np.hstack(blocks), np.asarray(categorical)
+
+    def tree_code_maps(self) -> list[np.ndarray]:
+        """Per categorical column, local id -> boosting code (identity up to 255 ids), from the train rows."""
+        if getattr(self, "_tree_maps", None) is None:
+            local = self.inputs["train"]["categorical"] - np.asarray(self.schema.category_offsets)[None, :]
+            maps = []
+            for j, size in enumerate(self.schema.category_sizes):
+                if size <= BOOSTING_CATEGORIES:
+                    maps.append(np.arange(size))
+                    continue
+                ranked = np.argsort(-np.bincount(local[:, j], minlength=size), kind="stable")
+                code = np.full(size, BOOSTING_CATEGORIES - 1)
+                code[ranked[: BOOSTING_CATEGORIES - 1]] = np.arange(BOOSTING_CATEGORIES - 1)
+                maps.append(code)
+            self._tree_maps = maps
+        return self._tree_maps
 
     def fit_data(self, split: str, config, *, shuffle: bool, seed: int, rows: np.ndarray | None = None):
         x, y = self.inputs[split], self.training_targets(split)
@@ -102,17 +124,23 @@ class TablePrepared(Prepared):
         return inputs, encode_target(frame[self.problem.target], self.problem, origin)
 
 
-def baseline_matrix(inputs: dict[str, np.ndarray], n_tokens: int) -> np.ndarray:
-    """The model's inputs as one flat matrix (numbers, then one-hot categories) for scikit-learn."""
+def baseline_matrix(inputs: dict[str, np.ndarray], schema: Schema) -> np.ndarray:
+    """The model's inputs as one flat matrix (numbers, then one-hot categories) for scikit-learn.
+
+    Only columns with at most ``MAX_CATEGORIES`` levels are one-hot here: a dense block
+    for a 1,000-level column would cost gigabytes on a large table, and the detector that
+    reads this block sees such a column through the network's own features.
+    """
     blocks = []
     if "numeric" in inputs:
         blocks.append(inputs["numeric"].astype("float64"))
     if "categorical" in inputs:
-        one_hot = np.zeros((len(inputs["categorical"]), n_tokens))
-        rows = np.arange(len(one_hot))[:, None]
-        one_hot[rows, inputs["categorical"]] = 1.0
-        blocks.append(one_hot)
-    return np.hstack(blocks)
+        narrow = [j for j, size in enumerate(schema.category_sizes) if size <= MAX_CATEGORIES + RESERVED_LEVELS]
+        for j in narrow:
+            one_hot = np.zeros((len(inputs["categorical"]), schema.category_sizes[j]))
+            one_hot[np.arange(len(one_hot)), inputs["categorical"][:, j] - schema.category_offsets[j]] = 1.0
+            blocks.append(one_hot)
+    return np.hstack(blocks) if blocks else np.zeros((len(next(iter(inputs.values()))), 0))
 
 
 def data_origin(config) -> str:
