@@ -234,9 +234,9 @@ def test_types_inferred_from_a_mixed_csv(binary_csv):
         "usage": "numeric",
         "plan": "categorical",
         "member": "boolean",
+        "comment": "text",
     }
     assert "ID-like" in schema.excluded["customer_id"]
-    assert "free text" in schema.excluded["comment"]
     assert "constant" in schema.excluded["region"]
     assert "label" not in kinds(schema) and "label" not in schema.excluded
 
@@ -280,7 +280,7 @@ def test_mostly_text_column_is_not_numeric():
     assert kinds(schema) == {"code": "categorical"}
 
 
-def test_all_missing_and_date_columns_are_excluded():
+def test_all_missing_columns_are_excluded_and_dates_kept():
     frame = pd.DataFrame(
         {
             "day": pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d"),
@@ -290,9 +290,8 @@ def test_all_missing_and_date_columns_are_excluded():
         }
     )
     schema = Schema.infer(frame, "label")
-    assert kinds(schema) == {"x": "numeric"}
+    assert kinds(schema) == {"day": "date", "x": "numeric"}
     assert "missing" in schema.excluded["nothing"]
-    assert "date" in schema.excluded["day"]
 
 
 def test_text_booleans_and_yes_no():

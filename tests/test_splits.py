@@ -166,8 +166,10 @@ def test_time_order_through_the_workflow(tmp_path):
     dates = pd.to_datetime(prepared.frame["signup"])
     assert dates.iloc[prepared.splits.train].max() < dates.iloc[prepared.splits.validation].min()
     assert dates.iloc[prepared.splits.validation].max() < dates.iloc[prepared.splits.test].min()
-    assert "signup" not in [f.name for f in prepared.schema.features]
-    assert "signup" in prepared.schema.excluded
+    # The date that orders the split is a feature as well (issue 12): year, cycles, elapsed days.
+    signup = next(f for f in prepared.schema.features if f.name == "signup")
+    assert signup.kind == "date" and "signup" not in prepared.schema.excluded
+    assert signup.encoding["origin"][:10] == dates.iloc[prepared.splits.train].min().strftime("%Y-%m-%d")
 
 
 def test_time_order_on_a_missing_column_is_named(tmp_path):

@@ -14,7 +14,7 @@ these, with ``--set key.path=value`` overrides.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_serializer, model_validator
@@ -60,18 +60,44 @@ class AugmentConfig(_Strict):
     contrast: float = Field(0.0, ge=0, lt=1, description="Largest contrast change, as a fraction.")
 
 
+def _ngram_range(value: list[int] | None) -> list[int] | None:
+    if value is not None and (len(value) != 2 or value[0] < 1 or value[1] < value[0]):
+        raise ValueError("must be [shortest, longest], e.g. [1, 2], with 1 <= shortest <= longest; or null for none")
+    return value
+
+
+class TextConfig(_Strict):
+    """How free-text columns become hashed n-grams (``dlw.text``); the settings are kept in schema.json."""
+
+    word_ngrams: list[int] | None = Field([1, 2], description="Word n-grams [shortest, longest]; null for none.")
+    char_ngrams: list[int] | None = Field([3, 5], description="Character n-grams within words [shortest, longest]; null for none.")
+    buckets: int = Field(32768, ge=16, le=2**22, description="Hash buckets for word n-grams, and as many for character n-grams.")
+    lowercase: bool = Field(True, description="Lowercase text before taking n-grams.")
+    max_ngrams: int = Field(1024, ge=8, le=65536, description="Most n-gram ids a row keeps (word n-grams first, then the most frequent character n-grams).")
+
+    _check_ranges = field_validator("word_ngrams", "char_ngrams")(classmethod(lambda cls, v: _ngram_range(v)))
+
+    @model_validator(mode="after")
+    def _some_ngrams(self):
+        if not self.word_ngrams and not self.char_ngrams:
+            raise ValueError("word_ngrams and char_ngrams are both null; keep at least one")
+        return self
+
+
 class DataConfig(_Strict):
     """Where the data is and which columns are inputs and output (steps 2-3)."""
 
     source: str = Field(
-        description="A built-in name (penguins, iris, wine, breast_cancer, diabetes, digits), a CSV/Parquet path, "
+        description="A built-in name (penguins, iris, wine, breast_cancer, diabetes, digits), a table file (CSV, also .gz/.bz2/.zst; .xlsx; .jsonl; Parquet), "
         "a folder of images with one subfolder per class, or a CSV of image paths."
     )
     target: str | None = Field(None, description="The column to predict (for an image folder: its subfolder names, 'label').")
     features: list[str] | None = Field(None, description="Input columns; default: all other usable columns.")
-    types: dict[str, Literal["numeric", "categorical", "boolean", "ignore"]] = Field(
-        default_factory=dict, description="Override the inferred type of a column, e.g. {zip_code: categorical}."
+    types: dict[str, Literal["numeric", "categorical", "boolean", "date", "text", "ignore"]] = Field(
+        default_factory=dict, description="Override the inferred type of a column, e.g. {zip_code: categorical, year: date, review: text}."
     )
+    sheet: str | None = Field(None, description="Excel (.xlsx): the sheet to read; default: the first.")
+    text: TextConfig = Field(default_factory=TextConfig, description="Free-text columns: hashed word and character n-grams.")
     split: SplitConfig = Field(default_factory=SplitConfig)
     image_column: str | None = Field(None, description="Images listed in a CSV: the column of paths (relative to the CSV); default: detected.")
     image_size: int | list[int] | None = Field(
@@ -83,6 +109,11 @@ class DataConfig(_Strict):
         1024, ge=0, description="Images: decode once and keep in memory when the decoded set fits in this many MiB; else stream from disk."
     )
     workers: int | None = Field(None, ge=1, description="Images: processes decoding images; default: the number of cores.")
+    max_memory_mb: PositiveInt | Literal["auto"] = Field(
+        "auto",
+        description="Memory budget for reading a table, in MiB: a file whose reading would need more (about 15x a CSV's size, "
+        "measured) is refused before it is read. auto: half of this machine's memory.",
+    )
 
     @field_validator("image_size")
     @classmethod
@@ -128,6 +159,7 @@ class ModelConfig(_Strict):
         "auto: piecewise_linear from 500 train rows, none below (the bins overfit a few hundred rows).",
     )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
+    text_dim: int = Field(32, ge=1, le=512, description="tabm and mlp: width of a text column's learned embedding (the mean of its n-grams' vectors).")
     bins: int = Field(16, ge=2, le=256, description="tabm: piecewise-linear bins per number (from the train split's quantiles).")
     activation: str = Field("relu", description="MLP: activation of hidden layers (a Keras name).")
     conv_filters: list[int] = Field([32, 64, 128], description="CNN: filters of each convolution block (3x3 conv, ReLU, 2x2 pooling).")
@@ -185,6 +217,11 @@ class TrainConfig(_Strict):
         description="false, or {patience, monitor}; the best epoch's weights are restored.",
     )
     seed: int = Field(42, description="Seed of weight initialisation, dropout and shuffling.")
+    class_weight: Literal["auto", "balanced", "none"] = Field(
+        "auto",
+        description="Classification: weigh each class's rows by n / (k * rows of the class) in the loss (balanced), or not (none). "
+        "auto: balanced when the smallest class is under 20% of the train rows (and under half of 1/k for k classes).",
+    )
     distribute: Literal["auto", "none", "data_parallel"] = Field(
         "auto",
         description="Training across devices (JAX): data_parallel splits each batch over every device (and host, "
@@ -204,6 +241,23 @@ class ChecksConfig(_Strict):
         0.05, gt=0, lt=0.5, description="Share of familiar inputs (validation split) the unfamiliar-input detector is calibrated to flag."
     )
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of the test rows for the verdict's 95% interval.")
+    main_metric: Literal["auto", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc", "rmse", "mae"] = Field(
+        "auto",
+        description="The metric the verdict is judged on. auto: rmse (regression), accuracy (classification); "
+        "balanced_accuracy (multiclass) or roc_auc (binary) when the classes are imbalanced (as for train.class_weight: auto).",
+    )
+    threshold: Annotated[float, Field(gt=0, lt=1)] | Literal["auto"] = Field(
+        0.5, description="Binary: the probability of the second class from which it is predicted; auto: chosen on the validation split."
+    )
+    calibration: Literal["temperature", "none"] = Field(
+        "temperature",
+        description="Classification: temperature scaling fitted on the validation split and saved inside model.keras, so probabilities are calibrated; or none.",
+    )
+    persistence: str | None = Field(
+        None,
+        description="Regression: the numeric column holding the target's value one step earlier (today's value when the target is tomorrow's); "
+        "adds the baseline 'persistence' (tomorrow = today).",
+    )
 
 
 class Distribution(_Strict):
@@ -267,6 +321,19 @@ class TuneConfig(_Strict):
         return value
 
 
+class TrackConfig(_Strict):
+    """Experiment tracking (``pip install 'dlw[track]'``); ``--track mlflow`` / ``--track tensorboard`` switch these on."""
+
+    mlflow: bool = Field(
+        False, description="Log the config, each epoch's metrics, the test metrics with the baselines and the verdict, and the run folder to MLflow."
+    )
+    tensorboard: bool = Field(False, description="Write Keras TensorBoard logs into the run folder's tensorboard/ (tuning: the tuning folder's).")
+    mlflow_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; default: the run's name.")
+
+
 class Config(_Strict):
     """A whole run: data, task, model, training, loss and metrics."""
 
@@ -281,6 +348,7 @@ class Config(_Strict):
     metrics: list[str] | Literal["auto"] = Field("auto", description="'auto' or a list of Keras metric names.")
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

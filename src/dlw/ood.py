@@ -268,11 +268,18 @@ def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:
     trained on digits 0-4 (tests/test_images.py) flags 16% of unseen 0-4 images from the
     penultimate layer alone and 14% with the pixels added, at about 89% of digits 5-9 both ways.
     """
-    penultimate = np.asarray(prepared.predict_raw(features_model, inputs), dtype="float64")
+    return blocks_from_penultimate(prepared.predict_raw(features_model, inputs), prepared, inputs)
+
+
+def blocks_from_penultimate(penultimate, prepared, inputs) -> dict[str, np.ndarray]:
+    """``feature_blocks`` from an already computed penultimate layer (serving computes it with the output)."""
+    penultimate = np.asarray(penultimate, dtype="float64")
     if penultimate.ndim == 3:  # an ensemble's members (rows, members, units): their mean representation
         penultimate = penultimate.mean(axis=1)
     blocks = {"penultimate": penultimate.reshape(len(penultimate), -1)}
-    blocks["inputs"] = np.asarray(prepared.baseline_features(inputs), dtype="float64")
+    columns = np.asarray(prepared.baseline_features(inputs), dtype="float64")
+    if columns.shape[1]:  # a table of text columns only has none here (its text is in the penultimate layer)
+        blocks["inputs"] = columns
     return blocks
 
 

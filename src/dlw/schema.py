@@ -19,15 +19,16 @@ loading a run never runs code from a file.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dlw.dates import date_feature_names, date_features, fit_date_encoding, is_dayfirst, looks_like_dates, parse_dates
 from dlw.errors import DataError
 from dlw.runs import write_json
+from dlw.text import fit_text_encoding, n_ids, text_bag
 
 MAX_CATEGORIES = 100  # a column with at most this many levels keeps every one
 # Beyond that, the levels seen at least twice in train rows, up to this many: tabm learns an
@@ -39,7 +40,6 @@ _RESERVED_LEVELS = (UNKNOWN, MISSING)
 RESERVED_LEVELS = len(_RESERVED_LEVELS)  # ids every categorical column holds besides its vocabulary
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
-_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?.*)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{2,4}$")
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Feature:
     """One input column as the model sees it."""
 
     name: str
-    kind: str  # numeric | categorical | boolean
+    kind: str  # numeric | categorical | boolean | date | text
     missing_fraction: float = 0.0
     indicator: bool = False  # a 0/1 "was missing" input is added
     median: float | None = None
@@ -58,6 +58,7 @@ class Feature:
     true_value: str | None = None  # for booleans stored as text
     vocabulary: list[str] = field(default_factory=list)  # categorical levels seen in training
     note: str = ""
+    encoding: dict | None = None  # date: dlw.dates' encoding; text: dlw.text's settings
 
 
 @dataclass
@@ -78,8 +79,12 @@ class Schema:
         types: dict[str, str] | None = None,
         skip: dict[str, str] | None = None,
         origin: str = "data",
+        text: dict | None = None,
     ) -> "Schema":
-        """Decide each column's type from the whole table (no statistics yet)."""
+        """Decide each column's type from the whole table (no statistics yet).
+
+        ``text`` holds the text settings (``data.text``) a text column starts from.
+        """
         types = dict(types or {})
         columns = [c for c in frame.columns if c != target]
         for name in list(types) + list(features or []):
@@ -99,15 +104,26 @@ class Schema:
                 excluded[name] = "ignored in the config (data.types)"
                 continue
             kind, note = (forced, "set in the config") if forced else _infer_kind(frame[name])
-            if kind in ("id", "text", "date", "empty", "constant"):
+            if kind in ("id", "empty", "constant"):
                 excluded[name] = note
                 continue
-            feature = Feature(name=str(name), kind=kind, note=note)
+            feature = Feature(name=str(name), kind=kind, note=note, encoding=dict(text or {}) if kind == "text" else None)
+            if kind in ("date", "text"):
+                unreadable = _unreadable(frame[name], kind)
+                if unreadable and forced:
+                    raise DataError(
+                        f"{origin}: column {name!r} is set to {kind} (data.types) but {unreadable}; "
+                        f"set another type, or data.types: {{{name}: ignore}}"
+                    )
+                if unreadable:
+                    excluded[name] = unreadable
+                    continue
+                feature.note = _unparsed_note(frame[name], kind) or ("" if forced else note)
             if kind == "boolean":
                 feature.true_value = _true_value(frame[name])
             kept.append(feature)
-            # Values read as missing ('?' in a numeric column) count as missing too.
-            feature.indicator = kind != "categorical" and bool(np.isnan(cls._numeric_values(feature, frame[name])).any())
+            # Values read as missing ('?' in a numeric column, 'soon' in a date column) count as missing too.
+            feature.indicator = kind not in ("categorical", "text") and bool(np.isnan(cls._number_block(feature, frame[name])).any())
         if not kept:
             why = "; ".join(f"{k}: {v}" for k, v in list(excluded.items())[:3])
             raise DataError(f"{origin}: no usable input columns besides the target ({why or 'the table has only the target'})")
@@ -118,6 +134,9 @@ class Schema:
         for f in self.features:
             column = train[f.name]
             f.missing_fraction = float(column.isna().mean())
+            if f.kind in ("date", "text"):
+                _fit_encoding(f, column)
+                continue
             if f.kind == "categorical":
                 counts = category_strings(column).value_counts()
                 kept = kept_levels(counts)
@@ -138,7 +157,17 @@ class Schema:
 
     @property
     def numeric_features(self) -> list[Feature]:
-        return [f for f in self.features if f.kind in ("numeric", "boolean")]
+        """The features that enter the ``numeric`` input: numbers, booleans, and dates (several numbers each)."""
+        return [f for f in self.features if f.kind in ("numeric", "boolean", "date")]
+
+    @property
+    def text_features(self) -> list[Feature]:
+        return [f for f in self.features if f.kind == "text"]
+
+    @property
+    def text_width(self) -> int:
+        """How many hashed n-gram ids the text columns share (the rows of the text embedding table)."""
+        return max((n_ids(f.encoding) for f in self.text_features), default=0)
 
     @property
     def categorical_features(self) -> list[Feature]:
@@ -147,8 +176,10 @@ class Schema:
     @property
     def numeric_input_names(self) -> list[str]:
         """Names of the columns of the ``numeric`` model input, indicators last."""
-        nums = self.numeric_features
-        return [f.name for f in nums] + [f"{f.name} (missing)" for f in nums if f.indicator]
+        nums, names = self.numeric_features, []
+        for f in nums:
+            names += date_feature_names(f.name, f.encoding) if f.kind == "date" and f.encoding else [f.name]
+        return names + [f"{f.name} (missing)" for f in nums if f.indicator]
 
     @property
     def category_offsets(self) -> list[int]:
@@ -175,7 +206,9 @@ class Schema:
 
         Missing numbers become the training median (with a 0/1 indicator input);
         missing categories their own level; categories never seen in training
-        the ``<unknown>`` level, with a warning.
+        the ``<unknown>`` level, with a warning. A date is several numbers
+        (``dlw.dates``); text columns add ``text_ids`` (int32) and ``text_weights``
+        (float32), each ``(rows, text columns, n-grams)`` (``dlw.text``).
         """
         missing = [c for c in self.required_columns() if c not in frame.columns]
         if missing:
@@ -186,12 +219,15 @@ class Schema:
         if nums:
             values, indicators = [], []
             for f in nums:
-                column = self._numeric_values(f, frame[f.name], origin, warnings)
-                absent = ~np.isfinite(column)
-                values.append(np.where(absent, f.median, column))
+                block = self._number_block(f, frame[f.name], origin, warnings)
+                absent = ~np.isfinite(block)
+                fill = np.asarray(f.encoding["medians"]) if f.kind == "date" else f.median
+                values.append(np.where(absent, fill, block))
                 if f.indicator:
-                    indicators.append(absent.astype("float32"))
-            inputs["numeric"] = np.stack(values + indicators, axis=1).astype("float32")
+                    indicators.append(absent.any(axis=1, keepdims=True).astype("float32"))
+            inputs["numeric"] = np.hstack(values + indicators).astype("float32")
+        if self.text_features:
+            inputs.update(self._text_inputs(frame))
         cats = self.categorical_features
         if cats:
             codes = []
@@ -210,6 +246,27 @@ class Schema:
                 codes.append(code.to_numpy(dtype="int64") + offset)
             inputs["categorical"] = np.stack(codes, axis=1).astype("int32")
         return inputs, warnings
+
+    def _text_inputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        bags = [text_bag(frame[f.name], f.encoding) for f in self.text_features]
+        length = max(ids.shape[1] for ids, _ in bags)
+        pad = lambda a: np.pad(a, ((0, 0), (0, length - a.shape[1])))  # noqa: E731
+        return {"text_ids": np.stack([pad(i) for i, _ in bags], axis=1), "text_weights": np.stack([pad(w) for _, w in bags], axis=1)}
+
+    @classmethod
+    def _number_block(cls, f: Feature, column: pd.Series, origin: str = "data", warnings: list | None = None) -> np.ndarray:
+        """The numbers a numeric, boolean or date feature becomes: ``(rows, k)`` float, ``nan`` where missing."""
+        if f.kind != "date":
+            return cls._numeric_values(f, column, origin, warnings)[:, None]
+        if f.encoding and "parts" in f.encoding:
+            block = date_features(column, f.encoding)
+        else:  # not fitted yet: whether each value is a date is all that is asked
+            block = np.where(parse_dates(column, dayfirst=is_dayfirst(column)).isna().to_numpy(), np.nan, 0.0)[:, None]
+        bad = column.notna().to_numpy() & np.isnan(block).all(axis=1)
+        if bad.any() and warnings is not None:
+            examples = ", ".join(repr(v) for v in column[bad].astype(str).unique()[:3])
+            warnings.append(f"column {f.name!r}: {int(bad.sum())} value(s) that are not dates ({examples}) read as missing")
+        return block
 
     @staticmethod
     def _numeric_values(f: Feature, column: pd.Series, origin: str = "data", warnings: list | None = None) -> np.ndarray:
@@ -278,11 +335,13 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
     if pd.api.types.is_numeric_dtype(values):
         return _numeric_kind(values)
     if pd.api.types.is_datetime64_any_dtype(values):
-        return "date", "date/time values; dlw does not derive features from dates (use data.split.order: time:<column>)"
+        return "date", ""
     text = values.astype(str).str.strip()
     lowered = set(text.str.lower().unique())
     if len(lowered) == 2 and lowered <= (_TRUE | _FALSE) and lowered & _TRUE:
         return "boolean", ""
+    if looks_like_dates(values, column.name):
+        return "date", ""
     converted = pd.to_numeric(text, errors="coerce")
     parsed = converted.notna().mean()
     if parsed >= 0.95:
@@ -292,10 +351,8 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
             return kind, note
         return "numeric", (f"non-numbers read as missing: {', '.join(map(repr, bad))}" if len(bad) else "")
     sample = text.head(200)
-    if sample.str.match(_DATE).mean() >= 0.9:
-        return "date", "date/time values; dlw does not derive features from dates (use data.split.order: time:<column>)"
     if sample.str.split().str.len().mean() >= 4:
-        return "text", "free text (several words per value); dlw does not read text yet"
+        return "text", ""
     if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
         return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
     return "categorical", ""
@@ -306,6 +363,52 @@ def kept_levels(counts: pd.Series) -> pd.Index:
     if len(counts) <= MAX_CATEGORIES:
         return counts.index
     return counts.index[counts.to_numpy() >= 2][:MAX_LEVELS]
+
+
+def inferred_kind(column: pd.Series) -> str:
+    """The kind dlw infers for ``column`` (numeric, categorical, boolean, date, text, id, empty, constant)."""
+    return _infer_kind(column)[0]
+
+
+def _unreadable(column: pd.Series, kind: str) -> str:
+    """Why a date or text column gives the model nothing ('' when it does)."""
+    present = column.dropna()
+    if kind == "date" and parse_dates(present, dayfirst=is_dayfirst(present)).isna().all():
+        examples = ", ".join(repr(v) for v in present.astype(str).unique()[:3])
+        return f"none of its values is a date ({examples or 'every value is missing'}); dates look like 2013-01-31 or 2013-01-31T10:00:00Z"
+    if kind == "text" and not present.astype(str).str.strip().str.len().any():
+        return "every value is empty text"
+    return ""
+
+
+def _unparsed_note(column: pd.Series, kind: str) -> str:
+    """A date column's count of values that are not dates, read as missing ('' when none)."""
+    present = column.dropna()
+    if kind != "date":
+        return ""
+    bad = present[parse_dates(present, dayfirst=is_dayfirst(present)).isna().to_numpy()]
+    if bad.empty:
+        return ""
+    examples = ", ".join(repr(v) for v in bad.astype(str).unique()[:3])
+    return f"{len(bad)} value(s) that are not dates ({examples}) read as missing"
+
+
+def _fit_encoding(f: Feature, column: pd.Series) -> None:
+    """A date's or a text's encoding, learned from the train rows ``column``; its note and statistics."""
+    f.missing_fraction = float(column.isna().mean())
+    try:
+        f.encoding = fit_date_encoding(column) if f.kind == "date" else fit_text_encoding(column, f.encoding)
+    except ValueError as exc:
+        raise DataError(f"column {f.name!r}: {exc} in the train rows; dlw cannot learn a {f.kind} feature from it (data.types: {{{f.name}: ignore}})") from None
+    if f.kind == "date":
+        years = parse_dates(column, dayfirst=f.encoding["dayfirst"]).dt.year.dropna()
+        f.min, f.max = float(years.min()), float(years.max())
+        described = f"date as {', '.join(f.encoding['parts'])} (since {f.encoding['origin'][:10]})"
+    else:
+        e = f.encoding
+        grams = [f"word {'-'.join(map(str, e['word_ngrams']))}" if e.get("word_ngrams") else "", f"character {'-'.join(map(str, e['char_ngrams']))}" if e.get("char_ngrams") else ""]
+        described = f"text as hashed {' and '.join(g for g in grams if g)}-grams, up to {e['length']} per row"
+    f.note = "; ".join(part for part in (described, f.note) if part)
 
 
 def _numeric_kind(values: pd.Series) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from dlw.models import DEFAULT_KIND, MODEL_KINDS, fill_training_defaults, input_
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
-DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".gz", ".bz2", ".zst", ".xlsx", ".xlsm", ".jsonl", ".ndjson")
 
 
 # Keys a trial may not change: they decide which rows are the test set, or what is predicted.
@@ -237,7 +237,7 @@ def load_spec(source: str | Path | dict, target: str | None = None, overrides: l
         else:
             known = ", ".join(sorted((*BUILTINS, *IMAGE_BUILTINS)))
             raise ConfigError(
-                f"{text!r} is not a config file (.yaml), a data file (.csv, .parquet), an image folder or a built-in data set ({known})"
+                f"{text!r} is not a config file (.yaml), a data file (.csv, .csv.gz, .xlsx, .jsonl, .parquet), an image folder or a built-in data set ({known})"
             )
     if target is not None:
         raw.setdefault("data", {})

@@ -1,5 +1,7 @@
-"""Reading tables: CSV (encoding and delimiter sniffed), Parquet and built-ins.
+"""Reading tables: CSV (encoding and delimiter sniffed), compressed CSV, JSON lines, Excel, Parquet and built-ins.
 
+A ``.gz``, ``.bz2`` or ``.zst`` file is decompressed in memory and then read as its inner
+suffix says (``.csv.gz`` as CSV, with the same sniffing; ``.jsonl.gz`` as JSON lines).
 Every failure is a ``DataError`` with one line naming the file and what to do.
 """
 
@@ -7,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import re
 from pathlib import Path
 
@@ -14,25 +18,50 @@ import pandas as pd
 
 from dlw.data.builtin import BUILTINS
 from dlw.errors import DataError
+from dlw.runs import pause_point
 
 _SNIFF_BYTES = 64 * 1024
 _DELIMITERS = ",;\t|"
 _DECIMAL_COMMA = re.compile(r"(?:^|[;\t|])\s*-?\d+,\d+\s*(?=[;\t|]|$)", re.MULTILINE)
 
 
-def read_table(source: str) -> pd.DataFrame:
-    """Load a built-in name or a CSV/Parquet path as a DataFrame with unique column names."""
+COMPRESSIONS = (".gz", ".bz2", ".zst")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def read_table(source: str, *, sheet: str | None = None, max_memory_mb: int | str = "auto") -> pd.DataFrame:
+    """Load a built-in name or a table file as a DataFrame with unique column names.
+
+    Args:
+        source: a built-in name, or a path to a CSV/TSV, JSON-lines, Excel or Parquet
+            file; CSV and JSON lines may be compressed (``.gz``, ``.bz2``, ``.zst``).
+        sheet: for Excel, the sheet to read; default the first.
+        max_memory_mb: the memory budget (``data.max_memory_mb``): a file that would
+            need more to read is refused before it is read (``check_memory_budget``).
+
+    Returns:
+        The table as a DataFrame with at least one column and one row.
+    """
     if source in BUILTINS and not Path(source).exists():
         return BUILTINS[source].load()
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a CSV or Parquet file")
-    if path.suffix.lower() in (".parquet", ".pq") or _is_parquet(path):
+        raise DataError(f"{path}: is a folder, expected a table file (CSV, Excel, JSON lines or Parquet)")
+    check_memory_budget(path, max_memory_mb)
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    inner = suffixes[-2] if len(suffixes) == 2 and suffixes[-1] in COMPRESSIONS else (suffixes[-1] if suffixes else "")
+    if suffixes and suffixes[-1] in (".parquet", ".pq") or _is_parquet(path):
         frame = _read_parquet(path)
+    elif suffixes and suffixes[-1] in EXCEL_SUFFIXES:
+        frame = _read_excel(path, sheet)
+    elif suffixes and suffixes[-1] == ".xls":
+        raise DataError(f"{path}: old-style .xls workbooks are not read; save it as .xlsx (or CSV) and use that")
     else:
-        frame = _read_csv(path)
+        raw = decompressed_bytes(path)
+        frame = _read_json_lines(path, raw) if inner in JSON_LINES_SUFFIXES else _read_csv(path, raw)
     if frame.shape[1] == 0:
         raise DataError(f"{path}: no columns found; the first line must be a header of column names")
     if len(frame) == 0:
@@ -69,8 +98,110 @@ def sniff_encoding(raw: bytes, path: Path) -> str:
     return "cp1252" if encoding in ("cp1250", "cp1252", "latin_1", "iso8859_15", "mac_roman") else encoding
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def decompressed_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when its suffix is ``.gz``, ``.bz2`` or ``.zst``."""
+    raw = read_unchanging(path)
+    suffix = path.suffix.lower()
+    if suffix not in COMPRESSIONS:
+        return raw
+    import bz2
+    import gzip
+    import zlib
+
+    import zstandard
+
+    unpack = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".zst": lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)}
+    name = {".gz": "gzip", ".bz2": "bzip2", ".zst": "zstandard"}[suffix]
+    try:
+        return unpack[suffix](raw)
+    except (OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError) as exc:
+        raise DataError(f"{path}: cannot decompress as {name} ({_one_line(exc)}); the file is damaged or not {name}-compressed") from None
+
+
+# Peak memory of reading a CSV over its size on disk, measured on 10-15 MB tables of numbers and
+# strings (raw bytes, decoded text, the field-count check and pandas' frame all alive at once).
+CSV_MEMORY_FACTOR = 15
+COMPRESSED_FACTOR = 5  # a typical compression ratio of a CSV
+
+
+def memory_budget_mb(setting: int | str) -> int:
+    """The budget in MiB: the setting, or for ``auto`` half of this machine's memory."""
+    if setting != "auto":
+        return int(setting)
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(total / 2 / 2**20)
+
+
+def check_memory_budget(path: Path, setting: int | str) -> None:
+    """Refuse, before reading, a table file whose reading would need more memory than the budget."""
+    size = path.stat().st_size
+    factor = CSV_MEMORY_FACTOR * (COMPRESSED_FACTOR if path.suffix.lower() in COMPRESSIONS else 1)
+    needed_mb = size * factor / 2**20
+    budget = memory_budget_mb(setting)
+    if needed_mb > budget:
+        why = "auto: half of this machine's memory" if setting == "auto" else "data.max_memory_mb"
+        raise DataError(
+            f"{path}: {size / 2**20:,.0f} MiB on disk needs about {needed_mb:,.0f} MiB of memory to read, over the budget of "
+            f"{budget:,} MiB ({why}); raise it with --set data.max_memory_mb={int(needed_mb * 1.2) + 1} on a machine with that "
+            "much memory, or use a sample of the rows"
+        )
+
+
+def read_unchanging(path: Path) -> bytes:
+    """The file's bytes, refused if the file changed while it was read (size or modification time before and after)."""
+    before = path.stat()
+    pause_point("read")  # tests change the file here
     raw = path.read_bytes()
+    after = path.stat()
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(raw) != after.st_size:
+        raise DataError(
+            f"{path}: the file changed while it was being read (size or modification time differ before and after); "
+            "wait until whatever writes it has finished, then run again"
+        )
+    return raw
+
+
+def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises zipfile, KeyError and its own errors for a damaged file
+        raise DataError(f"{path}: cannot read as an Excel workbook ({_one_line(exc)}); save it again as .xlsx") from None
+    names = book.sheetnames
+    if sheet is not None and sheet not in names:
+        raise DataError(f"{path}: no sheet {sheet!r} (data.sheet); the sheets are: {', '.join(map(repr, names))}")
+    rows = [list(r) for r in book[sheet or names[0]].iter_rows(values_only=True)]
+    book.close()
+    rows = [r for r in rows if any(v is not None and str(v).strip() != "" for v in r)]
+    where = f"sheet {sheet or names[0]!r}"
+    if not rows:
+        raise DataError(f"{path}: {where} has no rows; expected a header row of column names and data rows (set data.sheet for another sheet)")
+    header = ["" if v is None else str(v).strip() for v in rows[0]]
+    _check_header(header, path)
+    if len(rows) == 1:
+        raise DataError(f"{path}: {where} has a header but no data rows")
+    return pd.DataFrame(rows[1:], columns=header).infer_objects()
+
+
+def _read_json_lines(path: Path, raw: bytes) -> pd.DataFrame:
+    records = []
+    for number, line in enumerate(raw.decode(sniff_encoding(raw, path), errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {number} is a JSON {type(record).__name__}, expected an object {{\"column\": value, ...}}")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: the file is empty; expected one JSON object per line")
+    return pd.DataFrame.from_records(records)
+
+
+def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
     if not raw.strip():
         raise DataError(f"{path}: the file is empty; expected a header line and data rows")
     if b"\x00" in raw[:_SNIFF_BYTES]:

@@ -21,7 +21,7 @@ from dlw.data.prepared import SPLITS, Prepared
 from dlw.data.splits import make_splits, make_time_splits
 from dlw.errors import DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
-from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema
+from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema, inferred_kind
 
 
 # HistGradientBoosting's native categorical splits take codes 0..254 (max_bins 255).
@@ -56,6 +56,8 @@ class TablePrepared(Prepared):
             n, c = codes.shape
             rows = np.repeat(np.arange(n), c)
             blocks.append(sparse.csr_matrix((np.ones(n * c), (rows, codes.reshape(-1))), shape=(n, self.schema.n_category_tokens)))
+        if "text_ids" in inputs:
+            blocks.append(self.text_baseline().tfidf(inputs))
         return sparse.hstack(blocks).tocsr()
 
     def tree_features(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +76,18 @@ class TablePrepared(Prepared):
             local = inputs["categorical"] - np.asarray(self.schema.category_offsets)[None, :]
             blocks.append(np.stack([codes[j][local[:, j]] for j in range(local.shape[1])], axis=1).astype("float64"))
             categorical += [True] * local.shape[1]
+        if "text_ids" in inputs:
+            blocks.append(self.text_baseline().svd(inputs))
+            categorical += [False] * blocks[-1].shape[1]
         return np.hstack(blocks), np.asarray(categorical)
+
+    def text_baseline(self):
+        """The text columns' TF-IDF and SVD for the baselines (``dlw.text.TextBaselineFeatures``), fitted on the train rows once."""
+        if getattr(self, "_text_baseline", None) is None:
+            from dlw.text import TextBaselineFeatures
+
+            self._text_baseline = TextBaselineFeatures(self.inputs["train"], self.schema.text_width)
+        return self._text_baseline
 
     def tree_code_maps(self) -> list[np.ndarray]:
         """Per categorical column, local id -> boosting code (identity up to 255 ids), from the train rows."""
@@ -152,7 +165,7 @@ def data_origin(config) -> str:
 def load_labelled(config) -> tuple[pd.DataFrame, pd.DataFrame, int, Problem]:
     """Step 1 on the table: the rows as loaded, those with a target, how many lacked one, and the problem."""
     origin = data_origin(config)
-    frame = read_table(config.data.source).reset_index(drop=True)
+    frame = read_table(config.data.source, sheet=config.data.sheet, max_memory_mb=config.data.max_memory_mb).reset_index(drop=True)
     target = config.data.target
     check_target_column(frame, target, origin)
     labelled, dropped = drop_missing_target(frame, target, origin)
@@ -169,6 +182,9 @@ def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Pr
         if column not in frame.columns:
             raise DataError(f"{origin}: column {column!r} in data.split.order is not in the data")
         splits = make_time_splits(rows, labelled[column], split_cfg.validation, split_cfg.test, column, origin)
+        # A date that orders the split is a feature as well (data.types: ignore leaves it out); a number is not.
+        if config.data.types.get(column, inferred_kind(labelled[column])) == "date":
+            return splits, {}
         return splits, {column: "orders the chronological split (data.split.order)"}
     target = config.data.target
     labels = encode_target(labelled[target], problem) if problem.is_classification and split_cfg.stratify else None
@@ -184,7 +200,7 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     console.step(1, f"problem: {problem.question}  [{problem.task}: {problem.reason}]")
     splits, skip = split_table(config, frame, labelled, problem)
     if schema is None:
-        schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin)
+        schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin, text=config.data.text.model_dump())
         schema.fit(frame.loc[splits.train])
     inputs, targets = {}, {}
     for name in SPLITS:

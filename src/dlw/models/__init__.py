@@ -49,14 +49,14 @@ def _build_tabm(config, prepared, objective, backbone):
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train")), embedding_dim=m.embedding_dim,
-        bins=m.bins, seed=config.train.seed,
+        bins=m.bins, seed=config.train.seed, text_dim=m.text_dim,
     )
     return model, None
 
 
 def _build_mlp(config, prepared, objective, backbone):
     m = config.model
-    return build_mlp(prepared.schema, objective, prepared.inputs["train"], m.hidden_units, m.dropout_rate, m.activation), None
+    return build_mlp(prepared.schema, objective, prepared.inputs["train"], m.hidden_units, m.dropout_rate, m.activation, text_dim=m.text_dim), None
 
 
 def _build_cnn(config, prepared, objective, backbone):
@@ -129,7 +129,9 @@ def load_network(path):
     """A saved ``model.keras``, loaded in Keras's safe mode once dlw's own layers are registered."""
     import keras
 
-    import dlw.models.tabm  # noqa: F401  (registers the dlw layers the file may name)
+    import dlw.calibration  # noqa: F401  (registers the dlw layers the file may name)
+    import dlw.models.tabm  # noqa: F401
+    import dlw.models.text_bag  # noqa: F401
 
     return keras.models.load_model(path, safe_mode=True)
 

@@ -16,9 +16,14 @@ from dlw.objectives import Objective
 from dlw.schema import Schema
 
 
-def build_mlp(schema: Schema, objective: Objective, train_inputs: dict[str, np.ndarray], hidden_layers, dropout: float, activation: str):
-    """Build (but do not compile) the MLP; ``train_inputs`` adapt the scaling layer."""
+def build_mlp(schema: Schema, objective: Objective, train_inputs: dict[str, np.ndarray], hidden_layers, dropout: float, activation: str, text_dim: int = 32):
+    """Build (but do not compile) the MLP; ``train_inputs`` adapt the scaling layer.
+
+    Text columns enter as a learned bag of n-grams (``dlw.models.text_bag``), ``text_dim`` wide each.
+    """
     import keras
+
+    from dlw.models.text_bag import text_branch
 
     inputs, parts = {}, []
     if "numeric" in train_inputs:
@@ -32,6 +37,8 @@ def build_mlp(schema: Schema, objective: Objective, train_inputs: dict[str, np.n
         one_hot = keras.layers.CategoryEncoding(num_tokens=schema.n_category_tokens, output_mode="multi_hot", name="one_hot")
         inputs["categorical"] = categorical
         parts.append(one_hot(categorical))
+    if "text_ids" in train_inputs:
+        parts.append(text_branch(inputs, train_inputs, n_ids=schema.text_width, dim=text_dim, seed=None))
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     for i, units in enumerate(hidden_layers, start=1):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)

@@ -306,7 +306,9 @@ class MemberLoss(keras.losses.Loss):
         k, units = y_pred.shape[1], y_pred.shape[2]
         # Row r's target repeated k times lines up with row r's k members after the reshape.
         y = ops.repeat(ops.reshape(y_true, (-1, 1)), k, axis=0)
-        return self.inner(y, ops.reshape(y_pred, (-1, units)))
+        losses = self.inner(y, ops.reshape(y_pred, (-1, units)))
+        # One loss per row (its members' mean), so a row's sample or class weight applies to all its members.
+        return ops.mean(ops.reshape(losses, (-1, k)), axis=1) if len(losses.shape) else losses
 
 
 class MemberMean(keras.metrics.Metric):
@@ -374,8 +376,14 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
 
 
 def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
-               embeddings: str, embedding_dim: int, bins: int, seed: int):
-    """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins."""
+               embeddings: str, embedding_dim: int, bins: int, seed: int, text_dim: int = 32):
+    """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins.
+
+    Text columns (``text_ids``/``text_weights``) enter as a learned bag of n-grams
+    (``dlw.models.text_bag``), ``text_dim`` wide per column.
+    """
+    from dlw.models.text_bag import text_branch
+
     inputs, parts = {}, []
     if "numeric" in train_inputs:
         numeric = train_inputs["numeric"]
@@ -385,6 +393,8 @@ def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden
         ranges = list(zip(schema.category_offsets, schema.category_sizes))
         inputs["categorical"] = keras.Input(shape=(len(ranges),), name="categorical", dtype="int32")
         parts.append(CategoricalEmbedding(ranges, seed=seed + 1000, name="categorical_embedding")(inputs["categorical"]))
+    if "text_ids" in train_inputs:
+        parts.append(text_branch(inputs, train_inputs, n_ids=schema.text_width, dim=text_dim, seed=seed + 2000))
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     x = EnsembleAdapter(ensemble, seed=seed, name="ensemble_adapter")(x)
     for i, units in enumerate(hidden_layers, start=1):

@@ -1,0 +1,139 @@
+"""Date and date-time columns as numbers a network can learn from.
+
+A date column is parsed to UTC (ISO strings such as ``2013-01-01T10:00:00Z``, any
+timezone offset, ``31/01/2013``, year-only values such as ``2007``) and becomes these
+numeric inputs, every choice learned from the train rows only:
+
+- ``year``;
+- ``month``, ``weekday`` and ``yearday`` as cyclic (sin, cos) pairs, when the train rows
+  hold more than one of them (year-only dates, all on the first of January, have none);
+- ``hour`` as a cyclic pair, when any train value has a time of day;
+- ``elapsed``: days since the earliest train date.
+
+The encoding is a plain dict kept in ``schema.json`` (no pickle)::
+
+    {"origin": "2013-01-01T00:00:00+00:00", "parts": ["year", "month", ...],
+     "dayfirst": false, "medians": [...]}
+
+Unparseable values are missing: each derived number then takes its train median.
+
+>>> import pandas as pd
+>>> train = pd.Series(["2013-01-01T10:00:00Z", "2013-07-04T12:30:00+02:00", "2014-03-02"])
+>>> encoding = fit_date_encoding(train)
+>>> encoding["parts"][:2], encoding["origin"]
+(['year', 'month'], '2013-01-01T10:00:00+00:00')
+>>> date_features(train, encoding).shape
+(3, 10)
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+# What a column of dates looks like as text (a sample of it must match).
+DATE_PATTERN = re.compile(
+    r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2}|[A-Za-z/_]+)?)?$"
+    r"|^\d{4}/\d{1,2}/\d{1,2}( \d{1,2}:\d{2}(:\d{2})?)?$"
+    r"|^\d{1,2}[/.]\d{1,2}[/.]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?$"
+)
+YEAR_ONLY = re.compile(r"^\d{4}$")
+# Column names that make 4-digit numbers written as text read as years.
+DATE_NAME = re.compile(r"(date|year|time|day|when|timestamp|_at$|_on$)", re.IGNORECASE)
+CYCLES = {"month": 12.0, "weekday": 7.0, "yearday": 365.25, "hour": 24.0}
+SECONDS_PER_DAY = 86400.0
+
+
+def looks_like_dates(values: pd.Series, name: str) -> bool:
+    """Whether non-missing text ``values`` of column ``name`` are dates (90% of a sample match).
+
+    Year-only values (``2007``) count only when the column is named like a date.
+    """
+    sample = values.dropna().astype(str).str.strip().head(200)
+    if sample.empty:
+        return False
+    if sample.str.match(DATE_PATTERN).mean() >= 0.9:
+        return True
+    return bool(DATE_NAME.search(str(name))) and sample.str.match(YEAR_ONLY).mean() >= 0.9 and not pd.api.types.is_numeric_dtype(values)
+
+
+def is_dayfirst(values: pd.Series) -> bool:
+    """Whether ``d/m/y`` dates put the day first: some first field is above 12."""
+    text = values.dropna().astype(str).str.strip()
+    first = text.str.extract(r"^(\d{1,2})[/.]\d{1,2}[/.]\d{2,4}")[0].dropna()
+    return bool(len(first)) and bool((first.astype(int) > 12).any())
+
+
+def parse_dates(values: pd.Series, *, dayfirst: bool = False) -> pd.Series:
+    """``values`` as UTC timestamps; what is not a date becomes ``NaT``.
+
+    Naive times are read as UTC, times with an offset or zone are converted to UTC,
+    year-only values (``2007`` or ``"2007"``) are the first of January.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.tz_localize("UTC")
+    text = values.astype("string").str.strip()
+    years = text.where(text.str.fullmatch(r"\d{4}(\.0+)?").fillna(False))
+    as_year = pd.to_datetime(years.str.slice(0, 4), format="%Y", errors="coerce", utc=True)
+    other = text.where(years.isna())
+    parsed = pd.to_datetime(other, errors="coerce", utc=True, format="mixed", dayfirst=dayfirst)
+    return parsed.where(parsed.notna(), as_year)
+
+
+def fit_date_encoding(train: pd.Series, *, dayfirst: bool | None = None) -> dict:
+    """The date encoding learned from the train rows: which parts, the earliest date, the medians.
+
+    Raises ValueError when no train value is a date (the caller names the column).
+    """
+    dayfirst = is_dayfirst(train) if dayfirst is None else dayfirst
+    parsed = parse_dates(train, dayfirst=dayfirst).dropna()
+    if parsed.empty:
+        raise ValueError("no value is a date")
+    parts = ["year"]
+    year_only = bool(((parsed.dt.month == 1) & (parsed.dt.day == 1)).all())
+    parts += [] if year_only else [p for p, n in (("month", parsed.dt.month), ("weekday", parsed.dt.weekday), ("yearday", parsed.dt.dayofyear)) if n.nunique() > 1]
+    if ((parsed.dt.hour != 0) | (parsed.dt.minute != 0)).any():
+        parts.append("hour")
+    parts.append("elapsed")
+    encoding = {"origin": parsed.min().isoformat(), "parts": parts, "dayfirst": bool(dayfirst), "medians": []}
+    derived = date_features(train, encoding)
+    encoding["medians"] = [float(v) if np.isfinite(v) else 0.0 for v in np.nanmedian(derived, axis=0)]
+    return encoding
+
+
+def date_feature_names(name: str, encoding: dict) -> list[str]:
+    """Names of the numbers a date column becomes, in ``date_features`` order."""
+    names = []
+    for part in encoding["parts"]:
+        names += [f"{name} ({part} sin)", f"{name} ({part} cos)"] if part in CYCLES else [f"{name} ({part})"]
+    return names
+
+
+def date_features(values: pd.Series, encoding: dict) -> np.ndarray:
+    """``(n, len(date_feature_names))`` float64 numbers; ``nan`` where a value is not a date."""
+    parsed = parse_dates(values.reset_index(drop=True), dayfirst=encoding.get("dayfirst", False))
+    columns = []
+    for part in encoding["parts"]:
+        if part == "year":
+            columns.append(parsed.dt.year.astype("float64"))
+        elif part == "elapsed":
+            origin = pd.Timestamp(encoding["origin"])
+            columns.append((parsed - origin).dt.total_seconds() / SECONDS_PER_DAY)
+        else:
+            phase = 2 * np.pi * _position(parsed, part) / CYCLES[part]
+            columns += [np.sin(phase), np.cos(phase)]
+    return np.stack([np.asarray(pd.Series(c).to_numpy(dtype="float64", na_value=np.nan)) for c in columns], axis=1)
+
+
+def _position(parsed: pd.Series, part: str) -> pd.Series:
+    if part == "month":
+        return parsed.dt.month - 1
+    if part == "weekday":
+        return parsed.dt.weekday
+    if part == "yearday":
+        return parsed.dt.dayofyear - 1
+    return parsed.dt.hour + parsed.dt.minute / 60.0
