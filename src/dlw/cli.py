@@ -273,9 +273,9 @@ def share(
     overwrite: bool = OverwriteOpt,
 ):
     """Step 10: pack what prediction needs (model, schema, unfamiliar-input state, card, metrics, config) into one file."""
-    from dlw.bundle import SUFFIX, write_bundle
+    from dlw.bundle import default_output, write_bundle
 
-    output = output or Path(run_dir.resolve().name + SUFFIX)
+    output = output or default_output(run_dir)
     _check_output(output, overwrite)
     path = write_bundle(run_dir, output, overwrite=overwrite)
     print(f"wrote {path} ({path.stat().st_size:,} bytes); use it with `dlw predict {path} new.csv` or dlw.load(...)", file=sys.stderr)

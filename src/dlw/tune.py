@@ -42,6 +42,7 @@ from dlw.spec import set_path, validate
 from dlw.console import QUIET, Console
 from dlw.errors import ConfigError, DlwError
 from dlw.objectives import higher_is_better
+from dlw.tracking import Tracker
 
 MARKER = "tune.json"
 
@@ -369,6 +370,7 @@ class Objective:
         self._said = False
         self.running: set[int] = set()  # trial numbers this process has started and not finished
         self.started: list[int] = []  # every trial number this process started
+        self.tracker = Tracker(config, name="trials")  # tune() puts the study's here; each trial is its child
 
     def data_for(self, config: Config):
         """The trials' data (test split removed), prepared once per distinct ``data`` section."""
@@ -406,17 +408,21 @@ class Objective:
             if self.stop is not None and self.stop.requested:
                 raise KeyboardInterrupt  # Ctrl-C came between trials: this one is marked failed at once
 
-        result = train_network(config, prepared, objective, callbacks=[pruning], before_fit=unless_stopped).result
-        history = result.history
-        trial.set_user_attr("epochs", int(len(history)))
-        trial.set_user_attr("fit_seconds", round(result.seconds, 3))
-        if pruning.pruned_at is not None:
-            raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
-        if config.tune.metric not in history.columns:
-            known = ", ".join(c for c in history.columns if c.startswith("val_"))
-            raise ConfigError(f"key 'tune.metric': {config.tune.metric!r} is not logged; choose one of {known}")
-        trial.set_user_attr("best_epoch", int(result.best_epoch))
-        return float(history[config.tune.metric].iloc[result.best_epoch - 1])
+        with self.tracker.child(config, name=f"trial {trial.number}", folder=f"trial_{trial.number}") as tracked:  # nested in the study's
+            result = train_network(config, prepared, objective, callbacks=[pruning, *tracked.callbacks()], before_fit=unless_stopped).result
+            history = result.history
+            trial.set_user_attr("epochs", int(len(history)))
+            trial.set_user_attr("fit_seconds", round(result.seconds, 3))
+            if pruning.pruned_at is not None:
+                raise optuna.TrialPruned(f"pruned after epoch {pruning.pruned_at}")
+            if config.tune.metric not in history.columns:
+                known = ", ".join(c for c in history.columns if c.startswith("val_"))
+                raise ConfigError(f"key 'tune.metric': {config.tune.metric!r} is not logged; choose one of {known}")
+            trial.set_user_attr("best_epoch", int(result.best_epoch))
+            value = float(history[config.tune.metric].iloc[result.best_epoch - 1])
+            tracked.log_metrics({"trial_value": value, "trial_best_epoch": result.best_epoch})
+            tracked.set_tags({"dlw.trial": trial.number})
+        return value
 
 
 def free_memory() -> None:
@@ -579,9 +585,13 @@ def tune(
     console.step(7, f"tuning: {what} study {study_name!r} in {_redact(storage)}: {done} of {total} trials finished; "
                  f"{config.tune.metric} ({study.direction.name.lower()}), {config.tune.sampler} sampler, {config.tune.pruner} pruner")
     console.say(f"    search space: {', '.join(f'{k} {_describe(v)}' for k, v in space.items())}")
-    if done < total:
-        optimize(study, objective, config, space, out=out, storage=storage, study_name=study_name, console=console)
-    return finish(study, config, space, out, storage, study_name, console)
+    # One MLflow run for the study, its trials and the best config's run nested in it; TensorBoard logs per trial.
+    with Tracker(config, name=f"{study_name} (study)", console=console, logs_in=out / "tensorboard") as objective.tracker:
+        if done < total:
+            optimize(study, objective, config, space, out=out, storage=storage, study_name=study_name, console=console)
+        result = finish(study, config, space, out, storage, study_name, console)
+        objective.tracker.log_study(out, result.best_number, result.best_value)
+    return result
 
 
 class TuneInterrupted(KeyboardInterrupt):
