@@ -19,12 +19,14 @@ import pytest
 from dlw import Workflow
 
 GOLDEN = Path(__file__).parent / "golden"
+# Issue 12's defaults (class weights and the main metric from the class balance, calibrated probabilities) at the old behaviour.
+BEFORE_ISSUE_12 = ["train.class_weight=none", "checks.main_metric=accuracy", "checks.calibration=none", "checks.threshold=0.5"]
 PINNED = {
     "penguins": [
         "model.kind=mlp", "model.hidden_layers=[64,32]", "model.dropout=0.1", "train.batch_size=32",
-        "train.optimizer=adam", "train.learning_rate=0.001", "train.epochs=40",
+        "train.optimizer=adam", "train.learning_rate=0.001", "train.epochs=40", *BEFORE_ISSUE_12,
     ],
-    "digits": ["model.kind=cnn", "model.conv_filters=[16,32]", "model.dense_layers=[64]", "train.epochs=4", "train.batch_size=32"],
+    "digits": ["model.kind=cnn", "model.conv_filters=[16,32]", "model.dense_layers=[64]", "train.epochs=4", "train.batch_size=32", *BEFORE_ISSUE_12],
 }
 # Figures that are measurements of time, not of the model.
 TIMING = ("fit_seconds",)

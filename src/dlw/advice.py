@@ -38,10 +38,10 @@ VERDICTS = {
     BASELINE_BETTER: "the baseline is better",
 }
 
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae")
 # Metrics bounded in [0, 1]: shown with three decimals; the others in the target's units.
-_BOUNDED = {"accuracy", "balanced_accuracy", "macro_f1"}
+_BOUNDED = {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc"}
 _CHUNK_CELLS = 4_000_000  # resamples x rows held in memory at once
 
 
@@ -53,24 +53,30 @@ def advise(
     baseline_outputs: dict[str, np.ndarray],
     n_boot: int = 2000,
     seed: int = 0,
+    thresholds: dict[str, float] | None = None,
 ) -> dict:
-    """Compare the network with the best baseline on these rows; see the module docstring."""
+    """Compare the network with the best baseline on these rows; see the module docstring.
+
+    ``thresholds`` (binary) maps "network" or a baseline's name to its decision threshold
+    (the second class is predicted above it); the others predict the more probable class.
+    """
     y_true = np.asarray(y_true)
     n = len(y_true)
     check_comparison(task, metric, n, network_output, baseline_outputs, n_boot)
     outputs = {"network": network_output, **{f"baseline {k}": v for k, v in baseline_outputs.items()}}
     higher = higher_is_better(metric)
+    thresholds = thresholds or {}
     n_classes = None
     if task != "regression":
         n_classes = max(np.asarray(o).shape[1] for o in outputs.values())
-    network_stats = _row_statistics(metric, y_true, network_output, n_classes)
+    network_stats = _row_statistics(metric, y_true, network_output, n_classes, thresholds.get("network"))
     ones = np.ones((1, n))
-    network_value = float(_metric_from_sums(metric, ones @ network_stats, n, n_classes)[0])
+    network_value = float(_metric_from_counts(metric, ones, network_stats, n_classes)[0])
 
     candidates = {}
     for name, output in baseline_outputs.items():
-        stats = _row_statistics(metric, y_true, output, n_classes)
-        candidates[name] = (float(_metric_from_sums(metric, ones @ stats, n, n_classes)[0]), stats)
+        stats = _row_statistics(metric, y_true, output, n_classes, thresholds.get(name))
+        candidates[name] = (float(_metric_from_counts(metric, ones, stats, n_classes)[0]), stats)
     # Best baseline; a non-finite value (a diverged model) is never the best.
     ranked = sorted(candidates, key=lambda k: _rank_key(candidates[k][0], higher))
     best = ranked[0]
@@ -105,7 +111,7 @@ def check_comparison(task: str, metric: str, n: int, network_output, baseline_ou
     if task not in ("binary", "multiclass", "regression"):
         raise ValueError(f"task must be binary, multiclass or regression, not {task!r}")
     allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-    if metric not in allowed:
+    if metric not in allowed or (metric == "roc_auc" and task != "binary"):
         raise ValueError(f"metric {metric!r} is not available for {task}; choose one of {', '.join(allowed)}")
     if not baseline_outputs:
         raise ValueError("no baseline outputs to compare the network with")
@@ -133,8 +139,8 @@ def say(advice: dict) -> str:
 # --- per-row statistics and metrics from their (weighted) sums -----------------
 
 
-def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_classes: int | None) -> np.ndarray:
-    """Per-row columns whose weighted sums determine the metric (shape (n, m))."""
+def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_classes: int | None, threshold: float | None = None) -> np.ndarray:
+    """Per-row columns whose weighted sums determine the metric (shape (n, m)); for roc_auc, (truth, score)."""
     output = np.asarray(output, dtype="float64")
     if n_classes is None:  # regression
         error = output.reshape(len(output), -1)[:, 0] - np.asarray(y_true, dtype="float64")
@@ -145,7 +151,11 @@ def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_class
     if output.shape[1] < n_classes:
         output = np.hstack([output, np.zeros((len(output), n_classes - output.shape[1]))])
     finite = np.all(np.isfinite(output), axis=1)
+    if metric == "roc_auc":
+        return np.stack([y.astype("float64"), np.where(finite, output[:, 1], np.inf)], axis=1)
     predicted = np.where(finite, np.nan_to_num(output, nan=-np.inf).argmax(axis=1), -1)
+    if threshold is not None and n_classes == 2:
+        predicted = np.where(finite, (output[:, 1] > threshold).astype(int), -1)
     correct = (predicted == y).astype("float64")
     if metric == "accuracy":
         return correct[:, None]
@@ -187,6 +197,36 @@ def _metric_from_sums(metric: str, sums: np.ndarray, n: int, n_classes: int | No
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def _metric_from_counts(metric: str, counts: np.ndarray, stats: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """The metric for each resample given as row counts ``(b, n)``; ROC AUC is not a sum over rows, the others are."""
+    n = counts.shape[1]
+    if metric == "roc_auc":
+        return _weighted_auc(counts, stats[:, 0].astype(int), stats[:, 1])
+    with np.errstate(invalid="ignore"):
+        sums = counts @ np.where(np.isfinite(stats), stats, 0.0)
+        bad = ~np.isfinite(stats)
+        if bad.any():  # a row with an infinite statistic makes any resample holding it infinite
+            sums = np.where((counts @ bad.astype("float64")) > 0, np.inf, sums)
+    return _metric_from_sums(metric, sums, n, n_classes)
+
+
+def _weighted_auc(counts: np.ndarray, y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """ROC AUC of ``score`` for each row-count vector: the chance a positive outranks a negative, ties counting half."""
+    if not np.all(np.isfinite(score)):
+        return np.full(len(counts), np.nan)
+    order = np.argsort(score, kind="stable")
+    ranked, positive = score[order], y[order] == 1
+    weights = counts[:, order]
+    negatives, positives = weights * ~positive, weights * positive
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first row of each group of equal scores
+    below = np.cumsum(negatives, axis=1)[:, starts - 1] if len(starts) > 1 else np.zeros((len(counts), 1))
+    below[:, 0] = 0.0
+    tied_negatives, group_positives = np.add.reduceat(negatives, starts, axis=1), np.add.reduceat(positives, starts, axis=1)
+    pairs = positives.sum(axis=1) * negatives.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (group_positives * (below + 0.5 * tied_negatives)).sum(axis=1) / np.where(pairs > 0, pairs, 1), np.nan)
+
+
 def _paired_bootstrap(metric, network_stats, baseline_stats, n, n_classes, n_boot, seed) -> np.ndarray:
     rng = np.random.default_rng(seed)
     both = np.hstack([network_stats, baseline_stats])
@@ -198,14 +238,8 @@ def _paired_bootstrap(metric, network_stats, baseline_stats, n, n_classes, n_boo
         rows = rng.integers(0, n, size=(size, n))
         flat = (rows + (np.arange(size) * n)[:, None]).ravel()
         counts = np.bincount(flat, minlength=size * n).reshape(size, n).astype("float64")
-        with np.errstate(invalid="ignore"):
-            sums = counts @ np.where(np.isfinite(both), both, 0.0)
-            # A row with an infinite statistic (e.g. log loss of NaN output) makes any resample holding it infinite.
-            bad = ~np.isfinite(both)
-            if bad.any():
-                sums = np.where((counts @ bad.astype("float64")) > 0, np.inf, sums)
-        network = _metric_from_sums(metric, sums[:, :split], n, n_classes)
-        baseline = _metric_from_sums(metric, sums[:, split:], n, n_classes)
+        network = _metric_from_counts(metric, counts, both[:, :split], n_classes)
+        baseline = _metric_from_counts(metric, counts, both[:, split:], n_classes)
         with np.errstate(invalid="ignore"):
             differences.append(network - baseline)
     return np.concatenate(differences)

@@ -15,6 +15,8 @@ none ever sees the test split:
   table, MEASURED.md).
 - ``logistic_pixels``: logistic (or ridge) regression on raw pixels scaled down to at
   most 16x16 (images).
+- ``persistence`` (with ``checks.persistence: <column>``, regression): "tomorrow = today",
+  the named column's value (the target one step earlier) as the prediction; nothing fitted.
 
 Each fitter takes the prepared data and returns a ``Fitted``: a function from inputs to
 outputs (probabilities, or predictions in target units) and what it chose, with the
@@ -149,12 +151,83 @@ def fit_boosting(prepared, seed: int) -> Fitted:
     return Fitted(output_of(model, problem, lambda inputs: prepared.tree_features(inputs)[0]), {"iterations": int(model.n_iter_)}, seconds)
 
 
+def fit_persistence(prepared, seed: int) -> Fitted:
+    """The persistence forecast: the ``checks.persistence`` column's value (its train median where missing)."""
+    position = prepared.schema.numeric_input_names.index(prepared.config.checks.persistence)
+    return Fitted(lambda inputs: inputs["numeric"][:, position].astype("float64"), {"column": prepared.config.checks.persistence})
+
+
 FITTERS = {
     "trivial": fit_trivial,
     "linear": fit_linear,
     "hist_gradient_boosting": fit_boosting,
     "logistic_pixels": fit_pixels,
+    "persistence": fit_persistence,
 }
+# A numeric column is suggested for checks.persistence when its name shares a word with the
+# target's and it follows the target closely (correlation on the train rows, also one step shifted).
+PERSISTENCE_CORRELATION = 0.8
+
+
+def persistence_notes(prepared) -> list[str]:
+    """Check ``checks.persistence`` against the prepared data (a ConfigError naming the key), or suggest it.
+
+    The suggestion comes with a chronological split (``data.split.order: time:<col>``), for
+    a regression target, when a numeric input is named like the target and follows it.
+    """
+    config = prepared.config
+    column = config.checks.persistence
+    if column is not None:
+        check_persistence_column(prepared, column)
+        return [f"baseline persistence: the target predicted by {column!r} (its value one step earlier)"]
+    if prepared.problem.task != "regression" or not config.data.split.time_column or prepared.kind != "table":
+        return []
+    found = persistence_candidate(prepared)
+    if found is None:
+        return []
+    name, r = found
+    return [
+        f"column {name!r} looks like the target one step earlier (correlation {r:.2f} on the train rows): "
+        f"set checks.persistence: {name} to measure the network against 'the next value = this one'"
+    ]
+
+
+def check_persistence_column(prepared, column: str) -> None:
+    """A ConfigError naming ``checks.persistence`` unless ``column`` is a numeric input of a regression table."""
+    from dlw.errors import ConfigError
+
+    key = "key 'checks.persistence'"
+    if prepared.kind != "table" or prepared.problem.task != "regression":
+        raise ConfigError(f"{key}: a persistence baseline needs a regression target in a table; received a {prepared.problem.task} task on {prepared.kind}s")
+    if column not in prepared.frame.columns:
+        raise ConfigError(f"{key}: column {column!r} is not in the data; name the column holding the target's previous value")
+    kinds = {f.name: f.kind for f in prepared.schema.features}
+    if column not in kinds:
+        why = prepared.schema.excluded.get(column, "not among data.features")
+        raise ConfigError(f"{key}: column {column!r} is not an input ({why}); make it a numeric input or name another column")
+    if kinds[column] != "numeric":
+        raise ConfigError(f"{key}: column {column!r} is {kinds[column]}, expected numeric (the target's value one step earlier)")
+
+
+def persistence_candidate(prepared) -> tuple[str, float] | None:
+    """The numeric input named like the target that follows it most closely on the train rows, with its correlation; or None."""
+    import re
+
+    target = prepared.problem.target
+    words = set(re.split(r"[^a-z0-9]+", target.lower())) - {""}
+    rows = prepared.frame.loc[prepared.splits.train]
+    rows = rows.sort_values(prepared.config.data.split.time_column, kind="stable")
+    y = rows[target].astype("float64").reset_index(drop=True)
+    best = None
+    for f in prepared.schema.features:
+        if f.kind != "numeric" or not words & (set(re.split(r"[^a-z0-9]+", f.name.lower())) - {""}):
+            continue
+        x = rows[f.name].astype("float64").reset_index(drop=True)
+        # Today's value is tomorrow's previous value: x follows y, or x one row later equals y now.
+        r = max(x.corr(y), x.shift(-1).corr(y))
+        if r >= PERSISTENCE_CORRELATION and (best is None or r > best[1]):
+            best = (f.name, float(r))
+    return best
 
 
 def baseline_name(name: str, problem) -> str:
@@ -167,5 +240,8 @@ def baseline_name(name: str, problem) -> str:
 
 
 def fit_baselines(prepared, seed: int) -> dict[str, Fitted]:
-    """Every baseline of the prepared data's kind, fitted on its train rows (validation chooses, test never)."""
-    return {baseline_name(name, prepared.problem): FITTERS[name](prepared, seed) for name in prepared.baseline_names}
+    """Every baseline of the prepared data's kind (and persistence when configured), fitted on its train rows (validation chooses, test never)."""
+    names = prepared.baseline_names
+    if prepared.config is not None and prepared.config.checks.persistence:
+        names = (*names, "persistence")
+    return {baseline_name(name, prepared.problem): FITTERS[name](prepared, seed) for name in names}

@@ -48,6 +48,23 @@ def plot_confusion_matrix(y_true: np.ndarray, predicted: np.ndarray, classes: li
     save_figure(fig, path)
 
 
+def plot_reliability(y_true: np.ndarray, probabilities: dict[str, np.ndarray], path, bins: int = 15) -> None:
+    """Reliability diagram: per bin of the top probability, the share of rows predicted right, for each named set of probabilities."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for label, proba in probabilities.items():
+        confidence, correct = proba.max(axis=1), (proba.argmax(axis=1) == np.asarray(y_true)).astype(float)
+        which = np.minimum((confidence * bins).astype(int), bins - 1)
+        used = np.unique(which)
+        ax.plot([confidence[which == b].mean() for b in used], [correct[which == b].mean() for b in used], marker="o", label=label)
+    ax.set(xlabel="confidence (top probability)", ylabel="share predicted right", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set_title("Reliability on the test split")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, target: str, path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dlw.classes import predicted_classes
 from dlw.problem import Problem
 
 
 def prediction_frame(output: np.ndarray, problem: Problem, index=None) -> pd.DataFrame:
-    """Columns ``prediction`` and, for classification, ``prob_<class>`` per class."""
+    """Columns ``prediction`` and, for classification, ``prob_<class>`` per class (binary: decided at the problem's threshold)."""
     if not problem.is_classification:
         return pd.DataFrame({"prediction": output}, index=index)
     classes = problem.classes
-    frame = pd.DataFrame({"prediction": [classes[i] for i in output.argmax(axis=1)]}, index=index)
+    frame = pd.DataFrame({"prediction": [classes[i] for i in predicted_classes(output, problem.threshold)]}, index=index)
     for i, name in enumerate(classes):
         frame[f"prob_{name}"] = output[:, i]
     return frame

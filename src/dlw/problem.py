@@ -27,6 +27,9 @@ class Problem:
     classes: list | None = None
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    # Binary: the second class is predicted when its probability exceeds this (None: the more probable class);
+    # decided after training (checks.threshold), recorded in schema.json, used by every prediction.
+    threshold: float | None = None
 
     @property
     def is_classification(self) -> bool:

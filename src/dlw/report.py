@@ -479,8 +479,9 @@ def _section_objective(r: _Run) -> str:
         out.append(_p(f"Why this loss: {esc(o['why'])}."))
     main = r.metrics.get("main_metric")
     if main:
+        why = r.metrics.get("main_metric_reason")
         out.append(_p(f"The main metric for comparing with the baselines in section 8 is <strong>{esc(main)}</strong> "
-                      f"({'higher' if higher_is_better(main) else 'lower'} is better)."))
+                      f"({'higher' if higher_is_better(main) else 'lower'} is better)" + (f": {esc(why)}." if why else ".")))
     return "".join(out)
 
 
@@ -687,10 +688,31 @@ def _section_performance(r: _Run) -> str:
                           cell_classes=best_cells))
         if not baselines:
             out.append(_p("No baselines were measured for this run.", "absent"))
+    threshold = r.problem.get("threshold")
+    if _is_number(threshold):
+        out.append(_p(f"Decision threshold: the second class is predicted when its probability exceeds {threshold:.3f} "
+                      "(checks.threshold; chosen on the validation split when auto)."))
+    class_warnings = [w for w in m.get("warnings") or [] if " predicts class " in w]
+    if class_warnings:
+        out.append("<ul class=\"warnings\">" + "".join(f"<li>{esc(w)}</li>" for w in class_warnings) + "</ul>")
     for png, caption in (("confusion_matrix.png", "Confusion matrix on the test split (rows: true class, columns: predicted)"),
                          ("residuals.png", "Residuals on the test split: prediction errors against the true value")):
         out.append(_figure(r.folder / png, caption))
+    out.append(_calibration(m.get("calibration"), r.folder))
     return "".join(out)
+
+
+def _calibration(c, folder: Path) -> str:
+    """Brier score and expected calibration error before and after temperature scaling, and the reliability diagram."""
+    if not isinstance(c, dict) or not isinstance(c.get("before"), dict) or not isinstance(c.get("after"), dict):
+        return ""
+    rows = [[stage, c[stage].get("brier"), c[stage].get("ece")] for stage in ("before", "after")]
+    text = (f"<h3>Calibrated probabilities</h3>" + _p(
+        f"{esc(c.get('method', 'temperature scaling'))}: temperature {esc(_fmt(c.get('temperature')))}; model.keras predicts the "
+        "calibrated probabilities. Measured on the test split (lower is better for both): the Brier score, and the expected "
+        "calibration error, the gap between how sure the network says it is and how often it is right."))
+    text += _table(["probabilities", "Brier score", "expected calibration error"], rows, numeric={1, 2})
+    return text + _figure(folder / "reliability.png", "Reliability diagram: share predicted right against confidence, before and after calibration")
 
 
 def _section_sufficiency(r: _Run) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from dlw.errors import DlwError
 from dlw.models.mlp import build_mlp
 
 
@@ -133,7 +134,13 @@ def load_network(path):
     import dlw.models.tabm  # noqa: F401
     import dlw.models.text_bag  # noqa: F401
 
-    return keras.models.load_model(path, safe_mode=True)
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" not in str(exc):
+            raise
+        # A Lambda layer's bytecode (or another code object) in the file: running it would run the file's code.
+        raise DlwError(f"{path}: the model holds Python code (e.g. a Lambda layer); dlw loads models in Keras's safe mode and will not run it") from None
 
 
 def build_model(config, prepared, objective, backbone=None):

@@ -1,0 +1,158 @@
+"""Imbalanced classes: their weights in the loss, the verdict's metric, the decision threshold, classes never predicted.
+
+A network trained on 94% "no" and 6% "yes" can reach 94% accuracy by never saying "yes";
+plain accuracy then calls it as good as the majority baseline, and nothing looks wrong.
+So when the smallest class is under ``IMBALANCE_SHARE`` of the train rows (and, with many
+classes, under half an equal share: ten even classes of 10% each are balanced), dlw (with the
+config's ``auto`` settings) weighs the classes equally in the loss, judges the verdict on
+``balanced_accuracy`` (multiclass) or ``roc_auc`` (binary), and says so; and after
+training and on the test split it warns about any class the network (almost) never predicts.
+
+>>> import numpy as np
+>>> from dlw.problem import Problem
+>>> problem = Problem("binary", "y", ["no", "yes"])
+>>> y = np.array([0] * 95 + [1] * 5)
+>>> choose_main_metric(problem, y, "auto")[0], {k: round(w, 3) for k, w in class_weights(problem, y, "auto").items()}
+('roc_auc', {0: 0.526, 1: 10.0})
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlw.errors import ConfigError
+from dlw.objectives import MAIN_METRIC
+
+# The smallest class's share of the train rows under which classes count as imbalanced.
+IMBALANCE_SHARE = 0.2
+# A class the network predicts on under this share of the rows that truly hold it is warned
+# about (when at least MIN_SUPPORT rows hold it; on fewer, a miss or two is noise).
+FEW_PREDICTED = 0.2
+MIN_SUPPORT = 5
+# The main metrics each task may be judged on (checks.main_metric).
+TASK_METRICS = {
+    "binary": ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc"),
+    "multiclass": ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"),
+    "regression": ("rmse", "mae"),
+}
+# Metrics that depend on the decision threshold; another main metric chooses it by balanced accuracy.
+THRESHOLD_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+def smallest_class(y_train: np.ndarray, n_classes: int) -> tuple[int, float]:
+    """The index of the rarest class in ``y_train`` and its share of the rows."""
+    counts = np.bincount(np.asarray(y_train, dtype=int), minlength=n_classes)
+    index = int(counts.argmin())
+    return index, float(counts[index] / max(len(y_train), 1))
+
+
+def is_imbalanced(problem, y_train: np.ndarray) -> bool:
+    """Whether the smallest class is under ``IMBALANCE_SHARE`` of the train rows and under half of ``1 / k`` (False for regression)."""
+    if not problem.is_classification:
+        return False
+    k = len(problem.classes)
+    return smallest_class(y_train, k)[1] < min(IMBALANCE_SHARE, 0.5 / k)
+
+
+def class_weights(problem, y_train: np.ndarray, setting: str) -> dict[int, float] | None:
+    """Keras ``class_weight``: ``n / (k * rows of the class)`` per class, or None (every row weighs 1).
+
+    ``setting`` is ``train.class_weight``: balanced, none, or auto (balanced when imbalanced).
+    """
+    if not problem.is_classification or setting == "none" or (setting == "auto" and not is_imbalanced(problem, y_train)):
+        return None
+    k = len(problem.classes)
+    counts = np.bincount(np.asarray(y_train, dtype=int), minlength=k)
+    return {i: float(len(y_train) / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def check_main_metric(task: str, setting: str) -> None:
+    """A ConfigError naming ``checks.main_metric`` when it does not fit the task."""
+    if setting != "auto" and setting not in TASK_METRICS[task]:
+        raise ConfigError(
+            f"key 'checks.main_metric': {setting!r} cannot judge a {task} task; choose auto or one of {', '.join(TASK_METRICS[task])}"
+        )
+
+
+def choose_main_metric(problem, y_train: np.ndarray, setting: str = "auto") -> tuple[str, str]:
+    """The metric the verdict is judged on, and why (a sentence for metrics.json and the report)."""
+    if setting != "auto":
+        return setting, "chosen in the config (checks.main_metric)"
+    default = MAIN_METRIC[problem.task]
+    if not is_imbalanced(problem, y_train):
+        return default, f"the default for a {problem.task} task"
+    index, share = smallest_class(y_train, len(problem.classes))
+    metric = "roc_auc" if problem.task == "binary" else "balanced_accuracy"
+    return metric, (
+        f"the smallest class, {problem.classes[index]!r}, is {share:.1%} of the train rows (under {IMBALANCE_SHARE:.0%}): "
+        f"{default} would reward a model that rarely predicts it, so the verdict uses {metric} "
+        "(set checks.main_metric to choose another)"
+    )
+
+
+def predicted_classes(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class indices: the most probable class, or for two classes the second when its probability exceeds ``threshold``."""
+    proba = np.asarray(proba)
+    if threshold is None or proba.shape[1] != 2:
+        return proba.argmax(axis=1)
+    return (proba[:, 1] > threshold).astype(int)
+
+
+def choose_threshold(y_val: np.ndarray, proba_val: np.ndarray, metric: str) -> float:
+    """The binary decision threshold that scores best on the validation rows.
+
+    Judged by ``metric`` when it depends on the threshold, else by balanced accuracy;
+    among equally good thresholds, the one closest to 0.5.
+    """
+    from sklearn import metrics as m
+
+    judge = metric if metric in THRESHOLD_METRICS else "balanced_accuracy"
+    score = {
+        "accuracy": m.accuracy_score,
+        "balanced_accuracy": m.balanced_accuracy_score,
+        "macro_f1": lambda y, p: m.f1_score(y, p, average="macro", labels=[0, 1], zero_division=0),
+    }[judge]
+    p = np.asarray(proba_val)[:, 1]
+    # Midpoints between neighbouring distinct probabilities: every distinct decision, at most 400.
+    cuts = np.unique(np.quantile(p, np.linspace(0, 1, 401)))
+    candidates = np.unique(np.concatenate([[0.5], (cuts[:-1] + cuts[1:]) / 2]))
+    candidates = candidates[(candidates > 0) & (candidates < 1)]
+    scores = np.array([score(y_val, (p > t).astype(int)) for t in candidates])
+    best = np.flatnonzero(scores >= scores.max() - 1e-12)
+    return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
+
+
+def unpredicted_class_warnings(split: str, y_true: np.ndarray, predicted: np.ndarray, classes: list) -> list[str]:
+    """One warning per class the network predicts on none, or too few, of the rows that hold it."""
+    k = len(classes)
+    truth = np.bincount(np.asarray(y_true, dtype=int), minlength=k)
+    guessed = np.bincount(np.asarray(predicted, dtype=int), minlength=k)
+    warnings = []
+    for i, name in enumerate(classes):
+        never = guessed[i] == 0 and truth[i] > 0
+        few = truth[i] >= MIN_SUPPORT and guessed[i] < FEW_PREDICTED * truth[i]
+        if never or few:
+            how = "never predicts" if guessed[i] == 0 else "rarely predicts"
+            warnings.append(
+                f"{split} split: the network {how} class {name!r} ({guessed[i]} of {len(y_true)} rows predicted {name!r}; "
+                f"{truth[i]} rows truly are); look at the confusion matrix, and consider train.class_weight: balanced"
+            )
+    return warnings
+
+
+def validation_decisions(prepared, model, checks) -> tuple[float | None, list[str]]:
+    """After training, on the validation split: the binary decision threshold (None: the more probable class) and warnings.
+
+    ``checks`` is the config's ``checks`` section: ``threshold`` a number, or auto to choose
+    it on these rows by the main metric; the warnings name each class (almost) never predicted.
+    """
+    problem, y_val = prepared.problem, prepared.targets["validation"]
+    proba_val = prepared.outputs(model, prepared.inputs["validation"])
+    threshold = None
+    if problem.task == "binary" and checks.threshold == "auto":
+        metric = choose_main_metric(problem, prepared.targets["train"], checks.main_metric)[0]
+        threshold = choose_threshold(y_val, proba_val, metric)
+    elif problem.task == "binary" and checks.threshold != 0.5:
+        threshold = float(checks.threshold)
+    predicted = predicted_classes(proba_val, threshold)
+    return threshold, unpredicted_class_warnings("validation", y_val, predicted, problem.classes)
