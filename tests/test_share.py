@@ -117,7 +117,8 @@ def test_the_bundle_holds_what_prediction_needs_and_a_manifest_of_hashes(shared)
     with zipfile.ZipFile(shared["bundle"]) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read(MANIFEST))
-        assert names == {MANIFEST, "model.keras", "schema.json", "ood.json", "ood.npz", "MODEL_CARD.md", "metrics.json", "config.yaml", "run.json"}
+        assert names == {MANIFEST, "model.keras", "schema.json", "ood.json", "ood.npz", "MODEL_CARD.md", "metrics.json", "config.yaml", "run.json",
+                         "splits.json"}, "what prediction needs (and the split's row numbers), no plots, no data"
         for name, entry in manifest["members"].items():
             data = archive.read(name)
             assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -138,9 +139,9 @@ def test_the_bundle_predicts_exactly_what_its_run_folder_predicts(shared):
 
 def test_dlw_predict_reads_a_bundle_like_a_run_folder(shared, tmp_path):
     new = shared["folder"] / "new.csv"
-    proc_run = run_dlw("predict", shared["a"], new, "--output", tmp_path / "run.csv", "--quiet")
-    proc_bundle = run_dlw("predict", shared["bundle"], new, "--output", tmp_path / "bundle.csv", "--quiet")
-    assert proc_run.returncode == 0 and proc_bundle.returncode == 0, proc_bundle.stderr
+    proc = run_dlw("predict", shared["bundle"], new, "--output", tmp_path / "bundle.csv", "--quiet")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    load(shared["a"]).predict(pd.read_csv(new)).to_csv(tmp_path / "run.csv", index=False)
     assert (tmp_path / "bundle.csv").read_text() == (tmp_path / "run.csv").read_text()
     assert len(pd.read_csv(tmp_path / "bundle.csv")) == 40
 
@@ -154,6 +155,8 @@ def test_dlw_share_writes_a_bundle_and_never_overwrites_without_being_told(share
     again = run_dlw("share", shared["a"], "--output", out)
     assert again.returncode == 2 and "already exists" in again.stderr and out.read_bytes() == before
     assert run_dlw("share", shared["a"], "--output", out, "--overwrite").returncode == 0
+    default = run_dlw("share", shared["a"], cwd=tmp_path)
+    assert default.returncode == 0 and (tmp_path / "penguins.dlw.zip").is_file(), "named after the run's config name"
     not_a_run = run_dlw("share", tmp_path, "--output", tmp_path / "x.dlw.zip")
     assert not_a_run.returncode == 2 and "not a dlw run folder" in not_a_run.stderr
 
@@ -216,6 +219,31 @@ def test_a_bundle_from_other_versions_loads_and_says_what_differs(shared, tmp_pa
     proc = run_dlw("predict", other, shared["folder"] / "new.csv", "--output", tmp_path / "p.csv")
     assert proc.returncode == 0, proc.stderr
     assert "warning: " in proc.stderr and "dlw 0.0.1 wrote it" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_bundle_never_runs_code_from_the_archive(shared, tmp_path):
+    """A model.keras holding a Lambda layer (Python bytecode) with a matching manifest: refused, not run."""
+    import hashlib
+
+    import keras
+
+    marker = tmp_path / "ran.txt"
+    code = eval(f"lambda x: x * 2 + 0 * open({str(marker)!r}, 'w').write('ran')")  # the path a constant, not a closure
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Lambda(code)])
+    model.save(tmp_path / "evil.keras")
+    evil = (tmp_path / "evil.keras").read_bytes()
+    marker.unlink()
+
+    def matching(manifest):
+        manifest["members"]["model.keras"] = {"sha256": hashlib.sha256(evil).hexdigest(), "bytes": len(evil)}
+        return manifest
+
+    bad = rewritten(shared["bundle"], tmp_path / "evil.dlw.zip", replace={"model.keras": evil}, manifest=matching)
+    proc = run_dlw("predict", bad, shared["folder"] / "new.csv")
+    assert proc.returncode == 2 and "safe mode" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    with pytest.raises(DlwError, match="will not run it"):
+        load(bad).model
+    assert not marker.exists(), "the Lambda's code never ran"
 
 
 def test_a_zip_that_is_not_a_bundle_is_refused(tmp_path):

@@ -2,7 +2,7 @@
 
 ``dlw share RUN --output model.dlw.zip`` packs ``model.keras``, ``schema.json``, the
 unfamiliar-input detector (``ood.json``, ``ood.npz``), ``MODEL_CARD.md``, ``metrics.json``,
-``config.yaml`` and ``run.json``, plus ``manifest.json``: the SHA-256 and size of every member
+``config.yaml``, ``run.json`` and ``splits.json`` (row numbers only), plus ``manifest.json``: the SHA-256 and size of every member
 and the dlw/Keras versions that wrote it. No plots, no data, no pickle.
 
 Opening a bundle reads it, never runs it: every member must be a plain file with a name
@@ -32,6 +32,8 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import yaml
+
 from dlw.card import model_card
 from dlw.errors import DlwError
 from dlw.runs import is_run_folder, json_text, read_json_or_none, write_atomic
@@ -41,7 +43,8 @@ MANIFEST = "manifest.json"
 FORMAT = "dlw-bundle"
 FORMAT_VERSION = 1
 REQUIRED = ("model.keras", "schema.json", "config.yaml", "run.json", "metrics.json", "MODEL_CARD.md")
-OPTIONAL = ("ood.json", "ood.npz")
+# splits.json is row numbers, not data: with it ``dlw evaluate BUNDLE`` can re-measure where the data is at hand.
+OPTIONAL = ("ood.json", "ood.npz", "splits.json")
 SUFFIX = ".dlw.zip"
 # A bundle's members are small files; a member that claims more is refused before it is read.
 MAX_MEMBER_BYTES = 4 * 1024**3
@@ -85,6 +88,13 @@ def bundle_members(run_folder: Path) -> dict[str, bytes]:
         elif name in REQUIRED:
             raise DlwError(f"{run_folder}: has no {name}; the run is incomplete, so it cannot be shared: train it again")
     return members
+
+
+def default_output(run_folder) -> Path:
+    """``<the run's name>.dlw.zip`` in the working directory (the name in its ``config.yaml``, else the folder's)."""
+    config_path = Path(run_folder) / "config.yaml"
+    config = (yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None) or {}
+    return Path(f"{config.get('name') or Path(run_folder).resolve().name}{SUFFIX}")
 
 
 def write_bundle(run_folder, output, *, overwrite: bool = False) -> Path:
