@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class DlwError(Exception):
     """A problem with the user's input, config or data.
@@ -20,6 +22,14 @@ class DataError(DlwError):
     """The data file or table cannot be used as it is."""
 
 
+SYSTEM_REFUSALS = {  # what the system refused, as advice to the user
+    errno.ENOSPC: "no space left on the disk; nothing was half-written: free some space, or choose another --out on another disk",
+    errno.EROFS: "the folder is read-only; nothing was written: choose another --out",
+    errno.EACCES: "permission denied; nothing was written: choose another --out, or fix the folder's permissions",
+    errno.EDQUOT: "over the disk quota; nothing was half-written: free some space, or choose another --out",
+}
+
+
 def exit_status_and_line(exc: Exception) -> tuple[int, str]:
     """How the CLI reports ``exc``: ``(exit status, the one line for stderr)``.
 
@@ -29,6 +39,9 @@ def exit_status_and_line(exc: Exception) -> tuple[int, str]:
     """
     if isinstance(exc, DlwError):
         return 2, f"dlw: error: {exc}"
+    if isinstance(exc, OSError) and exc.errno in SYSTEM_REFUSALS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return 2, f"dlw: error: {where}{SYSTEM_REFUSALS[exc.errno]}"
     if isinstance(exc, (OSError, MemoryError)):
         return 2, f"dlw: error: {type(exc).__name__}: {' '.join(str(exc).split())}"
     return 1, (

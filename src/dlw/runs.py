@@ -71,7 +71,7 @@ class RunWriter:
         """The partial folder a killed run left with training progress in it (kept), others deleted."""
         kept = None
         for partial in sorted(stale_partials(self.out), key=lambda p: p.stat().st_mtime):
-            if not (partial / CHECKPOINT).is_dir() or self.overwrite:
+            if not any((partial / CHECKPOINT).glob("phase*.npz")) or self.overwrite:
                 shutil.rmtree(partial, ignore_errors=True)
                 continue
             if kept is not None:
@@ -85,7 +85,8 @@ class RunWriter:
     def __enter__(self) -> Path:
         try:
             if self.progress is not None:
-                os.rename(self.progress, self.tmp)  # adopted: this process now owns it
+                if self.progress != self.tmp:
+                    os.rename(self.progress, self.tmp)  # adopted: this process now owns it
             else:
                 if self.tmp.exists():
                     shutil.rmtree(self.tmp)
@@ -99,8 +100,8 @@ class RunWriter:
         try:
             if exc_type is None:
                 self._commit()
-            elif issubclass(exc_type, KeyboardInterrupt) and (self.tmp / CHECKPOINT).is_dir():
-                return  # Ctrl-C: the progress stays for --resume
+            elif any((self.tmp / CHECKPOINT).glob("phase*.npz")):
+                return  # Ctrl-C, a refused resume, a failure after training: the epochs trained stay for --resume
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)  # the loser leaves nothing behind
             raise
@@ -178,9 +179,12 @@ class OutLock:
 
 
 def stale_partials(out: Path) -> list[Path]:
-    """Partial folders of ``out`` whose writer is gone (the caller holds ``out``'s lock)."""
-    mine = PARTIAL.format(name=out.name, pid=os.getpid())
-    return [p for p in out.parent.glob(PARTIAL.format(name=out.name, pid="*")) if p.is_dir() and p.name != mine]
+    """Partial folders of ``out``: all left by writers that are gone, since the caller holds ``out``'s lock.
+
+    One named with this process's id is stale too: a training interrupted in this
+    process (Ctrl-C in a notebook) left it.
+    """
+    return [p for p in out.parent.glob(PARTIAL.format(name=out.name, pid="*")) if p.is_dir()]
 
 
 def restore_replaced(out: Path) -> None:
