@@ -290,3 +290,27 @@ def test_a_run_shows_as_a_summary_table_in_a_notebook(shared):
     assert page.startswith("<table>")
     assert f"network {metrics['test'][metrics['main_metric']]:.4f} vs {metrics['advice']['baseline']} {metrics['advice']['baseline_value']:.4f}" in page
     assert "multiclass" in page and "penguins.csv" in page and "tabm" in page
+
+
+@pytest.mark.slow
+def test_an_image_run_bundle_predicts_what_its_folder_predicts_and_its_card_says_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for split, rows in (("images", slice(0, 60)), ("new", slice(60, 70))):
+        for label in (0, 1):
+            for i, index in enumerate(np.flatnonzero(digits.target == label)[rows]):
+                folder = tmp_path / split / (f"digit_{label}" if split == "images" else "")
+                folder.mkdir(parents=True, exist_ok=True)
+                pixels = np.round(digits.images[index] * 255 / 16).astype("uint8")
+                Image.fromarray(pixels).save(folder / f"{label}_{i:03d}.png")
+    overrides = ["train.epochs=2", "model.conv_filters=[8]", "model.dense_layers=[16]"]
+    run = Workflow.from_config(str(tmp_path / "images"), overrides=overrides, quiet=True).train(out=tmp_path / "run")
+    bundle = write_bundle(run.path, tmp_path / "digits.dlw.zip")
+    expected = load(run.path).predict(tmp_path / "new")
+    pd.testing.assert_frame_equal(load(bundle).predict(tmp_path / "new"), expected)
+    assert len(expected) == 20
+    header, body = card_parts(run.path / "MODEL_CARD.md")
+    assert header["pipeline_tag"] == "image-classification" and "| images | 120 |" in body and "8x8 pixels" in body
