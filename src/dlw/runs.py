@@ -71,7 +71,7 @@ class RunWriter:
         """The partial folder a killed run left with training progress in it (kept), others deleted."""
         kept = None
         for partial in sorted(stale_partials(self.out), key=lambda p: p.stat().st_mtime):
-            if not any((partial / CHECKPOINT).glob("phase*.npz")) or self.overwrite:
+            if not any((partial / CHECKPOINT).glob("phase*.npz")) or (self.overwrite and not self.resume):
                 shutil.rmtree(partial, ignore_errors=True)
                 continue
             if kept is not None:
@@ -100,7 +100,7 @@ class RunWriter:
         try:
             if exc_type is None:
                 self._commit()
-            elif any((self.tmp / CHECKPOINT).glob("phase*.npz")):
+            elif any((self.tmp / CHECKPOINT).glob("phase*.npz")) and not disk_full(exc):
                 return  # Ctrl-C, a refused resume, a failure after training: the epochs trained stay for --resume
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)  # the loser leaves nothing behind
@@ -176,6 +176,13 @@ class OutLock:
         self.path.unlink(missing_ok=True)  # while still held, so no one can hold a lock on it
         os.close(self.fd)
         self.fd = None
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the disk running out of space (a partial folder kept would keep it full)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def stale_partials(out: Path) -> list[Path]:
