@@ -142,7 +142,8 @@ def test_a_study_logs_one_nested_run_per_trial(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "..")  # artifacts go beside the database, not into the working directory
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     space = "tune.search_space={model.dropout: {float: [0.0, 0.5]}}"
-    overrides = [*SHORT, "tune.trials=2", "tune.pruner=none", space, "track.mlflow=true", f"track.mlflow_uri={uri}", "track.experiment=study"]
+    overrides = [*SHORT, "tune.trials=2", "tune.pruner=none", space, "track.mlflow=true", f"track.mlflow_uri={uri}", "track.experiment=study",
+                 "track.tensorboard=true"]
     result = tune(load_spec("penguins", overrides=overrides), out=tmp_path / "tuned", study_name="pen")
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("study").experiment_id])
@@ -161,6 +162,9 @@ def test_a_study_logs_one_nested_run_per_trial(tmp_path, monkeypatch):
     assert study.data.tags["dlw.best_trial"] == str(result.best_number)
     assert {"tuning.csv", "best.yaml"} <= _artifacts(client, study.info.run_id)
     assert (tmp_path / "mlruns").is_dir() and not (tmp_path.parent / "mlruns").exists()
+    for trial in ("trial_0", "trial_1"):  # each trial's TensorBoard logs in the tuning folder; the best run's in its own
+        assert list((tmp_path / "tuned" / "tensorboard" / trial / "validation").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tuned" / "best" / "tensorboard" / "train").glob("events.out.tfevents.*"))
     assert best[0].data.tags["dlw.outcome"] == result.run.metrics["advice"]["outcome"]
 
 

@@ -23,6 +23,28 @@ class Console:
     def interactive(self) -> bool:
         return not self.quiet and sys.stderr.isatty()
 
+    @property
+    def notebook(self) -> bool:
+        """Whether this process is a Jupyter kernel (rich's own test), where a terminal bar cannot redraw."""
+        if self.quiet or "IPython" not in sys.modules:
+            return False
+        from rich.console import Console as RichConsole
+
+        return RichConsole().is_jupyter
+
+    def live_line(self):
+        """In a notebook, a function that shows its text as one output updated in place; elsewhere None.
+
+        It goes through IPython's display updates, so it needs no ipywidgets (rich's live
+        display in Jupyter does).
+        """
+        if not self.notebook:
+            return None
+        from IPython.display import Pretty, display
+
+        handle = display(Pretty(""), display_id=True)
+        return lambda text: handle.update(Pretty(text))
+
     def say(self, message: str) -> None:
         self._record(message)
         if not self.quiet:

@@ -277,7 +277,7 @@ class _MonitorCheck:
 
 
 class _Progress:
-    """A live epoch bar on a terminal; a line every few epochs in run.log otherwise."""
+    """A live epoch bar on a terminal, a line updated in place in a notebook; a line every few epochs in run.log."""
 
     def __new__(cls, epochs: int, console: Console):
         import keras
@@ -292,6 +292,8 @@ class _Progress:
                     self.bar = Bar(TextColumn("    epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
                     self.bar.start()
                     self.task = self.bar.add_task("", total=epochs)
+                self.line = console.live_line() if self.bar is None else None  # Jupyter: no terminal to redraw
+                self.started = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
@@ -299,6 +301,8 @@ class _Progress:
                 text = "  ".join(f"{k} {logs[k]:.4g}" for k in order)
                 if self.bar is not None:
                     self.bar.update(self.task, advance=1, description=text)
+                if self.line is not None:
+                    self.line(f"    epoch {epoch + 1}/{epochs}: {text}  ({time.perf_counter() - self.started:.1f} s)")
                 if (epoch + 1) % self.every == 0 or epoch == 0:
                     console.log_only(f"    epoch {epoch + 1}: {text}")
 
