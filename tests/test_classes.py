@@ -207,6 +207,11 @@ def test_persistence_baseline_joins_the_verdict_on_the_same_test_rows(tmp_path):
     assert run.metrics["baselines"]["persistence"]["rmse"] == pytest.approx(expected, rel=1e-5)
     assert saved["date"].min() > frame["date"].iloc[int(0.79 * len(frame))], "the test rows are the latest days"
     assert run.metrics["baseline_fits"]["persistence"]["column"] == "temp_today"
+    against = run.metrics["advice_persistence"]
+    assert against["baseline"] == "persistence" and against["baseline_value"] == pytest.approx(expected, rel=1e-5)
+    assert against["network"] == pytest.approx(run.metrics["test"]["rmse"], rel=1e-5)
+    if expected < min(b["rmse"] for name, b in run.metrics["baselines"].items() if name != "persistence"):
+        assert run.metrics["advice"]["baseline"] == "persistence", "the verdict is judged against the best baseline, persistence included"
     assert "baseline persistence" in (run.path / "run.log").read_text()
 
 

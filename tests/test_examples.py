@@ -26,3 +26,52 @@ def test_houses_example_beats_the_mean_by_far(tmp_path):
     assert metrics["test"]["rmse"] < 0.5 * metrics["baselines"]["mean"]["rmse"]
     assert "listing_id" in run.schema.excluded, "the sequential listing number is recognised as an ID"
     assert {f.name: f.kind for f in run.schema.features}["garden"] == "boolean"
+
+
+# --- the lesson's episodes (issue 12) ---------------------------------------------
+
+EPISODE_FAST = ["train.epochs=4", "checks.bootstrap=200"]
+
+
+@pytest.fixture(scope="module")
+def examples_copy(tmp_path_factory):
+    """The examples folder copied aside, with the digit image folders made by its one command."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("examples") / "examples"
+    shutil.copytree(EXAMPLES, root, ignore=shutil.ignore_patterns("digit_folders", "__pycache__"))
+    made = subprocess.run([sys.executable, str(root / "make_digit_folders.py")], capture_output=True, text=True, check=True)
+    assert "images of digits 0-4" in made.stdout
+    return root
+
+
+def test_episode_configs_are_valid(examples_copy):
+    for name in ("weather", "cnn", "transfer"):
+        spec = load_spec(examples_copy / f"{name}.yaml")
+        assert Path(spec.data.source).exists(), name
+    assert len(list((examples_copy / "digit_folders" / "five-to-nine").rglob("*.png"))) == 100
+
+
+def test_weather_episode_measures_the_network_against_tomorrow_equals_today(examples_copy, tmp_path):
+    import pandas as pd
+
+    run = Workflow.from_config(examples_copy / "weather.yaml", overrides=EPISODE_FAST, quiet=True).train(out=tmp_path / "weather")
+    saved = pd.read_csv(run.path / "test_predictions.csv")
+    persistence = float(((saved["temp_today"] - saved["temp_tomorrow"]) ** 2).mean() ** 0.5)
+    assert run.metrics["baselines"]["persistence"]["rmse"] == pytest.approx(persistence, rel=1e-5)
+    assert run.metrics["advice_persistence"]["baseline"] == "persistence"
+    days = sorted(pd.read_csv(examples_copy / "weather.csv")["date"])
+    assert saved["date"].min() > days[int(0.79 * len(days))], "the test rows are the latest days"
+
+
+@pytest.mark.slow
+def test_cnn_then_transfer_episodes(examples_copy, tmp_path):
+    """cnn.yaml trains on digits 0-4; transfer.yaml fine-tunes that run on 20 images of each digit 5-9."""
+    cnn = Workflow.from_config(examples_copy / "cnn.yaml", overrides=EPISODE_FAST, quiet=True).train(out=examples_copy.parent / "runs" / "cnn")
+    assert cnn.metrics["test"]["accuracy"] > 0.5
+    transfer = Workflow.from_config(examples_copy / "transfer.yaml", overrides=EPISODE_FAST, quiet=True).train(out=tmp_path / "transfer")
+    assert transfer.config.model.backbone == str(cnn.path.resolve())
+    assert "pretrained" in (transfer.path / "run.log").read_text()
+    assert set(transfer.problem.classes) == {"d5", "d6", "d7", "d8", "d9"}

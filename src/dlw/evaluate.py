@@ -96,6 +96,9 @@ def measure(
         problem.task, result["main_metric"], evaluated[main][1], outputs[main], {k: v[main] for k, v in base_outputs.items()},
         n_boot=bootstrap, seed=prepared.splits.seed or 0, thresholds=thresholds,
     )
+    if "persistence" in base_outputs:  # the weather episode's question: is the network better than "the next value = this one"?
+        only = {"persistence": base_outputs["persistence"][main]}
+        result["advice_persistence"] = advise(problem.task, result["main_metric"], evaluated[main][1], outputs[main], only, n_boot=bootstrap, seed=prepared.splits.seed or 0)
     if problem.is_classification:
         predicted = predicted_classes(outputs[main], problem.threshold)
         result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes)
@@ -172,5 +175,7 @@ def say_metrics(result: dict, split: str, console: Console) -> None:
         console.say(f"    main metric {main}: {result['main_metric_reason']}")
     for line in say(result["advice"]).splitlines():
         console.say(f"    {line}")
+    if "advice_persistence" in result:
+        console.say(f"    against persistence alone: {result['advice_persistence']['verdict']}")
     for warning in result.get("class_warnings", []):
         console.warn(warning)

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlw.objectives import MAIN_METRIC, higher_is_better
+from dlw.classes import choose_main_metric
+from dlw.objectives import higher_is_better
 from dlw.plots import plot_importance, plot_occlusion
 
 MAX_ROWS_PER_CALL = 2_000_000  # permuted rows sent to ``predict`` at once; above this, one call per column
@@ -177,14 +178,14 @@ def table_importance(run_model, prepared, folder: Path, seed: int) -> pd.DataFra
     problem, schema = prepared.problem, prepared.schema
     frame = prepared.frame.loc[prepared.splits.test]
     columns = [f.name for f in schema.features]
-    metric = MAIN_METRIC[problem.task]
+    metric = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)[0]
 
     def predict(rows: pd.DataFrame) -> np.ndarray:
         inputs, _ = schema.encode(rows)
         return prepared.outputs(run_model, inputs)
 
     def metric_fn(y, output) -> float:
-        return float(score(problem, y, output)[metric])
+        return float(score(problem, y, output, problem.threshold)[metric])
 
     table = permutation_importance(
         predict, frame, prepared.targets["test"], columns, metric_fn, higher_is_better=higher_is_better(metric), n_repeats=5, seed=seed

@@ -659,6 +659,9 @@ def _section_performance(r: _Run) -> str:
     advice = m.get("advice")
     if isinstance(advice, dict) and advice:
         out.append(_verdict_box(advice))
+    persistence = m.get("advice_persistence")
+    if isinstance(persistence, dict) and persistence.get("explanation"):
+        out.append(_p(f"Against the persistence baseline alone (checks.persistence): {esc(persistence['explanation'])}"))
     if not test:
         out.append(_absent("No test-split metrics: the run was not measured on held-out data."))
     else:

@@ -103,7 +103,7 @@ def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, f
     from dlw.evaluate import score
     from dlw.train import train_network
 
-    main = MAIN_METRIC[prepared.problem.task]
+    main = metrics.get("main_metric", MAIN_METRIC[prepared.problem.task])  # the verdict's, chosen from the class balance
     seed = config.train.seed
     rows, val, test = [], [], []
     console.say(f"    data sufficiency: training again on {', '.join(f'{f:.0%}' for f in FRACTIONS[:-1])} of the train split")
@@ -113,7 +113,7 @@ def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, f
         model = train_network(config, part, objective, backbone=backbone).model
         rows.append(len(keep))
         for split, store in (("validation", val), ("test", test)):
-            store.append(score(part.problem, part.targets[split], part.outputs(model, part.inputs[split]))[main])
+            store.append(score(part.problem, part.targets[split], part.outputs(model, part.inputs[split]), part.problem.threshold)[main])
     rows.append(prepared.count("train"))
     val.append(metrics["validation"][main])
     test.append(metrics["test"][main])
