@@ -105,6 +105,26 @@ def set_seed(seed: int) -> None:
 
     with tensorflow_unseen():
         keras.utils.set_random_seed(seed)
+def tensorflow_for_summaries():
+    """TensorFlow for writing TensorBoard summaries, imported without its start-up chatter; returns the module.
+
+    Keras's ``TensorBoard`` callback writes through ``tf.summary`` on every backend. Under
+    another backend TensorFlow is kept off the GPUs, which that backend trains on.
+    """
+    import keras
+
+    if "tensorflow" not in sys.modules:
+        _import_quietly("tensorflow")
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except (RuntimeError, ValueError):  # devices already initialised by the user's own TensorFlow work
+            pass
+    return tf
+
+
 def import_keras():
     """Import keras with dlw's backend choice applied and return the module."""
     ensure_backend()

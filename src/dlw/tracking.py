@@ -313,7 +313,9 @@ def tensorboard_callback(folder: Path):
     """Keras's ``TensorBoard`` callback writing into ``folder``, its epochs counted on across a fine-tuning phase."""
     import keras
 
-    _tensorflow_for_summaries_only()
+    from dlw._backend import tensorflow_for_summaries
+
+    tensorflow_for_summaries()
 
     class PhasedTensorBoard(keras.callbacks.TensorBoard):
         first = last = 0
@@ -327,21 +329,6 @@ def tensorboard_callback(folder: Path):
             super().on_epoch_end(self.first + epoch, logs)
 
     return PhasedTensorBoard(log_dir=str(folder), write_graph=False)
-
-
-def _tensorflow_for_summaries_only() -> None:
-    """Import TensorFlow (the summary writer needs it) without letting it take a GPU another backend trains on."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        return
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    import tensorflow as tf
-
-    try:
-        tf.config.set_visible_devices([], "GPU")
-    except (RuntimeError, ValueError):  # devices already initialised by the user's own TensorFlow work
-        pass
 
 
 def _is_number(value) -> bool:
