@@ -288,6 +288,13 @@ def test_dlw_compare_prints_and_writes_the_runs_side_by_side(shared, tmp_path):
     assert run_dlw("compare", shared["a"], "--output", out_csv, "--overwrite").returncode == 0
 
 
+def test_a_bundle_compares_like_its_run_folder(shared):
+    from dlw.compare import compare_runs
+
+    frame = compare_runs([shared["a"], shared["bundle"]])
+    assert frame.iloc[0].equals(frame.iloc[1]) and list(frame.columns[-1:]) == ["created"], "same run, no differing keys"
+
+
 def test_a_run_shows_as_a_summary_table_in_a_notebook(shared):
     run = load(shared["bundle"])
     page = run._repr_html_()

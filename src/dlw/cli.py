@@ -284,7 +284,7 @@ def share(
 @app.command()
 @_reports_errors
 def compare(
-    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders written by dlw train, dlw run or dlw tune."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders written by dlw train, dlw run or dlw tune, or bundles written by dlw share."),
     output: Optional[Path] = typer.Option(None, "--output", help="Also write the comparison as CSV here."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write it as a self-contained HTML page here."),
     overwrite: bool = OverwriteOpt,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from dlw.bundle import is_bundle, open_bundle
 from dlw.errors import DlwError
 from dlw.objectives import higher_is_better
 from dlw.runs import RunFiles, is_run_folder
@@ -94,7 +95,7 @@ def differing_keys(configs: list[dict]) -> list[str]:
 
 
 def compare_runs(folders) -> pd.DataFrame:
-    """One row per run: ``COLUMNS``, then one column per config key that differs between the runs.
+    """One row per run folder or bundle: ``COLUMNS``, then one column per config key that differs between the runs.
 
     Example:
         >>> compare_runs(["runs/tabm", "runs/mlp"])["model"].tolist()   # doctest: +SKIP
@@ -102,7 +103,7 @@ def compare_runs(folders) -> pd.DataFrame:
     """
     if not folders:
         raise DlwError("dlw compare: no runs given; pass two or more run folders, e.g. `dlw compare runs/a runs/b`")
-    summaries = [run_summary(f) for f in folders]
+    summaries = [run_summary(open_bundle(f) if is_bundle(f) else f) for f in folders]
     configs = [s.pop("config") for s in summaries]
     keys = differing_keys(configs)
     rows = [{**s, **{k: _cell(c.get(k)) for k in keys}} for s, c in zip(summaries, configs)]
