@@ -183,3 +183,24 @@ def test_without_the_extra_the_error_says_what_to_install(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert "track.mlflow" in line and "pip install 'dlw[track]'" in line
     assert not (tmp_path / "run").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_run_that_fails_ends_failed_in_mlflow(tmp_path):
+    from dlw import Workflow
+    from dlw.errors import DlwError
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [*SHORT, "data.features=[no_such_column]", "track.mlflow=true", f"track.mlflow_uri={uri}"]
+    with pytest.raises(DlwError, match="no_such_column"):
+        Workflow.from_config("penguins", overrides=overrides, quiet=True).train(out=tmp_path / "run")
+    client = MlflowClient(tracking_uri=uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name("penguins").experiment_id])
+    assert logged.info.status == "FAILED" and logged.data.tags["dlw.state"] == "FAILED"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_store_mlflow_cannot_use_is_one_line(tmp_path):
+    done = run_dlw("train", "penguins", "--track", "mlflow", "--set", "track.mlflow_uri=file:./mlruns", "--out", tmp_path / "run", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("dlw: error: track.mlflow: cannot use the MLflow store file:./mlruns") and "sqlite:///mlflow.db" in line

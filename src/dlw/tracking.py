@@ -206,7 +206,7 @@ def open_store(track, default_experiment: str):
         return client, experiment_id(client, track.experiment or default_experiment, artifacts=artifacts_beside(uri))
     except Exception as exc:
         raise DlwError(
-            f"track.mlflow: cannot use the MLflow store {uri} ({' '.join(str(exc).split())[:200]}); "
+            f"track.mlflow: cannot use the MLflow store {uri} ({' '.join(str(exc).split())[:300]}); "
             "set track.mlflow_uri or MLFLOW_TRACKING_URI, e.g. sqlite:///mlflow.db"
         ) from None
 
