@@ -156,6 +156,25 @@ def regression_run(tmp_path_factory):
     return run, csv
 
 
+@pytest.fixture(scope="session")
+def penguins_run(tmp_path_factory):
+    """The built-in penguins trained for 3 epochs (the default tabm model); returns the ``Run``. Read-only for tests."""
+    from dlw import Workflow
+
+    folder = tmp_path_factory.mktemp("penguins_run")
+    return Workflow.from_config("penguins", overrides=["train.epochs=3"], quiet=True).train(out=folder / "run")
+
+
+@pytest.fixture(scope="session")
+def digits_cnn_run(tmp_path_factory):
+    """A tiny CNN (8 and 16 filters) on the built-in 8x8 digits, 2 epochs; returns the ``Run``. Read-only for tests."""
+    from dlw import Workflow
+
+    folder = tmp_path_factory.mktemp("digits_cnn_run")
+    overrides = ["train.epochs=2", "model.conv_filters=[8,16]", "model.dense_layers=[32]"]
+    return Workflow.from_config("digits", overrides=overrides, quiet=True).train(out=folder / "run")
+
+
 # --- running the CLI -----------------------------------------------------------
 
 

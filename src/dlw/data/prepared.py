@@ -102,7 +102,11 @@ class Prepared:
 
     def outputs(self, model, inputs) -> np.ndarray:
         """Class probabilities ``(n, k)`` for classification, predictions in target units for regression."""
-        raw = np.asarray(self.predict_raw(model, inputs))
+        return self.outputs_from_raw(self.predict_raw(model, inputs))
+
+    def outputs_from_raw(self, raw) -> np.ndarray:
+        """The network's raw output as ``outputs`` returns it (serving computes ``raw`` its own way)."""
+        raw = np.asarray(raw)
         task = self.problem.task
         if task == "binary":
             p = raw.reshape(-1)
