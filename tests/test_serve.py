@@ -232,3 +232,78 @@ def test_schemathesis_finds_no_server_error(served):
 
             check()
     assert len(statuses) >= 100 and any(s == 422 for s in statuses) and any(s == 200 for s in statuses)
+
+
+def serve_in_thread(app):
+    """``app`` under uvicorn in a daemon thread on a free loopback port; returns ``(server, base_url)``."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    return server, f"http://127.0.0.1:{port}"
+
+
+def test_a_bundle_serves_what_its_run_folder_serves(served, penguins_run, tmp_path):
+    from dlw.bundle import write_bundle
+    from dlw.serve import create_app
+
+    bundle = write_bundle(penguins_run.path, tmp_path / "penguins.dlw.zip")
+    server, url = serve_in_thread(create_app(bundle, max_rows=50, warm_up=False))
+    try:
+        from_bundle = httpx.post(f"{url}/predict", json={"rows": [ROW]}, timeout=30).json()
+    finally:
+        server.should_exit = True
+    assert from_bundle == served.post("/predict", json={"rows": [ROW]}).json()
+
+
+def test_regression_answers_carry_no_probabilities(regression_run):
+    from dlw.serve import create_app
+
+    run, csv = regression_run
+    row = pd.read_csv(csv).drop(columns=["price"]).iloc[0]
+    payload = {c: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for c, v in row.items()}
+    server, url = serve_in_thread(create_app(run.path, warm_up=False))
+    try:
+        answer = httpx.post(f"{url}/predict", json={"rows": [payload]}, timeout=30).json()["predictions"][0]
+    finally:
+        server.should_exit = True
+    assert "probabilities" not in answer and isinstance(answer["prediction"], float)
+    expected = run.predict(pd.DataFrame([payload])).iloc[0]
+    assert answer["prediction"] == pytest.approx(float(expected["prediction"]), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_image_upload_is_predicted_like_dlw_predict(digits_cnn_run, tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from dlw.serve import create_app
+
+    digits = load_digits()
+    paths = []
+    for i in (0, 1, 2):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray((digits.images[i] * 255 / 16).round().astype("uint8")).save(path)
+        paths.append(path)
+    server, url = serve_in_thread(create_app(digits_cnn_run.path))
+    try:
+        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+        response = httpx.post(f"{url}/predict/image", files=files, timeout=60)
+        broken = httpx.post(f"{url}/predict/image", files=[("files", ("x.png", b"not an image", "image/png"))], timeout=60)
+        spec = httpx.get(f"{url}/openapi.json").json()
+    finally:
+        server.should_exit = True
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    expected = digits_cnn_run.predict([str(p) for p in paths])
+    assert [a["file"] for a in answers] == [p.name for p in paths]
+    assert [a["prediction"] for a in answers] == expected["prediction"].astype(str).tolist()
+    for a, (_, row) in zip(answers, expected.iterrows()):
+        assert a["probabilities"]["0"] == pytest.approx(float(row["prob_0"]), abs=1e-5)
+    assert broken.status_code == 422 and "files" in broken.text
+    assert "/predict/image" in spec["paths"] and "/predict" not in spec["paths"]
