@@ -204,3 +204,28 @@ def test_a_store_mlflow_cannot_use_is_one_line(tmp_path):
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("dlw: error: track.mlflow: cannot use the MLflow store file:./mlruns") and "sqlite:///mlflow.db" in line
+
+
+def test_epochs_count_on_across_a_fine_tuning_phase(tmp_path):
+    """Two fits with the same callbacks (as fit_phases does for a backbone): steps 1..5 in MLflow, 0..4 in TensorBoard."""
+    import keras
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dlw.spec import load_spec
+    from dlw.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = load_spec("penguins", overrides=["track.mlflow=true", "track.tensorboard=true", f"track.mlflow_uri={uri}"])
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 2)), np.zeros(32)
+    with Tracker(config, name="phases", logs_in=tmp_path / "tb") as tracker:
+        callbacks = tracker.callbacks()
+        model.fit(x, y, epochs=3, verbose=0, callbacks=callbacks)
+        model.fit(x, y, epochs=2, verbose=0, callbacks=callbacks)
+    client = MlflowClient(tracking_uri=uri)
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2, 3, 4, 5]
+    events = EventAccumulator(str(tmp_path / "tb" / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert sorted(e.step for e in events.Tensors("epoch_loss")) == [0, 1, 2, 3, 4]
