@@ -45,8 +45,8 @@ RUN_FILES = {
 CLASSIFICATION_METRICS = {"accuracy", "balanced_accuracy", "macro_f1", "log_loss", "n"}
 REGRESSION_METRICS = {"rmse", "mae", "r2", "n"}
 TOP_KEYS = {
-    "task", "validation", "test", "baselines", "baselines_validation", "baseline_fits", "main_metric", "training", "advice", "ood",
-    "warnings", "explanations",
+    "task", "validation", "test", "baselines", "baselines_validation", "baseline_fits", "main_metric", "main_metric_reason", "training",
+    "advice", "ood", "warnings", "explanations",
 }
 
 
@@ -55,7 +55,7 @@ def read_metrics(folder: Path) -> dict:
 
 
 def check_metrics_shape(metrics: dict, task: str) -> None:
-    assert set(metrics) == TOP_KEYS
+    assert set(metrics) == TOP_KEYS | ({"calibration"} if task != "regression" else set())
     assert metrics["task"] == task
     if task == "regression":
         expected, baselines = REGRESSION_METRICS, {"mean", "linear", "hist_gradient_boosting"}
@@ -95,8 +95,8 @@ def test_penguins_default_config_reaches_095(penguins_run):
 def test_penguins_run_folder_contents(penguins_run):
     folder = penguins_run.path
     names = {p.name for p in folder.iterdir()}
-    assert names == RUN_FILES | {"confusion_matrix.png"}
-    for png in ("confusion_matrix.png", "learning_curves.png"):
+    assert names == RUN_FILES | {"confusion_matrix.png", "reliability.png"}
+    for png in ("confusion_matrix.png", "learning_curves.png", "reliability.png"):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
     assert config["data"] == {**config["data"], "source": "penguins", "target": "species"}
@@ -147,8 +147,8 @@ def test_binary_run_schema_records_what_was_inferred(binary_run):
     run, _ = binary_run
     schema = json.loads((run.path / "schema.json").read_text(encoding="utf-8"))
     kinds = {f["name"]: f["kind"] for f in schema["features"]}
-    assert kinds == {"tenure": "numeric", "monthly_fee": "numeric", "usage": "numeric", "plan": "categorical", "member": "boolean"}
-    assert set(schema["excluded"]) == {"customer_id", "region", "comment"}
+    assert kinds == {"tenure": "numeric", "monthly_fee": "numeric", "usage": "numeric", "plan": "categorical", "member": "boolean", "comment": "text"}
+    assert set(schema["excluded"]) == {"customer_id", "region"}
     assert schema["problem"]["task"] == "binary" and schema["problem"]["classes"] == ["churn", "stay"]
     assert schema["objective"]["loss"] == "binary_crossentropy"
     assert "usage (missing)" in schema["numeric_inputs"] and "member (missing)" in schema["numeric_inputs"]
@@ -341,7 +341,7 @@ def test_model_keras_loads_in_safe_mode_and_nothing_is_pickled(binary_run):
     keras = import_keras()
     run, csv = binary_run
     model = keras.models.load_model(run.path / "model.keras", safe_mode=True)
-    assert {t.name for t in model.inputs} == {"numeric", "categorical"}
+    assert {t.name for t in model.inputs} == {"numeric", "categorical", "text_ids", "text_weights"}
     inputs, _ = run.schema.encode(read_table(str(csv)).head(20))
     np.testing.assert_allclose(
         np.asarray(model.predict(inputs, verbose=0)), np.asarray(run.model.predict(inputs, verbose=0)), rtol=1e-5, atol=1e-6
