@@ -70,7 +70,7 @@ def formulate(frame: pd.DataFrame, target: str, task: str = "auto", origin: str 
     """Decide the task from the target column (``task='auto'``) or check the one asked for."""
     values = frame[target].dropna()
     if values.nunique() < 2:
-        only = values.iloc[0] if len(values) else None
+        only = values.iloc[0].item() if len(values) and hasattr(values.iloc[0], "item") else (values.iloc[0] if len(values) else None)
         raise DataError(f"{origin}: target column {target!r} is constant (every row is {only!r}); there is nothing to predict")
     numeric = _as_numeric(values)
     if task == "regression":

@@ -222,7 +222,8 @@ class Schema:
                 block = self._number_block(f, frame[f.name], origin, warnings)
                 absent = ~np.isfinite(block)
                 fill = np.asarray(f.encoding["medians"]) if f.kind == "date" else f.median
-                values.append(np.where(absent, fill, block))
+                biggest = np.finfo("float32").max  # beyond it a number would become inf in the model's float32 inputs
+                values.append(np.clip(np.where(absent, fill, block), -biggest, biggest))
                 if f.indicator:
                     indicators.append(absent.any(axis=1, keepdims=True).astype("float32"))
             inputs["numeric"] = np.hstack(values + indicators).astype("float32")

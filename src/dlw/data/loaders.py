@@ -214,10 +214,14 @@ def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
     if _looks_binary(text):
         raise DataError(f"{path}: looks binary (mostly control characters), not a CSV text table; check the file")
     delimiter = _sniff_delimiter(text[:_SNIFF_BYTES], path)
-    records = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = next(records, [])
-    _check_header(header, path)
-    _check_field_counts(records, len(header), path)
+    csv.field_size_limit(2**31 - 1)  # a long text field is data, not an error (pandas has no such limit)
+    records = csv.reader(io.StringIO(text, newline=None), delimiter=delimiter)  # bare '\r' line ends too, as pandas reads them
+    try:
+        header = next(records, [])
+        _check_header(header, path)
+        _check_field_counts(records, len(header), path)
+    except csv.Error as exc:
+        raise DataError(f"{path}: cannot parse as CSV near line {records.line_num} ({_one_line(exc)}); check its quotes and line ends") from None
     # European exports: ';'-separated with decimal commas ("1,5").
     decimal = "," if delimiter != "," and _DECIMAL_COMMA.search(text[:_SNIFF_BYTES]) else "."
     try:
