@@ -109,7 +109,8 @@ class RowEncoder:
 
     The codes, medians and indicator layout are read off ``Schema.encode`` itself (on a probe
     frame of every level and every missing value), and checked against it once; a schema with
-    a column kind this encoder does not know goes through ``Schema.encode`` for every batch.
+    a column kind this encoder does not know, or one it disagrees with, goes through
+    ``Schema.encode`` for every batch.
     """
 
     KINDS = ("numeric", "boolean", "categorical")
@@ -134,6 +135,18 @@ class RowEncoder:
         self.medians = [float(encoded["numeric"][0, j]) for j in range(len(nums))] if nums else []
         self.indicators = [f.indicator for f in nums]
         self.slots = [(i, f.kind) for i, f in enumerate(self.features)]
+        self.fast = self.agrees_with_schema(probe)
+
+    def agrees_with_schema(self, probe) -> bool:
+        """Whether this encoder gives ``Schema.encode``'s arrays on ``probe``, with every other number present."""
+        probe = probe.copy()
+        for f in self.features:
+            if f.kind != "categorical" and f.min is not None:
+                probe.loc[probe.index[::2], f.name] = float(f.min) if f.kind == "numeric" else 1.0
+        rows = [[None if v is None or v != v else v for v in values] for values in probe.astype(object).itertuples(index=False)]
+        expected, _ = self.schema.encode(probe)
+        got = self.encode(rows)
+        return got.keys() == expected.keys() and all(np.array_equal(got[k], expected[k]) for k in expected)
 
     def encode(self, rows: list[list]) -> dict[str, np.ndarray]:
         """Rows as lists of values in schema order (``None`` = missing) to ``{"numeric", "categorical"}`` arrays."""
