@@ -14,7 +14,7 @@ A missing column, a wrong type, an unknown category, an empty list or more rows 
 ``--max-rows`` is a 422 naming the field, never a 500. Concurrent requests are gathered into
 one batch by ``MicroBatcher`` (whatever arrived while the previous batch ran; no fixed wait),
 and the batch runs the network and its penultimate layer in one jitted call
-(``predict_on_batch``), padded to a power of two so that a handful of compiled shapes serve
+(``_backend.inference_function``), padded to a power of two so that a handful of compiled shapes serve
 every request.
 
 >>> from dlw.serve import create_app          # doctest: +SKIP
@@ -197,7 +197,10 @@ class Predictor:
 
         self.run = run
         self.prepared = run.prepared
+        from dlw._backend import inference_function
+
         self.network = keras.Model(model.inputs, [model.output, model.get_layer("output").input], name="serving")
+        self.call = inference_function(self.network)
         self.input_names = {t.name for t in model.inputs}
 
     def predict(self, inputs) -> list[dict]:
@@ -211,7 +214,7 @@ class Predictor:
         else:
             n = len(inputs)
             padded = pad_rows(inputs, padded_size(n))
-        raw, penultimate = (np.asarray(a)[:n] for a in self.network.predict_on_batch(padded))
+        raw, penultimate = (np.asarray(a)[:n] for a in self.call(padded))
         outputs = self.prepared.outputs_from_raw(raw)
         records = prediction_records(outputs, self.prepared.problem)
         detector = self.run.detector
