@@ -51,6 +51,7 @@ def test_onnx_export_of_a_tabm_run_reproduces_its_test_outputs(penguins_run, tmp
     done = run_dlw("export", penguins_run.path, "--format", "onnx", "--output", output)
     assert done.returncode == 0, done.stderr
     spec = json.loads((tmp_path / "penguins.preprocessing.json").read_text())
+    assert spec["run"] == str(penguins_run.path)
     assert spec["output"]["classes"] == penguins_run.problem.classes
     assert spec["inputs"]["numeric"]["columns"] == penguins_run.schema.numeric_input_names
     rows = pd.read_csv(penguins_run.path / "test_predictions.csv")

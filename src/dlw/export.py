@@ -156,7 +156,7 @@ def export_run(source, fmt: str, output, *, console=QUIET, timeout: float = 900)
     if output.is_dir() and keras_format == "tf_saved_model":
         shutil.rmtree(output)  # the CLI checked --overwrite; a folder cannot be renamed over a full one
     write_atomic(output, write)
-    write_json(preprocessing_path(output), preprocessing(run))
+    write_json(preprocessing_path(output), {**preprocessing(run), "run": str(source)})  # a bundle's, not its unpacked copy's
     console.say(f"wrote {output} ({fmt}, {time.perf_counter() - started:.1f} s) and {preprocessing_path(output)}")
     return output
 
