@@ -363,7 +363,8 @@ def test_minimal_run_report_has_every_section_and_says_what_is_absent(minimal_ru
     assert len(parse(section_text(text, "training")).images) == 1  # learning curves
     performance = section_text(text, "performance")
     assert "hist_gradient_boosting" in performance and "accuracy (main)" in performance
-    assert len(parse(performance).images) == 1  # confusion matrix
+    assert len(parse(performance).images) == 2  # confusion matrix, reliability diagram
+    assert "Calibrated probabilities" in performance and "expected calibration error" in performance
 
 
 def test_full_report_sections_in_order_self_contained_and_images_are_png(full_run):
@@ -375,8 +376,8 @@ def test_full_report_sections_in_order_self_contained_and_images_are_png(full_ru
     assert "Could not be shown" not in text
     # Self-contained: nothing fetched from the network or the disk; every image a PNG data URI.
     assert_self_contained(text)
-    # learning curves, confusion matrix, tuning, sufficiency, importance
-    assert len(doc.images) == 5
+    # learning curves, confusion matrix, reliability diagram, tuning, sufficiency, importance
+    assert len(doc.images) == 6
     # Each added file shows real content.
     assert "7</strong> trial(s)" in section_text(text, "tuning") and "0.04" in section_text(text, "tuning")
     performance = section_text(text, "performance")
