@@ -125,3 +125,19 @@ def test_onnx_export_of_a_cnn_reproduces_its_test_outputs(digits_cnn_run, tmp_pa
     (name,) = [i.name for i in session.get_inputs()]
     got = session.run(None, {name: images})[0]
     assert np.abs(got - own_test_outputs(digits_cnn_run)).max() < 1e-5
+
+
+def test_the_documented_target_scaling_turns_the_network_output_into_predictions(regression_run):
+    """Regression: the JSON's ``prediction = output * std + mean`` gives what ``Run.predict`` gives."""
+    from dlw.export import preprocessing
+
+    run, csv = regression_run
+    spec = preprocessing(run)
+    assert spec["output"]["task"] == "regression" and "classes" not in spec["output"]
+    scaling = spec["output"]["target_scaling"]
+    rows = pd.read_csv(csv).head(20)
+    inputs = encode_as_documented(rows, spec)
+    names = {t.name for t in run.model.inputs}
+    raw = np.asarray(run.model.predict({k: v for k, v in inputs.items() if k in names}, verbose=0)).reshape(-1)
+    expected = run.predict(rows)["prediction"].to_numpy()
+    np.testing.assert_allclose(raw * scaling["std"] + scaling["mean"], expected, rtol=1e-5)
