@@ -9,6 +9,7 @@ and ``-m slow`` sends every generated table through ``dlw train`` as a process.
 from __future__ import annotations
 
 import codecs
+import os
 import resource
 import signal
 import subprocess
@@ -266,3 +267,25 @@ def test_zz_the_totals(request):
     print(f"\nfuzzed inputs: {len(OUTCOMES)}; exit 0: {OUTCOMES.count(0)}, exit 2: {OUTCOMES.count(2)}, other: {len([s for s in OUTCOMES if s not in (0, 2)])}; peak memory {peak_gb:.2f} GB")
     assert peak_gb < 4
     assert all(s in (0, 2) for s in OUTCOMES)
+
+
+CLI_EXAMPLES = int(os.environ.get("DLW_FUZZ_CLI_EXAMPLES", "300"))
+CLI_OUTCOMES: list[int] = []
+
+
+@pytest.mark.slow
+@fuzz(CLI_EXAMPLES)
+@given(raw=st.one_of(table_bytes(), csv_bytes(), st.binary(max_size=2048)))
+def test_fuzzed_tables_through_real_cli_processes(tmp_path_factory, raw):
+    """Every generated table through ``dlw train`` as a process (1 epoch): exit 0 or 2, one line, no hang, under 4 GB."""
+    folder = tmp_path_factory.mktemp("cli-fuzz")
+    (folder / "data.csv").write_bytes(raw)
+    args = ["train", "data.csv", "--target", "y", "--out", "run", "--quiet", "--set", "train.epochs=1", "--set", "model.ensemble=2"]
+    proc = subprocess.run([sys.executable, "-m", "dlw", *args], cwd=folder, capture_output=True, text=True, timeout=HANG_SECONDS * 5)
+    CLI_OUTCOMES.append(proc.returncode)
+    assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, proc.stderr
+    if proc.returncode == 2:
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dlw: error: "), proc.stderr
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # the largest child so far
+    assert peak_gb < 4, f"a dlw process used {peak_gb:.1f} GB"

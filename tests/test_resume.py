@@ -23,7 +23,7 @@ from conftest import binary_frame, write_csv
 from dlw import Workflow
 from dlw.errors import ConfigError, DataError, DlwError
 
-EPOCHS = ["train.epochs=6", "model.ensemble=4"]
+EPOCHS = ["train.epochs=6", "model.ensemble=4", "train.checkpoint_seconds=0"]  # a save after every epoch, so the kill points are exact
 
 
 @pytest.fixture

@@ -160,6 +160,7 @@ class ModelConfig(_Strict):
     )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
     text_dim: int = Field(32, ge=1, le=512, description="tabm and mlp: width of a text column's learned embedding (the mean of its n-grams' vectors).")
+    text_dropout: float = Field(0.8, ge=0, lt=1, description="tabm and mlp: in training, the share of a row's n-grams left out of its text embedding.")
     bins: int = Field(16, ge=2, le=256, description="tabm: piecewise-linear bins per number (from the train split's quantiles).")
     activation: str = Field("relu", description="MLP: activation of hidden layers (a Keras name).")
     conv_filters: list[int] = Field([32, 64, 128], description="CNN: filters of each convolution block (3x3 conv, ReLU, 2x2 pooling).")
@@ -217,6 +218,9 @@ class TrainConfig(_Strict):
         description="false, or {patience, monitor}; the best epoch's weights are restored.",
     )
     seed: int = Field(42, description="Seed of weight initialisation, dropout and shuffling.")
+    checkpoint_seconds: float = Field(
+        2.0, ge=0, description="Save the training's state for --resume after an epoch when this many seconds passed since the last save (0: every epoch)."
+    )
     class_weight: Literal["auto", "balanced", "none"] = Field(
         "auto",
         description="Classification: weigh each class's rows by n / (k * rows of the class) in the loss (balanced), or not (none). "

@@ -55,7 +55,8 @@ class TrainingCheckpoint:
         return checkpoint
 
     def phase(self, number: int, epochs: int) -> "PhaseState":
-        return PhaseState(self.folder / f"phase{number}.npz", self.folder / "progress.json", epochs)
+        every = self.config.train.checkpoint_seconds
+        return PhaseState(self.folder / f"phase{number}.npz", self.folder / "progress.json", epochs, every=every)
 
 
 def default_resume_command() -> str:
@@ -76,10 +77,13 @@ def flat_keys(value, prefix: str = "") -> dict:
     return flat
 
 
+IGNORED_ON_RESUME = {"train.checkpoint_seconds"}  # how often to save does not change what is trained
+
+
 def check_same_run(saved: dict, current: dict, source: str) -> None:
     """Raise unless the resuming run has the killed run's config and data."""
     before, now = flat_keys(saved.get("config", {})), flat_keys(current["config"])
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in IGNORED_ON_RESUME)
     if changed:
         shown = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])
         more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
@@ -97,8 +101,9 @@ def check_same_run(saved: dict, current: dict, source: str) -> None:
 class PhaseState:
     """One training phase's saved state: read on resume, rewritten after every epoch."""
 
-    def __init__(self, path: Path, progress: Path, epochs: int):
+    def __init__(self, path: Path, progress: Path, epochs: int, *, every: float = 0.0):
         self.path, self.progress, self.epochs = path, progress, epochs
+        self.every = every  # seconds between saves: short epochs are not slowed by a save each
 
     def load(self) -> dict | None:
         """The saved state (``epoch``, ``done``, ``history``, ... and the arrays), or None."""
@@ -184,14 +189,15 @@ class CheckpointCallback:
             def on_train_begin(self, logs=None):
                 self.history = list(state["history"]) if state else []
                 self.earlier = state["seconds"] if state else 0.0
-                self.start = time.perf_counter()
+                self.start = self.saved_at = time.perf_counter()
                 if state is not None:
                     restore(self.model, stopper, state)
 
             def on_epoch_end(self, epoch, logs=None):
                 self.history.append({k: float(v) for k, v in (logs or {}).items()})
-                self._save(done=False)
-                pause_point(f"epoch:{epoch + 1}")
+                if time.perf_counter() - self.saved_at >= phase.every or self.model.stop_training:
+                    self._save(done=False)
+                    pause_point(f"epoch:{epoch + 1}")
 
             def on_train_end(self, logs=None):
                 self._save(done=True)  # after early stopping put the best weights back
@@ -199,5 +205,6 @@ class CheckpointCallback:
             def _save(self, done: bool):
                 seconds = self.earlier + time.perf_counter() - self.start
                 phase.save(model=self.model, stopper=stopper, history=self.history, done=done, seconds=seconds)
+                self.saved_at = time.perf_counter()
 
         return Checkpoint()
