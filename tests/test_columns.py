@@ -285,3 +285,18 @@ def test_a_gzipped_latin1_csv_is_prepared_like_the_plain_one(tmp_path):
     for split in ("train", "test"):
         assert packed.inputs[split].keys() == plain.inputs[split].keys()
         assert all(np.array_equal(packed.inputs[split][k], plain.inputs[split][k]) for k in plain.inputs[split])
+
+
+def test_the_text_bag_is_a_weighted_mean_and_drops_n_grams_only_in_training():
+    from dlw.models.text_bag import HashedBagEmbedding
+
+    bag = HashedBagEmbedding(8, 2, dropout=0.8, seed=1)
+    ids = np.array([[[1, 2, 0]], [[0, 0, 0]]], dtype="int32")
+    weights = np.array([[[1.0, 3.0, 0.0]], [[0.0, 0.0, 0.0]]], dtype="float32")
+    out = np.asarray(bag(ids, weights))
+    table = np.asarray(bag.table)
+    assert np.allclose(out[0], (table[1] + 3 * table[2]) / 4, atol=1e-6)
+    assert np.allclose(out[1], 0.0)  # an empty text
+    trained = np.stack([np.asarray(bag(ids, weights, training=True))[0] for _ in range(20)])
+    assert not np.allclose(trained, out[0])  # some steps leave an n-gram out
+    assert np.allclose(np.asarray(bag(ids, weights))[0], out[0])  # predicting never does

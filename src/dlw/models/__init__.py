@@ -50,14 +50,14 @@ def _build_tabm(config, prepared, objective, backbone):
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train")), embedding_dim=m.embedding_dim,
-        bins=m.bins, seed=config.train.seed, text_dim=m.text_dim,
+        bins=m.bins, seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
     )
     return model, None
 
 
 def _build_mlp(config, prepared, objective, backbone):
     m = config.model
-    return build_mlp(prepared.schema, objective, prepared.inputs["train"], m.hidden_units, m.dropout_rate, m.activation, text_dim=m.text_dim), None
+    return build_mlp(prepared.schema, objective, prepared.inputs["train"], m.hidden_units, m.dropout_rate, m.activation, text_dim=m.text_dim, text_dropout=m.text_dropout), None
 
 
 def _build_cnn(config, prepared, objective, backbone):

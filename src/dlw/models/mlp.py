@@ -16,7 +16,9 @@ from dlw.objectives import Objective
 from dlw.schema import Schema
 
 
-def build_mlp(schema: Schema, objective: Objective, train_inputs: dict[str, np.ndarray], hidden_layers, dropout: float, activation: str, text_dim: int = 32):
+def build_mlp(
+    schema: Schema, objective: Objective, train_inputs: dict[str, np.ndarray], hidden_layers, dropout: float, activation: str, *, text_dim: int = 32, text_dropout: float = 0.8
+):
     """Build (but do not compile) the MLP; ``train_inputs`` adapt the scaling layer.
 
     Text columns enter as a learned bag of n-grams (``dlw.models.text_bag``), ``text_dim`` wide each.
@@ -38,7 +40,7 @@ def build_mlp(schema: Schema, objective: Objective, train_inputs: dict[str, np.n
         inputs["categorical"] = categorical
         parts.append(one_hot(categorical))
     if "text_ids" in train_inputs:
-        parts.append(text_branch(inputs, train_inputs, n_ids=schema.text_width, dim=text_dim, seed=None))
+        parts.append(text_branch(inputs, train_inputs, n_ids=schema.text_width, dim=text_dim, seed=None, dropout=text_dropout))
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     for i, units in enumerate(hidden_layers, start=1):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)

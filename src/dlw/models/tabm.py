@@ -376,7 +376,7 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
 
 
 def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
-               embeddings: str, embedding_dim: int, bins: int, seed: int, text_dim: int = 32):
+               embeddings: str, embedding_dim: int, bins: int, seed: int, text_dim: int = 32, text_dropout: float = 0.8):
     """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins.
 
     Text columns (``text_ids``/``text_weights``) enter as a learned bag of n-grams
@@ -394,7 +394,7 @@ def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden
         inputs["categorical"] = keras.Input(shape=(len(ranges),), name="categorical", dtype="int32")
         parts.append(CategoricalEmbedding(ranges, seed=seed + 1000, name="categorical_embedding")(inputs["categorical"]))
     if "text_ids" in train_inputs:
-        parts.append(text_branch(inputs, train_inputs, n_ids=schema.text_width, dim=text_dim, seed=seed + 2000))
+        parts.append(text_branch(inputs, train_inputs, n_ids=schema.text_width, dim=text_dim, seed=seed + 2000, dropout=text_dropout))
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     x = EnsembleAdapter(ensemble, seed=seed, name="ensemble_adapter")(x)
     for i, units in enumerate(hidden_layers, start=1):
