@@ -174,6 +174,10 @@ def test_a_class_never_predicted_is_named_in_console_log_metrics_and_report(tmp_
     assert metrics["main_metric"] == "accuracy" and metrics["main_metric_reason"] == "chosen in the config (checks.main_metric)"
     assert "test split: the network never predicts class 'yes'" in (tmp_path / "run" / "run.log").read_text()
     assert run_dlw("report", str(tmp_path / "run"), cwd=tmp_path).returncode == 0
+    # A fresh process loads the calibrated model.keras (safe mode) and predicts with it.
+    predicted = run_dlw("predict", str(tmp_path / "run"), str(tmp_path / "noise.csv"), "--output", str(tmp_path / "p.csv"), cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(frame)
     assert "never predicts class &#x27;yes&#x27;" in (tmp_path / "run" / "report.html").read_text()
 
 

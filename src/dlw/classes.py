@@ -133,9 +133,11 @@ def unpredicted_class_warnings(split: str, y_true: np.ndarray, predicted: np.nda
         few = truth[i] >= MIN_SUPPORT and guessed[i] < FEW_PREDICTED * truth[i]
         if never or few:
             how = "never predicts" if guessed[i] == 0 else "rarely predicts"
+            rare = truth[i] < min(IMBALANCE_SHARE, 0.5 / k) * len(y_true)
+            hint = "consider train.class_weight: balanced" if rare else "the learning curves show whether it trained long enough"
             warnings.append(
                 f"{split} split: the network {how} class {name!r} ({guessed[i]} of {len(y_true)} rows predicted {name!r}; "
-                f"{truth[i]} rows truly are); look at the confusion matrix, and consider train.class_weight: balanced"
+                f"{truth[i]} rows truly are); look at the confusion matrix; {hint}"
             )
     return warnings
 
