@@ -298,6 +298,8 @@ def resolve_kind(config: Config, origin: str) -> None:
     reads = MODEL_KINDS[kind].inputs
     if images and reads == "table":
         raise ConfigError(f"{origin}: key 'model.kind': {kind!r} is for tables but {config.data.source} holds images; use cnn or pretrained")
+    if not images and reads == "images" and not Path(config.data.source).exists():
+        raise ConfigError(f"{origin}: key 'data.source': {config.data.source} does not exist; give an image folder, a CSV of image paths or digits")
     if not images and reads == "images":
         raise ConfigError(
             f"{origin}: key 'model.kind': {kind!r} needs images (a folder, a CSV of image paths with data.image_column, or digits) "
