@@ -300,3 +300,13 @@ def test_the_text_bag_is_a_weighted_mean_and_drops_n_grams_only_in_training():
     trained = np.stack([np.asarray(bag(ids, weights, training=True))[0] for _ in range(20)])
     assert not np.allclose(trained, out[0])  # some steps leave an n-gram out
     assert np.allclose(np.asarray(bag(ids, weights))[0], out[0])  # predicting never does
+
+
+def test_a_time_split_orders_dates_with_different_offsets_in_utc():
+    from dlw.data.splits import make_time_splits
+
+    # 12:00+05:00 is 07:00 UTC: before 10:00Z of the same day.
+    times = pd.Series(["2013-01-02T12:00:00+05:00", "2013-01-02T10:00:00Z", "2013-01-01T10:00:00Z", "2013-01-02T08:00:00-01:00"] * 5)
+    splits = make_time_splits(np.arange(20), times, 0.25, 0.25, "t")
+    assert set(times.iloc[splits.test]) == {"2013-01-02T10:00:00Z"}
+    assert set(times.iloc[splits.validation]) == {"2013-01-02T08:00:00-01:00"}  # 09:00 UTC

@@ -108,4 +108,7 @@ def _as_time(values: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         return numeric
-    return pd.to_datetime(values, errors="coerce", format="mixed")
+    from dlw.dates import is_dayfirst, parse_dates
+
+    # In UTC, as the date features read them: offsets may differ from row to row.
+    return parse_dates(values, dayfirst=is_dayfirst(values))
