@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 import dlw
 from dlw.advice import advise
 from dlw.calibration import TemperatureScaling, brier_score, expected_calibration_error, fit_temperature, scaled
-from dlw.classes import choose_main_metric, choose_threshold, class_weights, unpredicted_class_warnings
+from dlw.classes import choose_main_metric, choose_threshold, class_weights, decision_offsets, predicted_classes, unpredicted_class_warnings
 from dlw.problem import Problem
 
 FAST = ["model.kind=mlp", "model.hidden_layers=[16]", "train.epochs=20", "train.batch_size=32", "train.early_stopping=false", "checks.bootstrap=200"]
@@ -103,6 +103,30 @@ def test_temperature_scaling_lowers_the_log_loss_of_overconfident_probabilities_
     np.testing.assert_allclose(np.asarray(layer(overconfident[:5].astype("float32"))), scaled(overconfident[:5], t), atol=1e-5)
     p = overconfident[:5, 1:2].astype("float32")  # one sigmoid unit: the same as the two-column softmax
     np.testing.assert_allclose(np.asarray(layer(p))[:, 0], scaled(np.hstack([1 - p, p]), t)[:, 1], atol=1e-5)
+
+
+def test_class_weights_are_divided_out_and_the_weighted_decisions_kept():
+    """Probabilities learned under class weights over-state the rare class; the shift restores them, the offsets keep the decisions."""
+    rng = np.random.default_rng(4)
+    logit = -3.2 + 1.5 * rng.normal(0, 1, 4000)
+    honest = np.stack([1 / (1 + np.exp(logit)), 1 / (1 + np.exp(-logit))], axis=1)
+    y = (rng.random(4000) < honest[:, 1]).astype(int)  # drawn from the probabilities: they are calibrated
+    weights = np.array([4000 / (2 * (y == 0).sum()), 4000 / (2 * (y == 1).sum())])
+    weighted = honest * weights / (honest * weights).sum(axis=1, keepdims=True)  # what a class-weighted fit learns
+    shift = list(np.log(weights))
+    t = fit_temperature(y, weighted, shift)
+    assert t == pytest.approx(1.0, abs=0.1)
+    calibrated = scaled(weighted, t, shift)
+    assert brier_score(y, calibrated) < 0.8 * brier_score(y, weighted)
+    assert abs(calibrated[:, 1].mean() - y.mean()) < 0.01 < abs(weighted[:, 1].mean() - y.mean())
+    offsets = decision_offsets({"temperature": t, "shift": shift})
+    kept = predicted_classes(calibrated, offsets)
+    np.testing.assert_array_equal(kept, weighted.argmax(axis=1))
+    threshold = 1 / (1 + np.exp(offsets[1] - offsets[0]))  # the same rule as a binary threshold
+    np.testing.assert_array_equal(predicted_classes(calibrated, threshold), kept)
+    layer = TemperatureScaling(t, shift)
+    np.testing.assert_allclose(np.asarray(layer(weighted[:5, 1:2].astype("float32")))[:, 0], calibrated[:5, 1], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer(weighted[:5].astype("float32"))), calibrated[:5], atol=1e-5)
 
 
 def test_expected_calibration_error_by_hand():

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from dlw.classes import predicted_classes
 from dlw.objectives import higher_is_better
 
 # The verdict's outcome codes (metrics.json["advice"]["outcome"]), which the report and
@@ -57,8 +58,8 @@ def advise(
 ) -> dict:
     """Compare the network with the best baseline on these rows; see the module docstring.
 
-    ``thresholds`` (binary) maps "network" or a baseline's name to its decision threshold
-    (the second class is predicted above it); the others predict the more probable class.
+    ``thresholds`` maps "network" or a baseline's name to its decision rule (``Problem.decision``:
+    a binary threshold or per-class offsets); the others predict the more probable class.
     """
     y_true = np.asarray(y_true)
     n = len(y_true)
@@ -139,7 +140,7 @@ def say(advice: dict) -> str:
 # --- per-row statistics and metrics from their (weighted) sums -----------------
 
 
-def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_classes: int | None, threshold: float | None = None) -> np.ndarray:
+def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_classes: int | None, threshold=None) -> np.ndarray:
     """Per-row columns whose weighted sums determine the metric (shape (n, m)); for roc_auc, (truth, score)."""
     output = np.asarray(output, dtype="float64")
     if n_classes is None:  # regression
@@ -153,9 +154,7 @@ def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_class
     finite = np.all(np.isfinite(output), axis=1)
     if metric == "roc_auc":
         return np.stack([y.astype("float64"), np.where(finite, output[:, 1], np.inf)], axis=1)
-    predicted = np.where(finite, np.nan_to_num(output, nan=-np.inf).argmax(axis=1), -1)
-    if threshold is not None and n_classes == 2:
-        predicted = np.where(finite, (output[:, 1] > threshold).astype(int), -1)
+    predicted = np.where(finite, predicted_classes(np.nan_to_num(output, nan=0.0, posinf=1.0, neginf=0.0), threshold), -1)
     correct = (predicted == y).astype("float64")
     if metric == "accuracy":
         return correct[:, None]

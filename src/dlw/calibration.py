@@ -7,6 +7,13 @@ not change, only how sure the network says it is. The layer ``TemperatureScaling
 appended to the network, so ``model.keras`` (loaded in safe mode, no pickle) and anything
 exported from it predict calibrated probabilities.
 
+A network trained with class weights (``train.class_weight``) learned the probabilities of
+re-weighted classes, which over-state the rare ones; no temperature undoes that. So the
+weights are first divided out (``shift``: each class's log weight subtracted from its
+log-probability, the prior correction), then the temperature is fitted. The network's own
+decisions are kept as a decision rule (``decision_offsets``), so the rare classes are still
+predicted as the weighted training intended while their probabilities are honest.
+
 ``calibration_summary`` measures the Brier score and the expected calibration error (ECE,
 15 equal-width bins of the top probability) on the test split, before and after.
 """
@@ -26,39 +33,44 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 class TemperatureScaling(keras.layers.Layer):
     """Probabilities in, probabilities out: ``softmax(log p / T)``; one sigmoid unit as ``sigmoid(logit(p) / T)``."""
 
-    def __init__(self, temperature: float = 1.0, **kwargs):
+    def __init__(self, temperature: float = 1.0, shift: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.temperature = float(temperature)
+        self.shift = None if shift is None else [float(s) for s in shift]
 
     def call(self, probabilities):
         p = keras.ops.clip(probabilities, 1e-7, 1.0 - 1e-7)
+        shift = self.shift or [0.0] * max(2, probabilities.shape[-1])
         if probabilities.shape[-1] == 1:
-            return keras.ops.sigmoid((keras.ops.log(p) - keras.ops.log(1.0 - p)) / self.temperature)
-        return keras.ops.softmax(keras.ops.log(p) / self.temperature, axis=-1)
+            logit = keras.ops.log(p) - keras.ops.log(1.0 - p) - (shift[1] - shift[0])
+            return keras.ops.sigmoid(logit / self.temperature)
+        logp = keras.ops.log(p) - keras.ops.convert_to_tensor(shift, dtype=p.dtype)
+        return keras.ops.softmax(logp / self.temperature, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "temperature": self.temperature}
+        return {**super().get_config(), "temperature": self.temperature, "shift": self.shift}
 
 
-def scaled(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """Class probabilities ``(n, k)`` at ``temperature``, as the layer computes them."""
-    logp = np.log(np.clip(np.asarray(proba, dtype="float64"), 1e-7, 1.0)) / temperature
+def scaled(proba: np.ndarray, temperature: float, shift=None) -> np.ndarray:
+    """Class probabilities ``(n, k)`` with ``shift`` subtracted from the log-probabilities, at ``temperature``, as the layer computes them."""
+    logp = np.log(np.clip(np.asarray(proba, dtype="float64"), 1e-7, 1.0))
+    logp = (logp - (0.0 if shift is None else np.asarray(shift)[None, :])) / temperature
     logp -= logp.max(axis=1, keepdims=True)
     e = np.exp(logp)
     return e / e.sum(axis=1, keepdims=True)
 
 
-def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
-    """The temperature that minimises the log loss of ``proba`` on the rows ``y``."""
+def fit_temperature(y: np.ndarray, proba: np.ndarray, shift=None) -> float:
+    """The temperature that minimises the log loss of ``proba`` (its log-probabilities less ``shift``) on the rows ``y``."""
     from scipy.optimize import minimize_scalar
 
     rows = np.arange(len(y))
 
     def loss(log_t: float) -> float:
-        return float(-np.log(np.clip(scaled(proba, np.exp(log_t))[rows, y], 1e-12, 1.0)).mean())
+        return float(-np.log(np.clip(scaled(proba, np.exp(log_t), shift)[rows, y], 1e-12, 1.0)).mean())
 
     low, high = np.log(TEMPERATURE_RANGE)
     return float(np.exp(minimize_scalar(loss, bounds=(low, high), method="bounded").x))
@@ -81,31 +93,40 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = ECE
     return float(gap)
 
 
-def calibrate(model, prepared, setting: str):
-    """``model`` with a ``TemperatureScaling`` layer fitted on the validation split, and the temperature.
+def calibrate(model, prepared, config):
+    """``model`` with a ``TemperatureScaling`` layer fitted on the validation split, and what was fitted.
 
-    Regression, or ``setting`` none: the model unchanged and None.
+    The dict has ``temperature`` and ``shift`` (the log class weights divided out, or None).
+    Regression, or ``checks.calibration: none``: the model unchanged and None.
     """
-    if setting == "none" or not prepared.problem.is_classification:
+    from dlw.classes import class_weights
+
+    problem = prepared.problem
+    if config.checks.calibration == "none" or not problem.is_classification:
         return model, None
+    weights = class_weights(problem, prepared.targets["train"], config.train.class_weight)
+    shift = None if weights is None else [float(np.log(weights[i])) if weights[i] > 0 else 0.0 for i in range(len(problem.classes))]
     proba = prepared.outputs(model, prepared.inputs["validation"])
-    temperature = fit_temperature(prepared.targets["validation"], proba)
-    output = TemperatureScaling(temperature, name="calibration")(model.outputs[0])
-    return keras.Model(model.input, output, name=model.name), temperature
+    temperature = fit_temperature(prepared.targets["validation"], proba, shift)
+    output = TemperatureScaling(temperature, shift, name="calibration")(model.outputs[0])
+    return keras.Model(model.input, output, name=model.name), {"temperature": temperature, "shift": shift}
 
 
-def calibration_summary(temperature: float, y: np.ndarray, calibrated: np.ndarray, folder: Path | None = None) -> dict:
-    """Brier score and ECE of the test probabilities before and after scaling; the reliability diagram into ``folder``.
+def calibration_summary(fitted: dict, y: np.ndarray, calibrated: np.ndarray, folder: Path | None = None) -> dict:
+    """Brier score and ECE of the test probabilities before and after calibration; the reliability diagram into ``folder``.
 
-    The probabilities before are recovered from the calibrated ones (scaling by ``1 / T``
-    undoes it), so the network is not run twice.
+    The probabilities before are recovered from the calibrated ones (the scaling is
+    undone exactly), so the network is not run twice.
     """
     from dlw.plots import plot_reliability
 
-    before = scaled(calibrated, 1.0 / temperature)
+    temperature, shift = fitted["temperature"], fitted.get("shift")
+    undo = None if shift is None else [-s / temperature for s in shift]
+    before = scaled(calibrated, 1.0 / temperature, undo)
     summary = {
-        "method": "temperature scaling, fitted on the validation split",
+        "method": "temperature scaling, fitted on the validation split" + ("; class weights divided out first" if shift else ""),
         "temperature": round(temperature, 4),
+        "class_weight_shift": None if shift is None else [round(s, 4) for s in shift],
         "split": "test",
         "before": {"brier": brier_score(y, before), "ece": expected_calibration_error(y, before)},
         "after": {"brier": brier_score(y, calibrated), "ece": expected_calibration_error(y, calibrated)},

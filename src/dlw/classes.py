@@ -90,12 +90,18 @@ def choose_main_metric(problem, y_train: np.ndarray, setting: str = "auto") -> t
     )
 
 
-def predicted_classes(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Class indices: the most probable class, or for two classes the second when its probability exceeds ``threshold``."""
+def predicted_classes(proba: np.ndarray, rule: float | list[float] | None = None) -> np.ndarray:
+    """Class indices under a decision ``rule`` (``Problem.decision``).
+
+    None: the most probable class; a number (two classes): the second class when its
+    probability exceeds it; a list: the largest log-probability plus each class's offset.
+    """
     proba = np.asarray(proba)
-    if threshold is None or proba.shape[1] != 2:
+    if rule is None:
         return proba.argmax(axis=1)
-    return (proba[:, 1] > threshold).astype(int)
+    if np.ndim(rule) == 0:
+        return (proba[:, 1] > rule).astype(int) if proba.shape[1] == 2 else proba.argmax(axis=1)
+    return (np.log(np.clip(proba, 1e-12, 1.0)) + np.asarray(rule)[None, :]).argmax(axis=1)
 
 
 def choose_threshold(y_val: np.ndarray, proba_val: np.ndarray, metric: str) -> float:
@@ -142,19 +148,38 @@ def unpredicted_class_warnings(split: str, y_true: np.ndarray, predicted: np.nda
     return warnings
 
 
-def validation_decisions(prepared, model, checks) -> tuple[float | None, list[str]]:
-    """After training, on the validation split: the binary decision threshold (None: the more probable class) and warnings.
+def decision_offsets(calibration: dict | None) -> list[float] | None:
+    """Per-class offsets under which calibrated probabilities decide as the class-weighted network did (or None).
+
+    ``calibration`` is what ``dlw.calibration.calibrate`` fitted: the temperature and the
+    log class weights divided out (``shift``).
+    """
+    if not calibration or calibration.get("shift") is None:
+        return None
+    # log p_weighted = T * log p_calibrated + shift + a constant per row, so the argmax is the same.
+    return [s / calibration["temperature"] for s in calibration["shift"]]
+
+
+def validation_decisions(prepared, model, checks, calibration: dict | None = None) -> tuple[float | None, list[float] | None, list[str]]:
+    """After training, on the validation split: the decision rule (``Problem.threshold``, ``Problem.class_offsets``) and warnings.
 
     ``checks`` is the config's ``checks`` section: ``threshold`` a number, or auto to choose
-    it on these rows by the main metric; the warnings name each class (almost) never predicted.
+    it on these rows by the main metric. When ``calibration`` divided class weights out,
+    its ``decision_offsets`` keep the weighted network's own decisions, unless a threshold
+    is set or chosen. The warnings name each class (almost) never predicted.
     """
     problem, y_val = prepared.problem, prepared.targets["validation"]
+    kept = decision_offsets(calibration)
     proba_val = prepared.outputs(model, prepared.inputs["validation"])
-    threshold = None
+    threshold, offsets = None, None
     if problem.task == "binary" and checks.threshold == "auto":
         metric = choose_main_metric(problem, prepared.targets["train"], checks.main_metric)[0]
         threshold = choose_threshold(y_val, proba_val, metric)
     elif problem.task == "binary" and checks.threshold != 0.5:
         threshold = float(checks.threshold)
-    predicted = predicted_classes(proba_val, threshold)
-    return threshold, unpredicted_class_warnings("validation", y_val, predicted, problem.classes)
+    elif problem.task == "binary" and kept is not None:  # as a probability: p > 1 / (1 + e^(o1 - o0))
+        threshold = float(1.0 / (1.0 + np.exp(kept[1] - kept[0])))
+    elif kept is not None:
+        offsets = [float(o) for o in kept]
+    predicted = predicted_classes(proba_val, threshold if threshold is not None else offsets)
+    return threshold, offsets, unpredicted_class_warnings("validation", y_val, predicted, problem.classes)

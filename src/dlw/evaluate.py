@@ -22,8 +22,8 @@ from dlw.problem import Problem
 from dlw.runs import pause_point
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int, threshold: float | None = None) -> dict:
-    """Accuracy, balanced accuracy, macro F1, log loss (and binary ROC AUC); classes decided at ``threshold`` (binary)."""
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int, threshold=None) -> dict:
+    """Accuracy, balanced accuracy, macro F1, log loss (and binary ROC AUC); classes decided by the rule ``threshold`` (``Problem.decision``)."""
     from sklearn import metrics as m
 
     predicted = predicted_classes(proba, threshold)
@@ -54,8 +54,8 @@ def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
-def score(problem: Problem, y_true: np.ndarray, output: np.ndarray, threshold: float | None = None) -> dict:
-    """Metrics for model output: class probabilities (decided at a binary ``threshold``), or predictions in target units."""
+def score(problem: Problem, y_true: np.ndarray, output: np.ndarray, threshold=None) -> dict:
+    """Metrics for model output: class probabilities (decided by the rule ``threshold``, ``Problem.decision``), or predictions in target units."""
     if problem.is_classification:
         return classification_metrics(y_true, output, len(problem.classes), threshold)
     return regression_metrics(y_true, output)
@@ -87,10 +87,10 @@ def measure(
     outputs = {} if outputs is None else outputs
     for name, (inputs, y) in evaluated.items():
         outputs[name] = prepared.outputs(model, inputs)
-        result[name] = score(problem, y, outputs[name], problem.threshold)
+        result[name] = score(problem, y, outputs[name], problem.decision)
     main = "test" if "test" in evaluated else next(iter(evaluated))
     result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)
-    thresholds = {"network": problem.threshold}
+    thresholds = {"network": problem.decision}
     base_outputs = measure_baselines(prepared, evaluated, main, result, thresholds=thresholds)
     result["advice"] = advise(
         problem.task, result["main_metric"], evaluated[main][1], outputs[main], {k: v[main] for k, v in base_outputs.items()},
@@ -100,7 +100,7 @@ def measure(
         only = {"persistence": base_outputs["persistence"][main]}
         result["advice_persistence"] = advise(problem.task, result["main_metric"], evaluated[main][1], outputs[main], only, n_boot=bootstrap, seed=prepared.splits.seed or 0)
     if problem.is_classification:
-        predicted = predicted_classes(outputs[main], problem.threshold)
+        predicted = predicted_classes(outputs[main], problem.decision)
         result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes)
     if detector is not None:
         flags, scores = score_inputs(detector[0], detector[1], prepared, evaluated[main][0])

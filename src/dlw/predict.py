@@ -15,11 +15,11 @@ from dlw.problem import Problem
 
 
 def prediction_frame(output: np.ndarray, problem: Problem, index=None) -> pd.DataFrame:
-    """Columns ``prediction`` and, for classification, ``prob_<class>`` per class (binary: decided at the problem's threshold)."""
+    """Columns ``prediction`` and, for classification, ``prob_<class>`` per class (decided by the problem's decision rule)."""
     if not problem.is_classification:
         return pd.DataFrame({"prediction": output}, index=index)
     classes = problem.classes
-    frame = pd.DataFrame({"prediction": [classes[i] for i in predicted_classes(output, problem.threshold)]}, index=index)
+    frame = pd.DataFrame({"prediction": [classes[i] for i in predicted_classes(output, problem.decision)]}, index=index)
     for i, name in enumerate(classes):
         frame[f"prob_{name}"] = output[:, i]
     return frame

@@ -27,9 +27,17 @@ class Problem:
     classes: list | None = None
     reason: str = ""
     notes: list[str] = field(default_factory=list)
-    # Binary: the second class is predicted when its probability exceeds this (None: the more probable class);
-    # decided after training (checks.threshold), recorded in schema.json, used by every prediction.
+    # How classes are decided from the probabilities, after training (dlw.classes.validation_decisions); recorded in
+    # schema.json and used by every prediction. Binary: the second class when its probability exceeds ``threshold``.
+    # Multiclass: the largest log-probability plus ``class_offsets`` (a class-weighted network's decisions, kept after
+    # its probabilities were calibrated). None: the most probable class.
     threshold: float | None = None
+    class_offsets: list[float] | None = None
+
+    @property
+    def decision(self) -> float | list[float] | None:
+        """The decision rule ``dlw.classes.predicted_classes`` takes: the threshold, the class offsets, or None."""
+        return self.threshold if self.threshold is not None else self.class_offsets
 
     @property
     def is_classification(self) -> bool:

@@ -44,7 +44,7 @@ class Trained:
     result: TrainResult
     distribution: dict
     train: TrainConfig  # the settings it trained with, ``auto`` planned
-    temperature: float | None = None  # set when the model was calibrated (dlw.calibration)
+    calibration: dict | None = None  # what dlw.calibration.calibrate fitted, when it ran
 
 
 TARGET_STEPS = 3000

@@ -138,8 +138,8 @@ class Workflow:
             from dlw.calibration import calibrate
             from dlw.classes import validation_decisions
 
-            trained.model, trained.temperature = calibrate(trained.model, prepared, self.config.checks.calibration)
-            prepared.problem.threshold, found = validation_decisions(prepared, trained.model, self.config.checks)
+            trained.model, trained.calibration = calibrate(trained.model, prepared, self.config)
+            prepared.problem.threshold, prepared.problem.class_offsets, found = validation_decisions(prepared, trained.model, self.config.checks, trained.calibration)
             warnings += [console.warn(w) or w for w in found]
         return trained, warnings
 
@@ -184,8 +184,8 @@ class Workflow:
             "plan": trained.train.model_dump(mode="json", include={"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule"}),
         }
         metrics["warnings"] = warnings + metrics.pop("class_warnings", [])
-        if trained.temperature is not None:
-            metrics["calibration"] = calibration_summary(trained.temperature, prepared.targets["test"], outputs["test"], folder)
+        if trained.calibration is not None:
+            metrics["calibration"] = calibration_summary(trained.calibration, prepared.targets["test"], outputs["test"], folder)
         write_test_predictions(folder, prepared, outputs)
         metrics["explanations"] = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}
         return metrics
