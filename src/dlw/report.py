@@ -694,7 +694,10 @@ def _section_performance(r: _Run) -> str:
     threshold = r.problem.get("threshold")
     if _is_number(threshold):
         out.append(_p(f"Decision threshold: the second class is predicted when its probability exceeds {threshold:.3f} "
-                      "(checks.threshold; chosen on the validation split when auto)."))
+                      "(checks.threshold; chosen on the validation split when auto, or kept from the class-weighted training)."))
+    elif isinstance(r.problem.get("class_offsets"), list):
+        out.append(_p("Decision rule: the class-weighted network's own decisions, kept after its probabilities were calibrated "
+                      "(the largest log-probability plus a per-class offset; problem.class_offsets in schema.json)."))
     class_warnings = [w for w in m.get("warnings") or [] if " predicts class " in w]
     if class_warnings:
         out.append("<ul class=\"warnings\">" + "".join(f"<li>{esc(w)}</li>" for w in class_warnings) + "</ul>")
