@@ -283,9 +283,14 @@ def blocks_from_penultimate(penultimate, prepared, inputs) -> dict[str, np.ndarr
     return blocks
 
 
+# Rows of each split the detector is fitted and calibrated on (a seeded sample above it).
+DETECTOR_ROWS = 20_000
+
+
 def fit_detector(model, prepared, rate: float):
     """Fit on the train split, calibrate on validation so that about ``rate`` of familiar inputs are flagged."""
     features = penultimate_model(model)
+    prepared = prepared.with_at_most(DETECTOR_ROWS, ("train", "validation"), seed=0)
     train = feature_blocks(features, prepared, prepared.inputs["train"])
     val = feature_blocks(features, prepared, prepared.inputs["validation"])
     labels = prepared.targets["train"] if prepared.problem.is_classification else None
