@@ -437,7 +437,10 @@ def test_failed_run_leaves_no_folder(tmp_path, binary_csv, monkeypatch):
     with pytest.raises(RuntimeError, match="disk on fire"):
         wf.train(out=out)
     assert not out.exists()
-    assert list((tmp_path / "runs").iterdir()) == [], "the partial folder is removed"
+    # The failure came after training: the hidden partial folder keeps the epochs trained for --resume
+    # (issue 14), and nothing that looks like a run folder is left.
+    [partial] = (tmp_path / "runs").iterdir()
+    assert partial.name.startswith(".broken.partial-") and (partial / "checkpoint" / "phase1.npz").is_file()
 
 
 KILL_SCRIPT = """
@@ -458,7 +461,7 @@ def test_killed_run_leaves_no_complete_looking_folder(tmp_path, binary_csv):
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(binary_csv), str(out)], capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
-    leftovers = list((tmp_path / "runs").iterdir())
+    leftovers = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]  # and the empty .killed.lock the kernel unlocked
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".killed.partial-")
     assert (leftovers[0] / "model.keras").is_file(), "the kill came half way through writing"
     assert not (leftovers[0] / "run.json").exists()
@@ -466,12 +469,15 @@ def test_killed_run_leaves_no_complete_looking_folder(tmp_path, binary_csv):
         dlw.load(leftovers[0])
 
 
-def test_next_run_clears_the_partial_folder_of_a_dead_process(tmp_path, binary_csv):
+def test_next_run_reports_then_resumes_the_partial_folder_of_a_dead_process(tmp_path, binary_csv):
     out = tmp_path / "runs" / "again"
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(binary_csv), str(out)], capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert len(list((tmp_path / "runs").glob(".again.partial-*"))) == 1
-    Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True).train(out=out)
+    wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
+    with pytest.raises(DlwError, match="killed after its training .2 epochs. had finished"):  # the trained epochs are kept, not cleared
+        wf.train(out=out)
+    wf.train(out=out, resume=True)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["again"]
 
 

@@ -207,6 +207,8 @@ def progress_summary(partial: Path) -> str:
     """One line on what a killed run's partial folder holds, e.g. 'a training killed after epoch 7 of 20 left ...'."""
     state = read_json_or_none(partial / CHECKPOINT / "progress.json") or {}
     done, planned = state.get("epoch"), state.get("epochs")
+    if state.get("done"):
+        return f"a run killed after its training ({done} epochs) had finished left it in {partial}"
     when = f"after epoch {done} of {planned}" if done is not None else "before its first epoch ended"
     return f"a training killed {when} left its progress in {partial}"
 
