@@ -45,7 +45,7 @@ class TablePrepared(Prepared):
         return baseline_matrix(inputs, self.schema)
 
     def linear_features(self, inputs: dict[str, np.ndarray]):
-        """Numbers and one-hot categories as a sparse matrix (the linear baseline scales it)."""
+        """Numbers, one-hot categories and the text columns' TF-IDF as a sparse matrix (the linear baseline scales it)."""
         from scipy import sparse
 
         blocks = []
@@ -61,7 +61,7 @@ class TablePrepared(Prepared):
         return sparse.hstack(blocks).tocsr()
 
     def tree_features(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Numbers and each category's code, and which columns are categories.
+        """Numbers, each category's code and the text columns' SVD components, and which columns are categories.
 
         Boosting splits a category natively on at most 255 codes; a column with more levels
         keeps its 254 most frequent train levels as codes and merges the rest into one, so
