@@ -83,13 +83,18 @@ class Tracker:
         _ACTIVE.reset(self._token)
         if self.run_id is None:
             return
-        if exc_type is None and self.outcome_of is not None:
-            metrics = json.loads((Path(self.outcome_of) / "metrics.json").read_text(encoding="utf-8"))
-            self.log_outcome(self.outcome_of, metrics)
         status, state = end_state(exc_type)
-        if state:
-            self.client.set_tag(self.run_id, "dlw.state", state)
-        self.client.set_terminated(self.run_id, status)
+        try:
+            if exc_type is None and self.outcome_of is not None:
+                metrics = json.loads((Path(self.outcome_of) / "metrics.json").read_text(encoding="utf-8"))
+                self.log_outcome(self.outcome_of, metrics)
+        except BaseException as error:  # the run is not left RUNNING when logging its outcome fails
+            status, state = end_state(type(error))
+            raise
+        finally:
+            if state:
+                self.client.set_tag(self.run_id, "dlw.state", state)
+            self.client.set_terminated(self.run_id, status)
 
     def child(self, config, *, name: str, folder: str) -> "Tracker":
         """A tracker for one part of this one (a tuning trial): nested in MLflow, its logs in ``logs/folder``."""
@@ -124,9 +129,11 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=items[start:start + _PER_REQUEST * 10])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        if self.run_id is not None:
-            for key, value in tags.items():
-                self.client.set_tag(self.run_id, key, str(value))
+        if self.run_id is None:
+            return
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
 
     def log_outcome(self, folder: str | Path, metrics: dict) -> None:
         """The test metrics, the baselines, the verdict and the training's figures; the run folder as artifacts."""
