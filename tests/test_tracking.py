@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pandas as pd
@@ -178,7 +179,7 @@ def test_without_the_extra_the_error_says_what_to_install(tmp_path):
     """A process in which ``import mlflow`` fails, as it does without ``dlw[track]``."""
     code = "import sys; sys.modules['mlflow'] = None; from dlw.cli import main; main()"
     args = ["train", "penguins", "--track", "mlflow", "--out", str(tmp_path / "run"), "--set", "train.epochs=1"]
-    done = __import__("subprocess").run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "track.mlflow" in line and "pip install 'dlw[track]'" in line
