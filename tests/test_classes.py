@@ -263,3 +263,20 @@ def test_persistence_naming_a_missing_or_unusable_column_is_a_one_line_error(tmp
                    "--out", str(tmp_path / "r"), cwd=tmp_path)
     line = one_error_line(proc)
     assert "key 'checks.persistence'" in line and expected in line
+
+
+def test_class_weighted_binary_run_has_honest_probabilities_and_keeps_its_decisions(tmp_path):
+    """Defaults on 8% 'yes': weights in training, divided out in model.keras, the weighted decisions kept as a threshold."""
+    rare_positives(n=600, seed=6).to_csv(tmp_path / "rare.csv", index=False)
+    run = dlw.Workflow.from_config(str(tmp_path / "rare.csv"), target="outcome", overrides=FAST, quiet=True).train(out=tmp_path / "run")
+    calibration = run.metrics["calibration"]
+    assert calibration["class_weight_shift"][1] > 0 > calibration["class_weight_shift"][0]
+    threshold = json.loads((run.path / "schema.json").read_text())["problem"]["threshold"]
+    assert 0 < threshold < 0.5, "the weighted network's decisions, as a threshold on honest probabilities"
+    saved = pd.read_csv(run.path / "test_predictions.csv")
+    assert (saved["prediction"] == np.where(saved["prob_yes"] > threshold, "yes", "no")).all()
+    assert (saved["prediction"] == "yes").sum() >= (saved["outcome"] == "yes").sum() / 2, "the rare class is predicted"
+    assert abs(saved["prob_yes"].mean() - (saved["outcome"] == "yes").mean()) < 0.06, "probabilities near the real rate"
+    assert calibration["after"]["brier"] < calibration["before"]["brier"]
+    layer = keras.models.load_model(run.path / "model.keras", safe_mode=True).layers[-1]
+    assert layer.shift == pytest.approx(calibration["class_weight_shift"], abs=1e-3)
