@@ -88,18 +88,31 @@ def fit_trivial(prepared, seed: int) -> Fitted:
     return Fitted(output_of(model, problem, prepared.baseline_features), {}, time.perf_counter() - started)
 
 
-def fit_regularized(prepared, seed: int, *, features: Callable) -> Fitted:
+def scaler_for(dense: bool, scaled_columns: int | None):
+    """Standardize every column, or only the first ``scaled_columns`` (the rest, TF-IDF, pass as they are).
+
+    Standardizing a TF-IDF block would undo its weighting: on a text table the linear
+    model read the text worse than it read the table without it (4.37 against 4.13 rmse).
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import StandardScaler
+
+    if scaled_columns is None:
+        return StandardScaler(with_mean=dense)
+    return ColumnTransformer([("scaled", StandardScaler(with_mean=dense), slice(0, scaled_columns))], remainder="passthrough")
+
+
+def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: int | None = None) -> Fitted:
     """Logistic or ridge regression on standardized features, its regularization chosen on the validation split.
 
     The grid is searched on at most ``GRID_ROWS`` train rows (a seeded sample), then the
     chosen value is fitted on every train row: on 200,000 rows a full grid would cost
-    more than the network's whole training.
+    more than the network's whole training. ``scaled_columns``: see ``scaler_for``.
     """
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import log_loss, mean_squared_error
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     problem = prepared.problem
     x, y = prepared.baseline_training_set(features)
@@ -109,11 +122,11 @@ def fit_regularized(prepared, seed: int, *, features: Callable) -> Fitted:
     n_classes = len(problem.classes) if problem.is_classification else 0
     if n_classes:
         key, grid = "C", LINEAR_C_GRID
-        make = lambda c: make_pipeline(StandardScaler(with_mean=dense), LogisticRegression(C=c, max_iter=2000))  # noqa: E731
+        make = lambda c: make_pipeline(scaler_for(dense, scaled_columns), LogisticRegression(C=c, max_iter=2000))  # noqa: E731
         loss = lambda m: log_loss(yv, class_probabilities(m, xv, n_classes), labels=list(range(n_classes)))  # noqa: E731
     else:
         key, grid = "alpha", RIDGE_ALPHA_GRID
-        make = lambda a: make_pipeline(StandardScaler(with_mean=dense), Ridge(alpha=a))  # noqa: E731
+        make = lambda a: make_pipeline(scaler_for(dense, scaled_columns), Ridge(alpha=a))  # noqa: E731
         loss = lambda m: mean_squared_error(yv, m.predict(xv))  # noqa: E731
     started = time.perf_counter()
     with sklearn_threads():
@@ -124,7 +137,7 @@ def fit_regularized(prepared, seed: int, *, features: Callable) -> Fitted:
 
 
 def fit_linear(prepared, seed: int) -> Fitted:
-    return fit_regularized(prepared, seed, features=prepared.linear_features)
+    return fit_regularized(prepared, seed, features=prepared.linear_features, scaled_columns=prepared.linear_scaled_columns())
 
 
 def fit_pixels(prepared, seed: int) -> Fitted:

@@ -60,6 +60,16 @@ class TablePrepared(Prepared):
             blocks.append(self.text_baseline().tfidf(inputs))
         return sparse.hstack(blocks).tocsr()
 
+    def linear_scaled_columns(self) -> int | None:
+        """How many leading columns of ``linear_features`` the linear baseline standardizes (None: all).
+
+        The text columns' TF-IDF block comes last and keeps its own weighting.
+        """
+        if "text_ids" not in self.inputs["train"]:
+            return None
+        numbers = self.inputs["train"]["numeric"].shape[1] if "numeric" in self.inputs["train"] else 0
+        return numbers + (self.schema.n_category_tokens if "categorical" in self.inputs["train"] else 0)
+
     def tree_features(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Numbers, each category's code and the text columns' SVD components, and which columns are categories.
 
