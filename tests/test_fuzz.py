@@ -169,6 +169,8 @@ def edge_tables() -> dict[str, str]:
         "huge_field": "x,y\n" + "\n".join(f"{'z' * 100_000},{i % 2}" for i in range(40)),
         "target_is_float_noise": "x,y\n" + numbers(80).replace(",0", ",1e300").replace(",1", ",-1e300"),
         "empty_fields": "x,y,z\n" + "\n".join(f",{i % 2}," for i in range(60)),
+        "inf_in_number_target": "x,y\n" + "\n".join(f"{i},{v}" for i, v in enumerate([1.5, 2.25, 3.75, "inf", 5.5] * 12)),
+        "float32_overflow_target": "x,y\n" + "\n".join(f"{i},{v}" for i, v in enumerate([1.5, 2.25, 1e300, -1e300] * 15)),
         "bom_and_crlf": "\ufeffx,y\r\n" + "\r\n".join(f"{i},{i % 3}" for i in range(60)),
     }
 

@@ -74,6 +74,17 @@ def drop_missing_target(frame: pd.DataFrame, target: str, origin: str) -> tuple[
     return frame[present], int((~present).sum())
 
 
+def check_finite_target(numeric: np.ndarray, target: str, origin: str) -> None:
+    """Refuse a numeric target with infinite values or values beyond float32 (the network's float type)."""
+    values = np.asarray(numeric, dtype="float64")
+    bad = ~np.isfinite(values) | (np.abs(np.nan_to_num(values)) > np.finfo("float32").max)
+    if bad.any():
+        raise DataError(
+            f"{origin}: target column {target!r} has {int(bad.sum())} value(s) that are infinite or beyond float32's range "
+            f"(e.g. {float(values[bad][0])!r}); remove or fix those rows"
+        )
+
+
 def formulate(frame: pd.DataFrame, target: str, task: str = "auto", origin: str = "data") -> Problem:
     """Decide the task from the target column (``task='auto'``) or check the one asked for."""
     values = frame[target].dropna()
@@ -84,8 +95,10 @@ def formulate(frame: pd.DataFrame, target: str, task: str = "auto", origin: str 
     if task == "regression":
         if numeric is None:
             raise DataError(f"{origin}: task is regression but target {target!r} is not numeric (e.g. {values.iloc[0]!r}); use task: auto")
+        check_finite_target(numeric, target, origin)
         return Problem("regression", target, None, "set in the config")
     if task == "auto" and numeric is not None:
+        check_finite_target(numeric, target, origin)
         integer = bool(np.all(np.mod(numeric, 1) == 0))
         n_unique = int(pd.Series(numeric).nunique())
         if not (integer and n_unique <= MAX_INTEGER_CLASSES):
