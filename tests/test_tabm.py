@@ -44,7 +44,7 @@ def test_plan_from_the_number_of_train_rows():
     config = load_spec("penguins")
     small, big = plan_training(config, 200), plan_training(config, 200_000)
     assert (small.train.batch_size, small.train.epochs) == (32, 100)
-    assert (big.train.batch_size, big.train.epochs) == (512, 4)
+    assert (big.train.batch_size, big.train.epochs) == (512, 8)
     fixed = plan_training(load_spec("penguins", overrides=["train.batch_size=64", "train.epochs=7"]), 200_000)
     assert (fixed.train.batch_size, fixed.train.epochs) == (64, 7)
 
