@@ -291,3 +291,10 @@ def test_fuzzed_tables_through_real_cli_processes(tmp_path_factory, raw):
         assert len(lines) == 1 and lines[0].startswith("dlw: error: "), proc.stderr
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # the largest child so far
     assert peak_gb < 4, f"a dlw process used {peak_gb:.1f} GB"
+
+
+@pytest.mark.slow
+def test_zz_cli_totals():
+    """After the CLI fuzz test: how its processes ended (printed with -s)."""
+    print(f"\nCLI fuzz: {len(CLI_OUTCOMES)} processes; exit 0: {CLI_OUTCOMES.count(0)}, exit 2: {CLI_OUTCOMES.count(2)}, other: {len([c for c in CLI_OUTCOMES if c not in (0, 2)])}")
+    assert all(c in (0, 2) for c in CLI_OUTCOMES)

@@ -405,6 +405,11 @@ def _check_output(path: Path, overwrite: bool) -> None:
 
 
 def main() -> None:
+    import warnings
+
+    # NumPy's arithmetic warnings (overflow, invalid value) are not for the user: dlw checks the
+    # numbers itself and says what is wrong in one line (issue 14).
+    warnings.simplefilter("ignore", RuntimeWarning)
     app(prog_name="dlw")
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlw.errors import DataError
 from dlw.runs import write_atomic, write_json
 
 METHOD = (
@@ -294,6 +295,11 @@ def fit_detector(model, prepared, rate: float):
     train = feature_blocks(features, prepared, prepared.inputs["train"])
     val = feature_blocks(features, prepared, prepared.inputs["validation"])
     labels = prepared.targets["train"] if prepared.problem.is_classification else None
+    if not np.isfinite(train["penultimate"]).all():
+        raise DataError(
+            f"{prepared.config.data.source}: the training diverged (the network's outputs are not finite numbers); the inputs "
+            "hold extreme values (beyond about 1e30) or the learning rate is too high: rescale or drop those columns, or lower train.learning_rate"
+        )
     return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks), features
 
 
