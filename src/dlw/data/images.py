@@ -164,7 +164,10 @@ def _check_class_count(origin: str, classes: list[str]) -> None:
 def _image_columns(frame) -> list[str]:
     """Columns whose non-empty text values mostly end in an image suffix."""
     found = []
-    for name in frame.columns[(frame.dtypes == object).to_numpy()]:  # paths are text; a 100,000-column table of numbers costs nothing
+    import pandas as pd
+
+    text = [pd.api.types.is_object_dtype(t) or pd.api.types.is_string_dtype(t) for t in frame.dtypes]
+    for name in frame.columns[text]:  # paths are text; a 100,000-column table of numbers costs nothing
         values = frame[name].dropna()
         values = values[values.map(lambda v: isinstance(v, str) and v.strip() != "")]
         if len(values) and values.str.strip().str.lower().str.endswith(IMAGE_SUFFIXES).mean() > 0.5:
