@@ -703,7 +703,7 @@ def tuning_table(study, space):
         frame["duration"] = frame["duration"].dt.total_seconds().round(3)
         frame = frame.rename(columns={"duration": "duration_s"})
     for path in space:
-        if path in frame and space[path].choice is not None and frame[path].dtype == object:
+        if path in frame and space[path].choice is not None and not pd.api.types.is_numeric_dtype(frame[path]):
             frame[path] = frame[path].map(lambda v: v if not isinstance(v, str) or not v.startswith(("[", "{")) else json.dumps(json.loads(v)))
     first = [c for c in ("number", "state", "value", "duration_s", "epochs", "best_epoch") if c in frame]
     return frame[first + [c for c in frame.columns if c not in first]]
