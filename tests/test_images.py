@@ -183,6 +183,7 @@ def scattered_digits(root, classes, start=0, stop=None, copies=1, seed=0):
             Image.fromarray(canvas).save(root / f"d{label}" / f"{copy}_{i:04d}.png")
 
 
+@pytest.mark.slow  # 60 s: the longest test of the default suite
 def test_transfer_from_digits_0_4_beats_training_from_scratch_on_20_per_class(tmp_path):
     """A CNN trained on digits 0-4, saved as a dlw run, is the backbone for digits 5-9 with 20 images per class.
 

@@ -115,9 +115,9 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
     seen = []
     real_train_model = train_module.fit_phases
 
-    def spy(model, base, prepared, objective, config, console, callbacks=()):
+    def spy(model, base, prepared, objective, config, console, callbacks=(), **rest):
         seen.append({"splits": sorted(prepared.inputs), "rows": {k: len(v) for k, v in prepared.targets.items()}, "callbacks": len(callbacks)})
-        return real_train_model(model, base, prepared, objective, config, console, callbacks=callbacks)
+        return real_train_model(model, base, prepared, objective, config, console, callbacks=callbacks, **rest)
 
     monkeypatch.setattr(train_module, "fit_phases", spy)
     out = tmp_path / "tuned"

@@ -233,8 +233,9 @@ def test_history_val_columns_are_the_validation_split(binary_run):
     assert history["epoch"].tolist() == list(range(1, len(history) + 1))
     best = run.metrics["training"]["best_epoch"]
     row = history.iloc[best - 1]
-    # The restored weights' validation scores are exactly what the best epoch logged.
-    assert run.metrics["validation"]["log_loss"] == pytest.approx(row["val_loss"], abs=2e-3)
+    # The restored weights' validation scores are what the best epoch logged; the temperature,
+    # fitted on the validation split with T = 1 among its choices, can only lower the log loss.
+    assert run.metrics["validation"]["log_loss"] <= row["val_loss"] + 2e-3
     assert run.metrics["validation"]["accuracy"] == pytest.approx(row["val_accuracy"], abs=1.01 / 80)
     assert row["val_loss"] == pytest.approx(history["val_loss"].min(), abs=1e-9)
 

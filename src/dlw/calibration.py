@@ -26,7 +26,11 @@ import keras
 import numpy as np
 
 ECE_BINS = 15
-TEMPERATURE_RANGE = (0.05, 20.0)
+# Sharpening is bounded at 4x: on a validation split the network gets entirely right (penguins),
+# the log loss falls without end as T falls, and a T of 0.05 made every test error a certainty.
+TEMPERATURE_RANGE = (0.25, 20.0)
+# Validation rows the network must get wrong before a temperature is fitted.
+MIN_ERRORS = 5
 
 
 @keras.saving.register_keras_serializable(package="dlw")
@@ -107,24 +111,33 @@ def calibrate(model, prepared, config):
     weights = class_weights(problem, prepared.targets["train"], config.train.class_weight)
     shift = None if weights is None else [float(np.log(weights[i])) if weights[i] > 0 else 0.0 for i in range(len(problem.classes))]
     proba = prepared.outputs(model, prepared.inputs["validation"])
-    temperature = fit_temperature(prepared.targets["validation"], proba, shift)
+    y = prepared.targets["validation"]
+    # With (almost) no validation errors the log loss only says "sharper": T would sink to its
+    # bound and make every test error a certainty (penguins: test Brier 0.010 -> 0.018). Keep T = 1.
+    errors = int((scaled(proba, 1.0, shift).argmax(axis=1) != y).sum())
+    temperature = fit_temperature(y, proba, shift) if errors >= MIN_ERRORS else 1.0
     output = TemperatureScaling(temperature, shift, name="calibration")(model.outputs[0])
-    return keras.Model(model.input, output, name=model.name), {"temperature": temperature, "shift": shift}
+    return keras.Model(model.input, output, name=model.name), {"temperature": temperature, "shift": shift, "validation_errors": errors}
 
 
-def calibration_summary(fitted: dict, y: np.ndarray, calibrated: np.ndarray, folder: Path | None = None) -> dict:
+def uncalibrated_outputs(model, prepared, split: str = "test") -> np.ndarray:
+    """The class probabilities of ``model`` without its ``calibration`` layer, on ``split``."""
+    network = keras.Model(model.input, model.get_layer("calibration").input)
+    return prepared.outputs(network, prepared.inputs[split])
+
+
+def calibration_summary(fitted: dict, y: np.ndarray, calibrated: np.ndarray, folder: Path | None = None, *, before: np.ndarray) -> dict:
     """Brier score and ECE of the test probabilities before and after calibration; the reliability diagram into ``folder``.
 
-    The probabilities before are recovered from the calibrated ones (the scaling is
-    undone exactly), so the network is not run twice.
+    ``before`` are the network's own test probabilities (``uncalibrated_outputs``): undoing
+    the scaling from the calibrated ones cannot recover what float32 rounded to 0 or 1.
     """
     from dlw.plots import plot_reliability
 
     temperature, shift = fitted["temperature"], fitted.get("shift")
-    undo = None if shift is None else [-s / temperature for s in shift]
-    before = scaled(calibrated, 1.0 / temperature, undo)
     summary = {
-        "method": "temperature scaling, fitted on the validation split" + ("; class weights divided out first" if shift else ""),
+        "method": "temperature scaling, fitted on the validation split" + ("; class weights divided out first" if shift else "")
+        + (f"; T kept at 1: {fitted['validation_errors']} validation error(s), too few to fit it" if fitted.get("validation_errors", MIN_ERRORS) < MIN_ERRORS else ""),
         "temperature": round(temperature, 4),
         "class_weight_shift": None if shift is None else [round(s, 4) for s in shift],
         "split": "test",

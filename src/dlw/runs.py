@@ -53,6 +53,8 @@ class RunWriter:
         self.out = Path(out)
         self.overwrite, self.resume = overwrite, resume
         check_writable(self.out, overwrite)
+        # The folders made for this run: a run that fails with nothing to keep leaves none of them.
+        self.made = [p for p in (self.out.parent, *self.out.parent.parents) if not p.exists()]
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -109,6 +111,11 @@ class RunWriter:
             self.lock.release()
         if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            for folder in self.made:  # deepest first; one that holds anything else stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def _commit(self) -> None:
         pause_point("rename")

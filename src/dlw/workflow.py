@@ -145,7 +145,7 @@ class Workflow:
 
     def _write_run(self, folder: Path, prepared: Prepared, objective, trained, warnings: list[str]) -> dict:
         """Everything a run leaves behind but ``metrics.json`` and ``run.json``; returns the metrics."""
-        from dlw.calibration import calibration_summary
+        from dlw.calibration import calibration_summary, uncalibrated_outputs
         from dlw.ood import METHOD as OOD_METHOD, fit_detector
         from dlw.plots import plot_learning_curves
         from dlw.sufficiency import trainable_parameters
@@ -185,7 +185,7 @@ class Workflow:
         }
         metrics["warnings"] = warnings + metrics.pop("class_warnings", [])
         if trained.calibration is not None:
-            metrics["calibration"] = calibration_summary(trained.calibration, prepared.targets["test"], outputs["test"], folder)
+            metrics["calibration"] = calibration_summary(trained.calibration, prepared.targets["test"], outputs["test"], folder, before=uncalibrated_outputs(model, prepared))
         write_test_predictions(folder, prepared, outputs)
         metrics["explanations"] = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}
         return metrics
