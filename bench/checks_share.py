@@ -31,7 +31,7 @@ from overhead import make_table  # noqa: E402
 CHECKS = {
     "dlw.ood": ("fit_detector", "score_inputs"),
     "dlw.explain": ("table_importance",),
-    "dlw.plots": ("plot_confusion_matrix", "plot_residuals", "plot_learning_curves", "plot_importance"),
+    "dlw.plots": ("plot_confusion_matrix", "plot_residuals", "plot_learning_curves", "plot_importance", "plot_reliability"),
 }
 
 
