@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlw.spec import load_spec
+
 from conftest import FAST_CLI, binary_frame, run_dlw, write_csv
 
 
@@ -106,6 +108,8 @@ def test_init_then_train_the_yaml(tmp_path):
     assert "#   customer_id: not used, ID-like" in init.stdout
     assert "#   plan: categorical" in init.stdout
     assert "task: auto    # inferred: binary" in init.stdout
+    # The written config is valid as it stands, with dlw's default network for tables.
+    assert load_spec(str(tmp_path / "my.yaml")).model.kind == "tabm"
 
     train = run_dlw("train", "my.yaml", *FAST_CLI, "--out", "from_yaml", "--quiet", cwd=tmp_path)
     assert train.returncode == 0, train.stderr
