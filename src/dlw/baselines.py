@@ -32,6 +32,8 @@ from typing import Callable
 
 import numpy as np
 
+from dlw.data.prepared import sample_positions
+
 BOOSTING_ITERATIONS = 3000
 BOOSTING_PATIENCE = 50
 LINEAR_C_GRID = tuple(10.0**e for e in range(-4, 3))
@@ -118,7 +120,7 @@ def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: 
     x, y = prepared.baseline_training_set(features)
     xv, yv = features(prepared.inputs["validation"]), prepared.targets["validation"]
     dense = not sparse.issparse(x)  # centring a sparse matrix would make it dense
-    sample = np.sort(np.random.default_rng(seed).choice(len(y), GRID_ROWS, replace=False)) if len(y) > GRID_ROWS else slice(None)
+    sample = sample_positions(len(y), GRID_ROWS, np.random.default_rng(seed)) if len(y) > GRID_ROWS else slice(None)
     n_classes = len(problem.classes) if problem.is_classification else 0
     if n_classes:
         key, grid = "C", LINEAR_C_GRID

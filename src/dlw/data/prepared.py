@@ -23,6 +23,13 @@ from dlw.problem import Problem
 SPLITS = ("train", "validation", "test")
 
 
+def sample_positions(n: int, at_most: int, rng: np.random.Generator) -> np.ndarray:
+    """``at_most`` of the positions ``0..n-1`` drawn by ``rng`` without replacement, in order (all of them when ``n <= at_most``)."""
+    if n <= at_most:
+        return np.arange(n)
+    return np.sort(rng.choice(n, at_most, replace=False))
+
+
 @dataclass
 class Prepared:
     """Steps 1-3 done: the problem, the schema fitted on train rows, and the encoded splits.
@@ -91,7 +98,7 @@ class Prepared:
         permutation score on 200,000 rows costs minutes and says what 20,000 say.
         """
         rng = np.random.default_rng(seed)
-        keep = {s: np.sort(rng.choice(self.count(s), rows, replace=False)) for s in splits if self.count(s) > rows}
+        keep = {s: sample_positions(self.count(s), rows, rng) for s in splits if self.count(s) > rows}
         return self.with_rows(keep) if keep else self
 
     def without_test(self) -> "Prepared":
