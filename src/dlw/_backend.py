@@ -153,7 +153,12 @@ def inference_function(model):
     trainable = [jnp.array(v.value, copy=True) for v in model.trainable_variables]
     non_trainable = [jnp.array(v.value, copy=True) for v in model.non_trainable_variables]
     call = jax.jit(lambda weights, state, inputs: model.stateless_call(weights, state, inputs, training=False)[0])
-    return lambda inputs: jax.tree.map(np.asarray, call(trainable, non_trainable, inputs))
+    def infer(inputs):
+        outputs = call(trainable, non_trainable, inputs)
+        # A list of arrays (the serving model's two outputs) needs no general tree walk.
+        return [np.asarray(o) for o in outputs] if isinstance(outputs, (list, tuple)) else np.asarray(outputs)
+
+    return infer
 
 
 def device_summary() -> list[str]:
