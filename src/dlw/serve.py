@@ -40,7 +40,6 @@ from dlw.errors import DlwError
 EXTRA = "pip install 'dlw[serve]'"
 DEFAULT_MAX_ROWS = 1000
 WARM_BATCHES = 64  # batch sizes up to this are compiled before the port opens
-INLINE_SECONDS = 0.001  # a network whose one-row call takes less runs on the event loop (MicroBatcher)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -254,14 +253,11 @@ class MicroBatcher:
     """Gathers concurrent requests into one batch: whatever arrived while the last batch ran.
 
     There is no fixed wait, so a lone request runs at once; under load, batches grow by
-    themselves. A slow network runs in one worker thread, so the event loop keeps reading
-    requests meanwhile; a fast one (``inline``, under a millisecond a batch) runs on the loop
-    itself, where handing each batch to a thread would cost more than the call (requests that
-    arrive during the call are read right after it and form the next batch).
+    themselves. The network runs in one worker thread, so the event loop keeps reading requests.
     """
 
-    def __init__(self, work, max_rows: int, *, inline: bool = False):
-        self.work, self.max_rows, self.inline = work, max_rows, inline
+    def __init__(self, work, max_rows: int):
+        self.work, self.max_rows = work, max_rows
         self.pending: deque = deque()
         self.wake: asyncio.Event | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlw-serve")
@@ -301,7 +297,7 @@ class MicroBatcher:
                 jobs = self.next_batch()
                 rows = [row for batch, _ in jobs for row in batch]
                 try:
-                    results = self.work(rows) if self.inline else await loop.run_in_executor(self.executor, self.work, rows)
+                    results = await loop.run_in_executor(self.executor, self.work, rows)
                 except Exception as exc:  # handed to each waiting request, which answers for itself
                     for _, future in jobs:
                         if not future.done():
@@ -376,7 +372,7 @@ def create_app(source, *, max_rows: int = DEFAULT_MAX_ROWS, warm_up: bool = True
     work = install.worker(predictor)
     if warm_up:
         install.warm_up(predictor, min(max_rows, WARM_BATCHES))
-    batcher = MicroBatcher(work, max_rows, inline=warm_up and install.call_seconds(work, predictor) < INLINE_SECONDS)
+    batcher = MicroBatcher(work, max_rows)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -445,19 +441,6 @@ class TableRoutes:
             size *= 2
 
     @staticmethod
-    def call_seconds(work, predictor: Predictor) -> float:
-        """The fastest of five one-row calls of ``work``, warmed up."""
-        import time
-
-        row = [None] * len(predictor.run.schema.features)
-        timings = []
-        for _ in range(5):
-            started = time.perf_counter()
-            work([row])
-            timings.append(time.perf_counter() - started)
-        return min(timings)
-
-    @staticmethod
     def routes(app, predictor: Predictor, batcher: MicroBatcher, max_rows: int) -> None:
         from fastapi import HTTPException, Response
 
@@ -493,11 +476,6 @@ class ImageRoutes:
     def warm_up(predictor: Predictor, largest: int) -> None:
         shape = [d or 1 for d in predictor.network.inputs[0].shape[1:]]
         predictor.predict(np.zeros([1, *shape], dtype="float32"))
-
-    @staticmethod
-    def call_seconds(work, predictor: Predictor) -> float:
-        """Images always run in the worker thread: decoding and a CNN take milliseconds."""
-        return math.inf
 
     @staticmethod
     def routes(app, predictor: Predictor, batcher: MicroBatcher, max_rows: int) -> None:
