@@ -49,6 +49,20 @@ def test_plan_from_the_number_of_train_rows():
     assert (fixed.train.batch_size, fixed.train.epochs) == (64, 7)
 
 
+def test_bins_from_the_number_of_train_rows():
+    from dlw.models import tabm_bins
+
+    config = load_spec("penguins")
+    assert [tabm_bins(config, n) for n in (300, 4_000, 8_000, 20_000, 200_000)] == [16, 16, 32, 80, 96]
+    assert tabm_bins(load_spec("penguins", overrides=["model.bins=48"]), 200_000) == 48
+
+
+@pytest.mark.parametrize("override", ["model.bins=1", "model.bins=257", "model.bins=many"])
+def test_a_wrong_bin_count_names_the_key(override):
+    with pytest.raises(ConfigError, match=r"model\.bins"):
+        load_spec("penguins", overrides=[override])
+
+
 @pytest.fixture(scope="module")
 def tabm_run(tmp_path_factory):
     path = write_csv(regression_frame(600), tmp_path_factory.mktemp("tabm") / "houses.csv")

@@ -564,3 +564,17 @@ def test_a_folder_that_is_not_a_run_is_not_offered_to_overwrite(tmp_path, binary
         wf.train(out=out)
     assert "not a dlw run folder" in str(info.value) and "pass --overwrite" not in str(info.value)
     assert (out / "thesis.tex").read_text(encoding="utf-8") == "precious"
+
+
+def test_unfamiliar_scores_are_the_same_in_chunks(penguins_run, monkeypatch):
+    """Scoring many rows in chunks (bounded memory) gives exactly the scores of one pass."""
+    import dlw.ood as ood
+
+    frame = pd.concat([dlw.data.builtin.BUILTINS["penguins"].load()] * 3, ignore_index=True)  # 1,032 rows
+    inputs, _ = penguins_run.prepared.schema.encode(frame)
+    whole = ood.score_inputs(penguins_run.detector, penguins_run.features_model, penguins_run.prepared, inputs)
+    monkeypatch.setattr(ood, "SCORE_ROWS", 256)
+    chunked = ood.score_inputs(penguins_run.detector, penguins_run.features_model, penguins_run.prepared, inputs)
+    assert len(whole[1]) == len(frame)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-6)

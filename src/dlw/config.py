@@ -161,7 +161,11 @@ class ModelConfig(_Strict):
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
     text_dim: int = Field(32, ge=1, le=512, description="tabm and mlp: width of a text column's learned embedding (the mean of its n-grams' vectors).")
     text_dropout: float = Field(0.8, ge=0, lt=1, description="tabm and mlp: in training, the share of a row's n-grams left out of its text embedding.")
-    bins: int = Field(16, ge=2, le=256, description="tabm: piecewise-linear bins per number (from the train split's quantiles).")
+    bins: Annotated[int, Field(ge=2, le=256)] | Literal["auto"] = Field(
+        "auto",
+        description="tabm: piecewise-linear bins per number (from the train split's quantiles), 2 to 256. "
+        "auto: one per 250 train rows, at least 16 and at most 96 (finer bins need more rows to place).",
+    )
     activation: str = Field("relu", description="MLP: activation of hidden layers (a Keras name).")
     conv_filters: list[int] = Field([32, 64, 128], description="CNN: filters of each convolution block (3x3 conv, ReLU, 2x2 pooling).")
     dense_layers: list[int] = Field([128], description="CNN and pretrained head: units of the Dense layers after pooling.")

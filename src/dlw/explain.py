@@ -29,7 +29,7 @@ from dlw.objectives import higher_is_better
 from dlw.plots import plot_importance, plot_occlusion
 
 IMPORTANCE_ROWS = 5_000  # test rows permuted for the importance of tables
-MAX_ROWS_PER_CALL = 2_000_000  # permuted rows sent to ``predict`` at once; above this, one call per column
+MAX_ROWS_PER_CALL = 200_000  # permuted rows sent to ``predict`` at once (their frame and encoding bound the memory); above, a few columns a call
 MAX_IMAGES_PER_CALL = 4096  # occluded images sent to ``predict`` at once
 GREY = 128
 

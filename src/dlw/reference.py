@@ -51,6 +51,8 @@ def _type_name(annotation) -> str:
         return " \\| ".join(json.dumps(a) for a in typing.get_args(annotation))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is typing.Annotated:  # a constrained type: the constraint is in the description
+        return _type_name(typing.get_args(annotation)[0])
     if origin in (list, dict):
         args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
         return f"{origin.__name__}[{args}]"

@@ -43,6 +43,20 @@ def tabm_embeddings(config, n_train: int) -> str:
     return "piecewise_linear" if n_train >= EMBEDDING_MIN_ROWS else "none"
 
 
+# tabm's automatic bin count: one bin per this many train rows, within BINS_RANGE (bench/RESULTS.md).
+ROWS_PER_BIN = 250
+BINS_RANGE = (16, 96)
+
+
+def tabm_bins(config, n_train: int) -> int:
+    """``model.bins``, with ``auto`` decided from the number of train rows."""
+    chosen = config.model.bins
+    if chosen != "auto":
+        return chosen
+    low, high = BINS_RANGE
+    return int(min(high, max(low, n_train // ROWS_PER_BIN)))
+
+
 def _build_tabm(config, prepared, objective, backbone):
     from dlw.models.tabm import build_tabm
 
@@ -50,7 +64,7 @@ def _build_tabm(config, prepared, objective, backbone):
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train")), embedding_dim=m.embedding_dim,
-        bins=m.bins, seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
+        bins=tabm_bins(config, prepared.count("train")), seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
     )
     return model, None
 
