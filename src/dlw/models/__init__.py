@@ -98,8 +98,10 @@ def _dense_units(model) -> str:
 def _describe_tabm(model, config, backbone, base) -> str:
     m = config.model
     units = "-".join(str(u) for u in m.hidden_units)
-    embedded = model.get_layer("numeric_embedding").__class__.__name__ if any(l.name == "numeric_embedding" for l in model.layers) else None
-    numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(embedded, "no")
+    layer = model.get_layer("numeric_embedding") if any(l.name == "numeric_embedding" for l in model.layers) else None
+    numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(type(layer).__name__, "no")
+    if hasattr(layer, "edges"):  # what bins: auto became
+        numbers += f" ({len(layer.edges[0]) - 1} bins)"
     return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings; {model.count_params():,} parameters"
 
 
