@@ -154,6 +154,7 @@ def test_train_prints_steps_on_stderr_and_nothing_on_stdout(tmp_path):
     assert "hist_gradient_boosting" in proc.stderr
 
 
+@pytest.mark.slow  # 24 s; the default suite runs `dlw run` in test_dlw_run_penguins_meets_the_bar
 def test_run_command_is_train(tmp_path):
     write_csv(binary_frame(n=200), tmp_path / "d.csv")
     proc = run_dlw("run", "d.csv", "--target", "label", "--set", "train.epochs=2", "--out", "r", "--quiet", cwd=tmp_path)

@@ -333,3 +333,17 @@ def test_tuning_penguins_20_trials_bar(tmp_path):
     assert len(table) >= 20
     assert seconds < 120
     assert best >= base
+
+
+def test_a_sibling_worker_writing_the_marker_does_not_make_the_folder_foreign(tmp_path):
+    """Two workers start at once: one's half-written tune.json must not stop the other (a race seen in CI)."""
+    from dlw.errors import DlwError
+    from dlw.tune import check_out
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".tune.json.4242.tmp").write_text("{")
+    check_out(out)  # no error
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DlwError, match="not a dlw tuning folder"):
+        check_out(out)

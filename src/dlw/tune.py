@@ -490,7 +490,10 @@ def check_out(out: Path) -> None:
     """``out`` must be new, empty, or a tuning folder: dlw never writes into another folder."""
     if out.is_file():
         raise DlwError(f"{out}: exists and is a file; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    # A worker that shares the study may be writing the marker this instant: its temporary file
+    # (".tune.json.<pid>.tmp", dlw.runs.write_atomic) does not make the folder someone else's.
+    others = [p for p in out.iterdir() if not p.name.startswith(f".{MARKER}.")] if out.is_dir() else []
+    if others and not (out / MARKER).is_file():
         raise DlwError(f"{out}: exists and is not a dlw tuning folder (no {MARKER}); choose another --out")
 
 

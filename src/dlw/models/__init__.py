@@ -100,9 +100,8 @@ def _describe_tabm(model, config, backbone, base) -> str:
     units = "-".join(str(u) for u in m.hidden_units)
     layer = model.get_layer("numeric_embedding") if any(l.name == "numeric_embedding" for l in model.layers) else None
     numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(type(layer).__name__, "no")
-    if hasattr(layer, "edges"):  # what bins: auto became
-        numbers += f" ({len(layer.edges[0]) - 1} bins)"
-    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings; {model.count_params():,} parameters"
+    bins = f" ({len(layer.edges[0]) - 1} bins)" if hasattr(layer, "edges") else ""  # what bins: auto became
+    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{bins}; {model.count_params():,} parameters"
 
 
 def _describe_mlp(model, config, backbone, base) -> str:
