@@ -165,8 +165,13 @@ class OODDetector:
 
     def flag(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
         """True for rows scoring above the threshold (unfamiliar inputs)."""
+        return self.flags_and_scores(blocks)[0]
+
+    def flags_and_scores(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``flag`` and ``score`` from one computation of the distances."""
         self._check_fitted()
-        return self.score(blocks) > self.threshold
+        scores = self.score(blocks)
+        return scores > self.threshold, scores
 
     def _distance(self, name: str, x: np.ndarray) -> np.ndarray:
         a = self._arrays[name]
@@ -313,8 +318,7 @@ def score_inputs(detector, features_model, prepared, inputs) -> tuple[np.ndarray
     """``(flags, scores)`` for some inputs (table rows in chunks of ``SCORE_ROWS``)."""
     n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else 0
     if n <= SCORE_ROWS:
-        blocks = feature_blocks(features_model, prepared, inputs)
-        return detector.flag(blocks), detector.score(blocks)
+        return detector.flags_and_scores(feature_blocks(features_model, prepared, inputs))
     parts = [score_inputs(detector, features_model, prepared, prepared.take(inputs, np.arange(start, min(start + SCORE_ROWS, n))))
              for start in range(0, n, SCORE_ROWS)]
     return np.concatenate([f for f, _ in parts]), np.concatenate([s for _, s in parts])

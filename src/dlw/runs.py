@@ -279,6 +279,16 @@ def check_writable(out: Path, overwrite: bool) -> None:
         raise DlwError(f"{out}: a run folder already exists; pass --overwrite to replace it, or choose another --out")
 
 
+def temporary_sibling(path: Path) -> Path:
+    """The hidden file ``write_atomic`` writes ``path``'s content to before the rename."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def is_temporary_of(entry: Path, path: Path) -> bool:
+    """Whether ``entry`` is some process's ``temporary_sibling`` of ``path`` (a write in progress)."""
+    return entry.parent == path.parent and entry.name.startswith(f".{path.name}.") and entry.name.endswith(".tmp")
+
+
 def write_atomic(path: Path, data: str | bytes | Callable[[Path], None]) -> Path:
     """Write ``path`` whole or not at all: text, bytes, or a writer called with a temporary path.
 
@@ -292,7 +302,7 @@ def write_atomic(path: Path, data: str | bytes | Callable[[Path], None]) -> Path
     'one\\n'
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_sibling(path)
     try:
         if callable(data):
             data(tmp)

@@ -36,7 +36,7 @@ import yaml
 
 from dlw.data.kinds import prepare
 from dlw.plots import pyplot, save_figure
-from dlw.runs import write_atomic
+from dlw.runs import is_temporary_of, write_atomic
 from dlw.config import Config, Distribution
 from dlw.spec import set_path, validate
 from dlw.console import QUIET, Console
@@ -491,8 +491,8 @@ def check_out(out: Path) -> None:
     if out.is_file():
         raise DlwError(f"{out}: exists and is a file; choose another --out")
     # A worker that shares the study may be writing the marker this instant: its temporary file
-    # (".tune.json.<pid>.tmp", dlw.runs.write_atomic) does not make the folder someone else's.
-    others = [p for p in out.iterdir() if not p.name.startswith(f".{MARKER}.")] if out.is_dir() else []
+    # does not make the folder someone else's.
+    others = [p for p in out.iterdir() if not is_temporary_of(p, out / MARKER)] if out.is_dir() else []
     if others and not (out / MARKER).is_file():
         raise DlwError(f"{out}: exists and is not a dlw tuning folder (no {MARKER}); choose another --out")
 
