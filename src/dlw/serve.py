@@ -219,9 +219,9 @@ class Predictor:
         records = prediction_records(outputs, self.prepared.problem)
         detector = self.run.detector
         if detector is not None:
-            scores = detector.score(blocks_from_penultimate(penultimate, self.prepared, inputs))
-            for record, score in zip(records, scores.tolist()):
-                record["ood"] = score > detector.threshold
+            flags, scores = detector.flags_and_scores(blocks_from_penultimate(penultimate, self.prepared, inputs))
+            for record, flag, score in zip(records, flags.tolist(), scores.tolist()):
+                record["ood"] = flag
                 record["ood_score"] = round(score, 4) if math.isfinite(score) else None
         return records
 
