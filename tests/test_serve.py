@@ -158,6 +158,41 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
 
 
+def test_the_fast_path_answers_as_fastapis_own_route(served, penguins_run):
+    """Any body, valid or not: ``application/json`` (the fast path) and ``+json`` (FastAPI's route) agree.
+
+    The fast path must never accept what FastAPI's route refuses, nor answer differently.
+    """
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    def valid(feature):
+        if feature.kind == "categorical":
+            return st.none() | st.sampled_from(feature.vocabulary)
+        return st.none() | st.integers(-5000, 5000) | st.floats(-1e6, 1e6)
+
+    junk = st.none() | st.booleans() | st.floats() | st.text(max_size=5) | st.sampled_from(["Biscoe", "3", "45.1", "true", ""])
+    good_row = st.fixed_dictionaries({f.name: valid(f) for f in penguins_run.schema.features})
+    any_row = good_row | st.dictionaries(st.sampled_from(sorted(ROW)), junk) | good_row.flatmap(
+        lambda row: st.sampled_from(sorted(row)).flatmap(lambda key: junk.map(lambda v: {**row, key: v})))
+    statuses = []
+
+    @given(body=st.fixed_dictionaries({"rows": st.lists(good_row, min_size=1, max_size=4) | st.lists(any_row, max_size=3)})
+           | st.dictionaries(st.text(max_size=4), junk, max_size=2))
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(body):
+        content = json.dumps(body).encode()  # NaN and Infinity as Python writes them: both paths must refuse alike
+        fast = served.post("/predict", content=content, headers={"content-type": "application/json"})
+        route = served.post("/predict", content=content, headers={"content-type": "application/x-dlw+json"})
+        assert (fast.status_code, fast.json()) == (route.status_code, route.json()), body
+        statuses.append(fast.status_code)
+
+    check()
+    assert statuses.count(200) >= 50 and statuses.count(422) >= 20, statuses
+
+
 def test_row_encoder_equals_schema_encode(penguins_run):
     from palmerpenguins import load_penguins
 
