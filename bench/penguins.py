@@ -5,7 +5,11 @@ the default for tables changes from the lesson's MLP to tabm. Both commands run 
 processes (imports, sufficiency and the report included), alternating, and the script
 prints the median wall times, their ratio and each one's test accuracy.
 
-    python bench/penguins.py [--repeats 3]
+Twice: with no compiled programs kept (``cold``: every run compiles, a first run's time) and
+with JAX's persistent compilation cache warmed by one untimed run of each (``warm``: every
+later run's time). Both in a temporary folder, never the user's ``~/.cache``.
+
+    python bench/penguins.py [--repeats 3] [--cache cold warm]
 """
 
 from __future__ import annotations
@@ -33,22 +37,34 @@ def timed_run(out: Path, extra: list[str], env: dict) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cache", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
     args = parser.parse_args()
+    for mode in args.cache:
+        print(f"compiled programs: {mode}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = str(Path(tmp) / "jax-cache") if mode == "warm" else ""  # empty: JAX keeps nothing
+            env = {**os.environ, "KERAS_HOME": str(Path(tmp) / "keras"), "JAX_COMPILATION_CACHE_DIR": cache}
+            compare(Path(tmp), env, args.repeats, warm_up=mode == "warm")
+    return 0
+
+
+def compare(tmp: Path, env: dict, repeats: int, *, warm_up: bool) -> None:
+    """Alternating timed runs of both variants; prints each, the medians and their ratio."""
     variants = {"tabm (default)": [], "mlp (the lesson's)": ["--set", "model.kind=mlp"]}
     times: dict[str, list[float]] = {name: [] for name in variants}
     accuracy: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "KERAS_HOME": str(Path(tmp) / "keras")}
-        for repeat in range(args.repeats):
-            for name, extra in variants.items():
-                seconds, accuracy[name] = timed_run(Path(tmp) / name.split()[0], extra, env)
-                times[name].append(seconds)
-                print(f"repeat {repeat + 1}: {name}: {seconds:.1f} s, test accuracy {accuracy[name]:.4f}", flush=True)
+    if warm_up:
+        for name, extra in variants.items():
+            timed_run(tmp / name.split()[0], extra, env)
+    for repeat in range(repeats):
+        for name, extra in variants.items():
+            seconds, accuracy[name] = timed_run(tmp / name.split()[0], extra, env)
+            times[name].append(seconds)
+            print(f"repeat {repeat + 1}: {name}: {seconds:.1f} s, test accuracy {accuracy[name]:.4f}", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, value in medians.items():
         print(f"{name}: median {value:.1f} s, test accuracy {accuracy[name]:.4f}")
     print(f"ratio tabm / mlp: {medians['tabm (default)'] / medians['mlp (the lesson' + chr(39) + 's)']:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ os.environ["KERAS_HOME"] = _KERAS_HOME
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Compiled programs are kept for this session only (never in the user's ~/.cache), shared by every test process.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dlw-tests-jax-cache-")
+from dlw._backend import keep_compiled_programs  # noqa: E402
+
+keep_compiled_programs()
 
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -21,6 +21,7 @@ def ensure_backend(default: str = DEFAULT_BACKEND) -> str:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is not for dlw's users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keep_compiled_programs()
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes
@@ -28,6 +29,65 @@ def ensure_backend(default: str = DEFAULT_BACKEND) -> str:
     if backend == "tensorflow" and "tensorflow" not in sys.modules and importlib.util.find_spec("tensorflow"):
         _import_quietly("tensorflow")
     return backend
+
+
+COMPILATION_CACHE_BYTES = 1 << 30
+
+
+def keep_compiled_programs() -> None:
+    """Let JAX keep what XLA compiles on disk, so that the next run of the same shapes skips compiling.
+
+    Compiling is about half of a small table's whole ``dlw run`` (penguins: 21 s the first time,
+    10 s after; bench/RESULTS.md). A user's own ``JAX_COMPILATION_CACHE_DIR`` wins; set it empty
+    to keep nothing. Every compile is kept, however short (a small network's are all under JAX's
+    1 s default), in at most 1 GiB, least recently used first out. Takes effect only before
+    jax is imported.
+    """
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        folder = compilation_cache_folder()
+        if folder is None:
+            return
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    if importlib.util.find_spec("filelock") is not None:  # JAX needs it to evict old entries
+        os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILATION_CACHE_BYTES))
+
+
+def compilation_cache_folder() -> str | None:
+    """``~/.cache/dlw/jax/<jaxlib version>-<CPU fingerprint>``, created; None where it cannot be written.
+
+    One folder per jaxlib and CPU instruction set: programs compiled for one host's CPU
+    features are never offered to another's (a home folder shared across machines), nor to
+    another jaxlib, whose loader may not reject them cleanly.
+    """
+    import hashlib
+    import platform
+    from importlib import metadata
+    from pathlib import Path
+
+    try:
+        version = metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return None
+    cpu = {}
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()[:40]  # the first processor's block
+        cpu = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+    # On CPUs with the Gather Data Sampling flaw, LLVM tunes code with +prefer-no-gather, which
+    # jaxlib's loader then takes for a missing CPU feature: every cached program is refused, with
+    # an error line each (jax-ml/jax#38445). There the cache would cost, not save.
+    if "gds" in cpu.get("bugs", "").split():
+        return None
+    flags = cpu.get("flags", platform.processor())
+    fingerprint = hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = root / "dlw" / "jax" / f"{version}-{fingerprint}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder) if os.access(folder, os.W_OK) else None
 
 
 def _import_quietly(name: str) -> None:

@@ -29,6 +29,10 @@ def run_doctor() -> int:
         return 1
     print(f"backend      {keras.backend.backend()} (import {time.perf_counter() - start:.1f} s; set KERAS_BACKEND to change)")
     print(f"devices      {', '.join(device_summary())}")
+    import os
+
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or "off (set JAX_COMPILATION_CACHE_DIR to a folder to keep compiled programs)"
+    print(f"compiled     {cache}")
     accuracy, seconds = smoke_fit(keras)
     passed = accuracy >= 0.9
     ok = ok and passed

@@ -1,0 +1,60 @@
+"""Compiled programs kept between processes: a second run of the same table compiles (almost) nothing, and predicts the same."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from dlw._backend import compilation_cache_folder
+
+# Counts the persistent-cache hits of one `dlw train` in this process (jax.monitoring's public listener).
+COUNTING = """
+import sys
+from dlw._backend import ensure_backend
+ensure_backend()
+from jax import monitoring
+hits, misses = [], []
+monitoring.register_event_listener(lambda event, **_: (hits if event.endswith("cache_hits") else misses).append(1) if "compilation_cache/cache_" in event else None)
+from dlw.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("HITS", len(hits), "MISSES", len(misses))
+"""
+
+
+def counted_train(out: Path, cache: Path) -> tuple[int, int]:
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache)}
+    args = ["train", "penguins", "--out", str(out), "--set", "train.epochs=3", "-q"]
+    done = subprocess.run([sys.executable, "-c", COUNTING, *args], env=env, cwd=out.parent, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    words = done.stdout.split()
+    return int(words[words.index("HITS") + 1]), int(words[words.index("MISSES") + 1])
+
+
+def test_a_second_process_reuses_the_first_ones_programs_and_predicts_the_same(tmp_path):
+    cache = tmp_path / "jax-cache"
+    first_hits, first_misses = counted_train(tmp_path / "first", cache)
+    hits, misses = counted_train(tmp_path / "second", cache)
+    assert first_misses > 10 and first_hits < first_misses, (first_hits, first_misses)
+    assert misses <= first_misses // 10 and hits >= first_misses * 9 // 10, (hits, misses, first_misses)
+    first, second = (pd.read_csv(tmp_path / name / "test_predictions.csv") for name in ("first", "second"))
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_the_cache_folder_is_per_jaxlib_and_cpu_and_none_where_it_cannot_be_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = Path(compilation_cache_folder())
+    assert folder.parent == tmp_path / "cache" / "dlw" / "jax" and folder.is_dir()
+    from importlib import metadata
+
+    assert folder.name.startswith(metadata.version("jaxlib") + "-")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert compilation_cache_folder() is None
