@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -14,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 import dlw
 from dlw.advice import advise
 from dlw.calibration import TemperatureScaling, brier_score, expected_calibration_error, fit_temperature, scaled
-from dlw.classes import choose_main_metric, choose_threshold, class_weights, decision_offsets, predicted_classes, unpredicted_class_warnings
+from dlw.classes import balanced_offsets, choose_main_metric, choose_threshold, class_weights, decision_offsets, predicted_classes, unpredicted_class_warnings
 from dlw.problem import Problem
 
 FAST = ["model.kind=mlp", "model.hidden_layers=[16]", "train.epochs=20", "train.batch_size=32", "train.early_stopping=false", "checks.bootstrap=200"]
@@ -51,9 +52,34 @@ def test_auto_switches_metric_and_weights_only_when_the_smallest_class_is_under_
     ten = Problem("multiclass", "y", list(range(10)))
     assert choose_main_metric(ten, np.repeat(np.arange(10), 10))[0] == "accuracy", "ten even classes are balanced"
     assert choose_main_metric(BINARY, rare, "log_loss") == ("log_loss", "chosen in the config (checks.main_metric)")
-    assert class_weights(BINARY, rare, "auto") == {0: pytest.approx(100 / 180), 1: pytest.approx(5.0)}
-    assert class_weights(BINARY, even, "auto") is None and class_weights(BINARY, rare, "none") is None
+    assert class_weights(BINARY, rare, "balanced") == {0: pytest.approx(100 / 180), 1: pytest.approx(5.0)}
+    assert class_weights(BINARY, rare, "auto") is None and class_weights(BINARY, rare, "none") is None, "auto never weighs the loss"
     assert class_weights(BINARY, even, "balanced")[1] == pytest.approx(2.0)
+    assert balanced_offsets(BINARY, rare, "auto") == pytest.approx([np.log(100 / 180), np.log(5.0)])
+    assert balanced_offsets(BINARY, even, "auto") is None and balanced_offsets(BINARY, rare, "balanced") is None
+    assert balanced_offsets(BINARY, rare, "none") is None
+
+
+def test_auto_weighs_the_loss_of_an_imbalanced_multiclass_target_only():
+    three = Problem("multiclass", "y", ["a", "b", "c"])
+    rare = np.array([0] * 50 + [1] * 40 + [2] * 10)
+    assert class_weights(three, rare, "auto") == pytest.approx({0: 100 / 150, 1: 100 / 120, 2: 100 / 30})
+    assert balanced_offsets(three, rare, "auto") is None
+    assert class_weights(three, np.array([0] * 45 + [1] * 37 + [2] * 18), "auto") is None
+
+
+def test_balanced_offsets_decide_as_the_balanced_weights_would():
+    """On probabilities drawn honestly, the offsets pick the class with the larger probability over its share: balanced accuracy rises."""
+    rng = np.random.default_rng(3)
+    logit = rng.normal(-2.5, 1.5, 6000)
+    proba = np.stack([1 / (1 + np.exp(logit)), 1 / (1 + np.exp(-logit))], axis=1)
+    y = (rng.random(6000) < proba[:, 1]).astype(int)
+    offsets = balanced_offsets(BINARY, y, "auto")
+    shares = np.bincount(y, minlength=2) / len(y)
+    np.testing.assert_array_equal(predicted_classes(proba, offsets), (proba / shares).argmax(axis=1))
+    from sklearn.metrics import balanced_accuracy_score
+
+    assert balanced_accuracy_score(y, predicted_classes(proba, offsets)) > balanced_accuracy_score(y, proba.argmax(axis=1)) + 0.05
 
 
 def test_threshold_chosen_on_validation_separates_a_rare_class_that_0_5_misses():
@@ -154,7 +180,8 @@ def test_imbalanced_binary_is_judged_on_auc_with_balanced_weights_and_a_chosen_t
     assert metrics["main_metric"] == "roc_auc" and "under 20%" in metrics["main_metric_reason"]
     assert metrics["advice"]["metric"] == "roc_auc"
     assert metrics["advice"]["network"] == pytest.approx(metrics["test"]["roc_auc"])
-    assert "class weights (train.class_weight): no 0.5" in log
+    assert "imbalanced classes (train.class_weight: auto): an unweighted loss" in log
+    assert metrics["calibration"]["class_weight_shift"] is None, "nothing to divide out: the loss was not weighted"
     threshold = json.loads((rare_run.path / "schema.json").read_text())["problem"]["threshold"]
     assert 0 < threshold < 1 and rare_run.problem.threshold == threshold
     saved = pd.read_csv(rare_run.path / "test_predictions.csv")
@@ -266,9 +293,10 @@ def test_persistence_naming_a_missing_or_unusable_column_is_a_one_line_error(tmp
 
 
 def test_class_weighted_binary_run_has_honest_probabilities_and_keeps_its_decisions(tmp_path):
-    """Defaults on 8% 'yes': weights in training, divided out in model.keras, the weighted decisions kept as a threshold."""
+    """Balanced weights on 8% 'yes': weights in training, divided out in model.keras, the weighted decisions kept as a threshold."""
     rare_positives(n=600, seed=6).to_csv(tmp_path / "rare.csv", index=False)
-    run = dlw.Workflow.from_config(str(tmp_path / "rare.csv"), target="outcome", overrides=FAST, quiet=True).train(out=tmp_path / "run")
+    overrides = [*FAST, "train.class_weight=balanced"]
+    run = dlw.Workflow.from_config(str(tmp_path / "rare.csv"), target="outcome", overrides=overrides, quiet=True).train(out=tmp_path / "run")
     calibration = run.metrics["calibration"]
     assert calibration["class_weight_shift"][1] > 0 > calibration["class_weight_shift"][0]
     threshold = json.loads((run.path / "schema.json").read_text())["problem"]["threshold"]
@@ -280,3 +308,17 @@ def test_class_weighted_binary_run_has_honest_probabilities_and_keeps_its_decisi
     assert calibration["after"]["brier"] < calibration["before"]["brier"]
     layer = keras.models.load_model(run.path / "model.keras", safe_mode=True).layers[-1]
     assert layer.shift == pytest.approx(calibration["class_weight_shift"], abs=1e-3)
+
+
+def test_default_run_on_a_rare_class_keeps_an_unweighted_loss_and_decides_by_the_class_shares(tmp_path):
+    """Defaults (auto) on 8% 'yes': no weights to divide out, and 'yes' is predicted above its share of the train rows."""
+    rare_positives(n=600, seed=6).to_csv(tmp_path / "rare.csv", index=False)
+    run = dlw.Workflow.from_config(str(tmp_path / "rare.csv"), target="outcome", overrides=FAST, quiet=True).train(out=tmp_path / "run")
+    assert run.metrics["calibration"]["class_weight_shift"] is None
+    assert run.metrics["main_metric"] == "roc_auc"
+    threshold = json.loads((run.path / "schema.json").read_text())["problem"]["threshold"]
+    share = float(re.search(r"'yes', is ([0-9.]+)% of the train rows", run.metrics["main_metric_reason"]).group(1)) / 100
+    assert threshold == pytest.approx(share, abs=0.0006), "the decision of a balanced model: p(yes) over its share"
+    saved = pd.read_csv(run.path / "test_predictions.csv")
+    assert (saved["prediction"] == np.where(saved["prob_yes"] > threshold, "yes", "no")).all()
+    assert (saved["prediction"] == "yes").sum() >= (saved["outcome"] == "yes").sum() / 2, "the rare class is predicted"

@@ -4,16 +4,26 @@ A network trained on 94% "no" and 6% "yes" can reach 94% accuracy by never sayin
 plain accuracy then calls it as good as the majority baseline, and nothing looks wrong.
 So when the smallest class is under ``IMBALANCE_SHARE`` of the train rows (and, with many
 classes, under half an equal share: ten even classes of 10% each are balanced), dlw (with the
-config's ``auto`` settings) weighs the classes equally in the loss, judges the verdict on
-``balanced_accuracy`` (multiclass) or ``roc_auc`` (binary), and says so; and after
-training and on the test split it warns about any class the network (almost) never predicts.
+config's ``auto`` settings) judges the verdict on ``balanced_accuracy`` (multiclass) or
+``roc_auc`` (binary) and says so; it weighs the classes equally in the loss (multiclass), or
+decides as a class-balanced model would (binary: ``balanced_offsets``, the probability of each
+class divided by its share of the train rows); and after training and on the test split it
+warns about any class the network (almost) never predicts.
+
+For two classes the loss stays unweighted under ``auto``: weighing it lowered the network's
+ROC AUC in 20 of 21 runs (7 imbalanced binary tables, 3 seeds; by 0.017 on average), while on
+the one imbalanced multiclass table measured (hpc_data, 6% in its rarest class) the weighted
+loss gave a slightly higher balanced accuracy than the shares alone (0.781 against 0.775 over
+3 seeds; bench/RESULTS.md). ``train.class_weight: balanced`` weighs the loss for any task.
 
 >>> import numpy as np
 >>> from dlw.problem import Problem
 >>> problem = Problem("binary", "y", ["no", "yes"])
 >>> y = np.array([0] * 95 + [1] * 5)
->>> choose_main_metric(problem, y, "auto")[0], {k: round(w, 3) for k, w in class_weights(problem, y, "auto").items()}
-('roc_auc', {0: 0.526, 1: 10.0})
+>>> choose_main_metric(problem, y, "auto")[0], class_weights(problem, y, "auto"), [round(o, 3) for o in balanced_offsets(problem, y, "auto")]
+('roc_auc', None, [-0.642, 2.303])
+>>> {k: round(w, 3) for k, w in class_weights(problem, y, "balanced").items()}
+{0: 0.526, 1: 10.0}
 """
 
 from __future__ import annotations
@@ -54,16 +64,37 @@ def is_imbalanced(problem, y_train: np.ndarray) -> bool:
     return smallest_class(y_train, k)[1] < min(IMBALANCE_SHARE, 0.5 / k)
 
 
-def class_weights(problem, y_train: np.ndarray, setting: str) -> dict[int, float] | None:
-    """Keras ``class_weight``: ``n / (k * rows of the class)`` per class, or None (every row weighs 1).
-
-    ``setting`` is ``train.class_weight``: balanced, none, or auto (balanced when imbalanced).
-    """
-    if not problem.is_classification or setting == "none" or (setting == "auto" and not is_imbalanced(problem, y_train)):
-        return None
+def balanced_weights(problem, y_train: np.ndarray) -> dict[int, float]:
+    """``n / (k * rows of the class)`` per class index: every class weighs the same in all."""
     k = len(problem.classes)
     counts = np.bincount(np.asarray(y_train, dtype=int), minlength=k)
     return {i: float(len(y_train) / (k * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+def class_weights(problem, y_train: np.ndarray, setting: str) -> dict[int, float] | None:
+    """Keras ``class_weight`` for the loss, or None (every row weighs 1).
+
+    ``setting`` is ``train.class_weight``: balanced weights under ``balanced``, and under
+    ``auto`` for an imbalanced multiclass target; a binary one is balanced in its decisions
+    instead (``balanced_offsets``).
+    """
+    if not problem.is_classification or setting == "none":
+        return None
+    if setting == "auto" and (problem.task != "multiclass" or not is_imbalanced(problem, y_train)):
+        return None
+    return balanced_weights(problem, y_train)
+
+
+def balanced_offsets(problem, y_train: np.ndarray, setting: str) -> list[float] | None:
+    """Under ``auto`` for an imbalanced binary target, each class's log balanced weight: the decision rule of a balanced model.
+
+    Adding them to an unweighted network's log-probabilities divides each class's
+    probability by its share of the train rows, which is what balanced weights in the loss
+    would have done to the decisions (``predicted_classes`` takes them as a rule). Else None.
+    """
+    if setting != "auto" or problem.task != "binary" or not is_imbalanced(problem, y_train):
+        return None
+    return [float(np.log(w)) if w > 0 else 0.0 for w in balanced_weights(problem, y_train).values()]
 
 
 def check_main_metric(task: str, setting: str) -> None:
@@ -160,16 +191,18 @@ def decision_offsets(calibration: dict | None) -> list[float] | None:
     return [s / calibration["temperature"] for s in calibration["shift"]]
 
 
-def validation_decisions(prepared, model, checks, calibration: dict | None = None) -> tuple[float | None, list[float] | None, list[str]]:
+def validation_decisions(prepared, model, checks, calibration: dict | None = None, *, class_weight: str = "auto") -> tuple[float | None, list[float] | None, list[str]]:
     """After training, on the validation split: the decision rule (``Problem.threshold``, ``Problem.class_offsets``) and warnings.
 
     ``checks`` is the config's ``checks`` section: ``threshold`` a number, or auto to choose
     it on these rows by the main metric. When ``calibration`` divided class weights out,
-    its ``decision_offsets`` keep the weighted network's own decisions, unless a threshold
-    is set or chosen. The warnings name each class (almost) never predicted.
+    its ``decision_offsets`` keep the weighted network's own decisions; under
+    ``class_weight`` auto with imbalanced classes, ``balanced_offsets`` decide as a balanced
+    model would; either unless a threshold is set or chosen. The warnings name each class
+    (almost) never predicted.
     """
     problem, y_val = prepared.problem, prepared.targets["validation"]
-    kept = decision_offsets(calibration)
+    kept = decision_offsets(calibration) or balanced_offsets(problem, prepared.targets["train"], class_weight)
     proba_val = prepared.outputs(model, prepared.inputs["validation"])
     threshold, offsets = None, None
     if problem.task == "binary" and checks.threshold == "auto":

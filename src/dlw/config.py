@@ -228,7 +228,8 @@ class TrainConfig(_Strict):
     class_weight: Literal["auto", "balanced", "none"] = Field(
         "auto",
         description="Classification: weigh each class's rows by n / (k * rows of the class) in the loss (balanced), or not (none). "
-        "auto: balanced when the smallest class is under 20% of the train rows (and under half of 1/k for k classes).",
+        "auto: when the smallest class is under 20% of the train rows (and under half of 1/k for k classes), balanced for a multiclass "
+        "target; a binary one keeps an unweighted loss and decides as a balanced model would (each class's probability divided by its share of the train rows).",
     )
     distribute: Literal["auto", "none", "data_parallel"] = Field(
         "auto",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dlw.classes import class_weights
+from dlw.classes import balanced_offsets, class_weights
 from dlw.config import TrainConfig
 from dlw.console import QUIET, Console
 from dlw.errors import ConfigError
@@ -121,7 +121,9 @@ def fit_phases(model, base, prepared, objective, config, console: Console, callb
     vx, vy = prepared.fit_data("validation", config, shuffle=False, seed=seed)
     weights = class_weights(prepared.problem, prepared.targets["train"], tc.class_weight)
     if weights:
-        console.say("    class weights (train.class_weight): " + ", ".join(f"{prepared.problem.classes[i]!s} {w:.3g}" for i, w in weights.items()))
+        console.say("    class weights in the loss (train.class_weight): " + ", ".join(f"{prepared.problem.classes[i]!s} {w:.3g}" for i, w in weights.items()))
+    elif balanced_offsets(prepared.problem, prepared.targets["train"], tc.class_weight):
+        console.say("    imbalanced classes (train.class_weight: auto): an unweighted loss; each class's probability is divided by its share of the train rows to decide")
     phase1 = checkpoint.phase(1, tc.epochs) if checkpoint is not None else None
     result = fit(fitted, x, y, vx, vy, tc, console, extra_callbacks=callbacks, class_weight=weights, checkpoint=phase1)
     how = "early stopping" if result.stopped_early else "the epoch limit"

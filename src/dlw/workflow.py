@@ -139,7 +139,9 @@ class Workflow:
             from dlw.classes import validation_decisions
 
             trained.model, trained.calibration = calibrate(trained.model, prepared, self.config)
-            prepared.problem.threshold, prepared.problem.class_offsets, found = validation_decisions(prepared, trained.model, self.config.checks, trained.calibration)
+            prepared.problem.threshold, prepared.problem.class_offsets, found = validation_decisions(
+                prepared, trained.model, self.config.checks, trained.calibration, class_weight=self.config.train.class_weight
+            )
             warnings += [console.warn(w) or w for w in found]
         return trained, warnings
 
