@@ -191,18 +191,17 @@ def decision_offsets(calibration: dict | None) -> list[float] | None:
     return [s / calibration["temperature"] for s in calibration["shift"]]
 
 
-def validation_decisions(prepared, model, checks, calibration: dict | None = None, *, class_weight: str = "auto") -> tuple[float | None, list[float] | None, list[str]]:
+def validation_decisions(prepared, model, config, calibration: dict | None = None) -> tuple[float | None, list[float] | None, list[str]]:
     """After training, on the validation split: the decision rule (``Problem.threshold``, ``Problem.class_offsets``) and warnings.
 
-    ``checks`` is the config's ``checks`` section: ``threshold`` a number, or auto to choose
-    it on these rows by the main metric. When ``calibration`` divided class weights out,
-    its ``decision_offsets`` keep the weighted network's own decisions; under
-    ``class_weight`` auto with imbalanced classes, ``balanced_offsets`` decide as a balanced
-    model would; either unless a threshold is set or chosen. The warnings name each class
-    (almost) never predicted.
+    ``config.checks.threshold`` is a number, or auto to choose it on these rows by the main
+    metric. When ``calibration`` divided class weights out, its ``decision_offsets`` keep the
+    weighted network's own decisions; under ``train.class_weight: auto`` with an imbalanced
+    binary target, ``balanced_offsets`` decide as a balanced model would; either unless a
+    threshold is set or chosen. The warnings name each class (almost) never predicted.
     """
-    problem, y_val = prepared.problem, prepared.targets["validation"]
-    kept = decision_offsets(calibration) or balanced_offsets(problem, prepared.targets["train"], class_weight)
+    problem, y_val, checks = prepared.problem, prepared.targets["validation"], config.checks
+    kept = decision_offsets(calibration) or balanced_offsets(problem, prepared.targets["train"], config.train.class_weight)
     proba_val = prepared.outputs(model, prepared.inputs["validation"])
     threshold, offsets = None, None
     if problem.task == "binary" and checks.threshold == "auto":

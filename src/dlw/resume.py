@@ -62,7 +62,9 @@ class TrainingCheckpoint:
 def default_resume_command() -> str:
     """This process's command line with ``--resume`` added (how a user continues it)."""
     args = [a for a in sys.argv[1:] if a != "--resume"]
-    if Path(sys.argv[0]).name in ("dlw", "__main__.py"):
+    # `dlw ...` or `python -m dlw ...`; another `python -m` (pytest, a user's tool) is the Python API.
+    started = Path(sys.argv[0])
+    if started.name == "dlw" or started.resolve() == Path(__file__).with_name("__main__.py").resolve():
         return shlex.join(["dlw", *args, "--resume"])
     return "Workflow.train(..., resume=True) with the same config"
 

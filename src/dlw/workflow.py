@@ -139,9 +139,7 @@ class Workflow:
             from dlw.classes import validation_decisions
 
             trained.model, trained.calibration = calibrate(trained.model, prepared, self.config)
-            prepared.problem.threshold, prepared.problem.class_offsets, found = validation_decisions(
-                prepared, trained.model, self.config.checks, trained.calibration, class_weight=self.config.train.class_weight
-            )
+            prepared.problem.threshold, prepared.problem.class_offsets, found = validation_decisions(prepared, trained.model, self.config, trained.calibration)
             warnings += [console.warn(w) or w for w in found]
         return trained, warnings
 
