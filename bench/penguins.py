@@ -5,9 +5,10 @@ the default for tables changes from the lesson's MLP to tabm. Both commands run 
 processes (imports, sufficiency and the report included), alternating, and the script
 prints the median wall times, their ratio and each one's test accuracy.
 
-Twice: with no compiled programs kept (``cold``: every run compiles, a first run's time) and
-with JAX's persistent compilation cache warmed by one untimed run of each (``warm``: every
-later run's time). Both in a temporary folder, never the user's ``~/.cache``.
+Twice: each run with an empty compilation cache of its own (``cold``: a first run on a new
+machine; programs compiled twice within the run are still reused), and with one cache warmed
+by an untimed run of each (``warm``: every later run's time). Both in a temporary folder, never
+the user's ``~/.cache``.
 
     python bench/penguins.py [--repeats 3] [--cache cold warm]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,8 +27,10 @@ import time
 from pathlib import Path
 
 
-def timed_run(out: Path, extra: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds of `dlw run penguins` in a fresh process, and its test accuracy."""
+def timed_run(out: Path, extra: list[str], env: dict, *, cold: bool = False) -> tuple[float, float]:
+    """Wall seconds of `dlw run penguins` in a fresh process, and its test accuracy; ``cold``: its compilation cache emptied first."""
+    if cold:
+        shutil.rmtree(env["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
     command = [sys.executable, "-m", "dlw", "run", "penguins", "--quiet", "--overwrite", "--out", str(out), *extra]
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -42,8 +46,7 @@ def main() -> int:
     for mode in args.cache:
         print(f"compiled programs: {mode}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            cache = str(Path(tmp) / "jax-cache") if mode == "warm" else ""  # empty: JAX keeps nothing
-            env = {**os.environ, "KERAS_HOME": str(Path(tmp) / "keras"), "JAX_COMPILATION_CACHE_DIR": cache}
+            env = {**os.environ, "KERAS_HOME": str(Path(tmp) / "keras"), "JAX_COMPILATION_CACHE_DIR": str(Path(tmp) / "jax-cache")}
             compare(Path(tmp), env, args.repeats, warm_up=mode == "warm")
     return 0
 
@@ -58,7 +61,7 @@ def compare(tmp: Path, env: dict, repeats: int, *, warm_up: bool) -> None:
             timed_run(tmp / name.split()[0], extra, env)
     for repeat in range(repeats):
         for name, extra in variants.items():
-            seconds, accuracy[name] = timed_run(tmp / name.split()[0], extra, env)
+            seconds, accuracy[name] = timed_run(tmp / name.split()[0], extra, env, cold=not warm_up)
             times[name].append(seconds)
             print(f"repeat {repeat + 1}: {name}: {seconds:.1f} s, test accuracy {accuracy[name]:.4f}", flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
