@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -578,3 +579,59 @@ def test_unfamiliar_scores_are_the_same_in_chunks(penguins_run, monkeypatch):
     assert len(whole[1]) == len(frame)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-6)
+
+
+# --- the baselines fit while the network trains -------------------------------------------------
+
+
+def test_baselines_fit_in_their_own_thread_while_the_network_trains(tmp_path, binary_csv, monkeypatch):
+    import threading
+
+    import dlw.baselines
+    import dlw.train
+
+    seen: dict = {}
+    real_fit, real_baselines = dlw.train.fit, dlw.baselines.fit_baselines
+
+    def timed_fit(*args, **kwargs):
+        seen["fit"] = [time.perf_counter()]
+        result = real_fit(*args, **kwargs)
+        seen["fit"].append(time.perf_counter())
+        return result
+
+    def timed_baselines(*args, **kwargs):
+        seen["baselines"] = [time.perf_counter(), threading.current_thread().name]
+        return real_baselines(*args, **kwargs)
+
+    monkeypatch.setattr(dlw.train, "fit", timed_fit)
+    monkeypatch.setattr(dlw.baselines, "fit_baselines", timed_baselines)
+    run = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=3"], quiet=True).train(out=tmp_path / "run")
+    started, thread = seen["baselines"]
+    assert thread == "dlw-baselines" and started < seen["fit"][1], "fitted beside the network's training, not after it"
+    assert set(run.metrics["baselines"]) == {"majority", "linear", "hist_gradient_boosting"}
+
+
+def test_a_baseline_that_fails_in_the_background_fails_the_run_with_its_error(tmp_path, binary_csv, monkeypatch):
+    import dlw.baselines
+
+    def broken(prepared, seed):
+        raise RuntimeError("boosting broke")
+
+    monkeypatch.setitem(dlw.baselines.FITTERS, "hist_gradient_boosting", broken)
+    out = tmp_path / "runs" / "broken"
+    with pytest.raises(RuntimeError, match="boosting broke"):
+        Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True).train(out=out)
+    assert not out.exists()
+
+
+def test_outputs_computed_with_the_fit_serve_only_that_splits_own_inputs():
+    from dlw.baselines import Fitted
+
+    calls = []
+    mine, other = np.zeros((3, 2)), np.zeros((3, 2))
+    fitted = Fitted(lambda inputs: calls.append(inputs) or np.ones(len(inputs)), known={"test": (mine, np.full(3, 7.0))})
+    np.testing.assert_array_equal(fitted.predict_split("test", mine), np.full(3, 7.0))
+    assert calls == []
+    np.testing.assert_array_equal(fitted.predict_split("test", other), np.ones(3))
+    np.testing.assert_array_equal(fitted.predict_split("validation", mine), np.ones(3))
+    assert len(calls) == 2

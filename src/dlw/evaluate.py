@@ -8,6 +8,7 @@ validation split, and are measured with the network on the test split.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,15 @@ def measure(
     detector=None,
     outputs: dict | None = None,
     bootstrap: int = 2000,
+    baselines: Future | None = None,
 ) -> dict:
     """Step 8: the network and the baselines on the validation and test splits (or ``evaluated``).
 
     Adds the verdict (``advice``: the network against the best baseline, with a
     bootstrap interval) and, given an unfamiliar-input ``detector`` (with its
     features model), the share of the measured inputs it flags. The network's
-    outputs are left in ``outputs`` when a dict is passed.
+    outputs are left in ``outputs`` when a dict is passed. ``baselines``: the fitted
+    baselines' future (``fit_baselines_in_background``), when fitting began earlier.
     """
     pause_point("measure")  # fault-injection tests kill a run here
     problem = prepared.problem
@@ -91,7 +94,7 @@ def measure(
     main = "test" if "test" in evaluated else next(iter(evaluated))
     result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)
     thresholds = {"network": problem.decision}
-    base_outputs = measure_baselines(prepared, evaluated, main, result, thresholds=thresholds)
+    base_outputs = measure_baselines(prepared, evaluated, main, result, thresholds=thresholds, fitting=baselines)
     result["advice"] = advise(
         problem.task, result["main_metric"], evaluated[main][1], outputs[main], {k: v[main] for k, v in base_outputs.items()},
         n_boot=bootstrap, seed=prepared.splits.seed or 0, thresholds=thresholds,
@@ -118,24 +121,24 @@ def measure(
     return result
 
 
-def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict, thresholds: dict | None = None) -> dict:
-    """Fit the kind's baselines (``dlw.baselines``), score them on ``evaluated`` into ``result``; their outputs.
+def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict, thresholds: dict | None = None, fitting: Future | None = None) -> dict:
+    """Fit the kind's baselines (``dlw.baselines``; or take them from ``fitting``), score them on ``evaluated`` into ``result``; their outputs.
 
     ``result["baselines"]`` holds each baseline's metrics on the ``main`` split, and
     ``result["baseline_fits"]`` what each chose on the validation split and its fit seconds.
     With ``checks.threshold: auto`` each baseline chooses its own binary threshold on the
     validation split too (into ``thresholds``), as the network did.
     """
-    from dlw.baselines import fit_baselines
+    from dlw.baselines import fit_baselines_in_background
 
     problem = prepared.problem
-    fitted = fit_baselines(prepared, prepared.splits.seed or 0)
+    fitted = (fitting or fit_baselines_in_background(prepared)).result()
     thresholds = {} if thresholds is None else thresholds
     if problem.task == "binary" and prepared.config.checks.threshold == "auto":
         for name, f in fitted.items():
-            proba = f.predict(prepared.inputs["validation"])
+            proba = f.predict_split("validation", prepared.inputs["validation"])
             f.chosen["threshold"] = thresholds[name] = choose_threshold(prepared.targets["validation"], proba, result["main_metric"])
-    outputs = {name: {split: f.predict(inputs) for split, (inputs, _) in evaluated.items()} for name, f in fitted.items()}
+    outputs = {name: {split: f.predict_split(split, inputs) for split, (inputs, _) in evaluated.items()} for name, f in fitted.items()}
     scores = {
         name: {split: score(problem, y, outputs[name][split], thresholds.get(name)) for split, (_, y) in evaluated.items()} for name in fitted
     }

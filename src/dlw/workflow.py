@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from dlw._backend import choose_backend, import_keras, tensorflow_unseen
+from dlw.baselines import fit_baselines_in_background
 from dlw.card import write_card
 from dlw.config import Config
 from dlw.console import QUIET, Console
@@ -69,14 +70,13 @@ class Workflow:
             self.console.attach_log(tmp / "run.log")
             try:
                 prepared, objective, backbone = self._steps_1_to_4()
+                baselines = fit_baselines_in_background(prepared)  # while the network trains
                 trained, warnings = self._steps_5_and_6(prepared, objective, backbone, checkpoint_in=tmp)  # per-epoch state, for --resume
-                metrics = self._write_run(tmp, prepared, objective, trained, warnings)
+                metrics = self._write_run(tmp, prepared, objective, trained, warnings, baselines)
                 if sufficiency:
                     from dlw.sufficiency import sufficiency_curve
 
-                    metrics["sufficiency"] = sufficiency_curve(
-                        self.config, prepared, objective, backbone=backbone, metrics=metrics, folder=tmp, console=self.console
-                    )
+                    metrics["sufficiency"] = sufficiency_curve(self.config, prepared, objective, backbone=backbone, metrics=metrics, folder=tmp, console=self.console)
                 write_json(tmp / "metrics.json", metrics)
                 manifest = run_manifest(self.config, rows=len(prepared.frame), seconds=time.perf_counter() - started)
                 write_json(tmp / "run.json", {**manifest, "distribution": trained.distribution})
@@ -143,9 +143,10 @@ class Workflow:
             warnings += [console.warn(w) or w for w in found]
         return trained, warnings
 
-    def _write_run(self, folder: Path, prepared: Prepared, objective, trained, warnings: list[str]) -> dict:
+    def _write_run(self, folder: Path, prepared: Prepared, objective, trained, warnings: list[str], baselines) -> dict:
         """Everything a run leaves behind but ``metrics.json`` and ``run.json``; returns the metrics."""
         from dlw.calibration import calibration_summary, uncalibrated_outputs
+        from dlw.evaluate import measure
         from dlw.ood import METHOD as OOD_METHOD, fit_detector
         from dlw.plots import plot_learning_curves
         from dlw.sufficiency import trainable_parameters
@@ -170,9 +171,7 @@ class Workflow:
         detector = fit_detector(model, prepared, self.config.checks.ood_rate)
         detector[0].save(folder)
         outputs: dict = {}
-        from dlw.evaluate import measure
-
-        metrics = measure(model, prepared, self.console, plots_to=folder, detector=detector, outputs=outputs, bootstrap=self.config.checks.bootstrap)
+        metrics = measure(model, prepared, self.console, plots_to=folder, detector=detector, outputs=outputs, bootstrap=self.config.checks.bootstrap, baselines=baselines)
         metrics["ood"]["method"] = OOD_METHOD
         metrics["training"] = {
             "epochs_run": int(len(result.history)),

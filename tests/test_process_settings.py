@@ -1,4 +1,5 @@
-"""Compiled programs kept between processes: a second run of the same table compiles (almost) nothing, and predicts the same."""
+"""What dlw sets up in a process before JAX starts: compiled programs kept between processes (a second run of
+the same table compiles almost nothing, and predicts the same), and freed memory kept by glibc."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlw._backend import compilation_cache_folder
+from dlw._backend import compilation_cache_folder, keep_freed_memory
 
 # Counts the persistent-cache hits of one `dlw train` in this process (jax.monitoring's public listener).
 COUNTING = """
@@ -58,3 +59,14 @@ def test_the_cache_folder_is_per_jaxlib_and_cpu_and_none_where_it_cannot_be_writ
     blocked.write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     assert compilation_cache_folder() is None
+
+
+def test_freed_memory_is_kept_on_linux_unless_the_user_tuned_malloc(monkeypatch):
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        assert keep_freed_memory() is False
+        return
+    assert keep_freed_memory() is True  # glibc accepted every setting
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert keep_freed_memory() is False, "a user's own malloc settings win"
