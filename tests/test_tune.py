@@ -347,3 +347,34 @@ def test_a_sibling_worker_writing_the_marker_does_not_make_the_folder_foreign(tm
     (out / "notes.txt").write_text("mine")
     with pytest.raises(DlwError, match="not a dlw tuning folder"):
         check_out(out)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from dlw.runs import OutLock
+lock = OutLock(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+lock.release()
+"""
+
+
+def test_a_worker_that_finds_the_best_run_being_written_waits_for_it(tmp_path):
+    """Two workers finishing together: the one that finds the best folder's lock held waits, then trains or takes it."""
+    from dlw.console import QUIET
+    from dlw.errors import FolderBusy
+    from dlw.runs import OutLock
+    from dlw.spec import load_spec
+    from dlw.tune import train_best
+
+    best_dir = tmp_path / "best"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(best_dir), "3"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FolderBusy, match="another dlw process"):
+        OutLock(best_dir)
+    started = time.perf_counter()
+    run = train_best(load_spec("penguins", overrides=QUICK), best_dir, QUIET)
+    holder.wait(timeout=30)
+    assert time.perf_counter() - started >= 2.0, "it waited for the sibling instead of failing"
+    assert run.path == best_dir and (best_dir / "metrics.json").is_file()

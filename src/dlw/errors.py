@@ -22,6 +22,10 @@ class DataError(DlwError):
     """The data file or table cannot be used as it is."""
 
 
+class FolderBusy(DlwError):
+    """Another dlw process holds the run folder's writer lock (``dlw.runs.OutLock``) now."""
+
+
 SYSTEM_REFUSALS = {  # what the system refused, as advice to the user
     errno.ENOSPC: "no space left on the disk; nothing was half-written: free some space, or choose another --out on another disk",
     errno.EROFS: "the folder is read-only; nothing was written: choose another --out",

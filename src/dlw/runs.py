@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from dlw.errors import DlwError
+from dlw.errors import DlwError, FolderBusy
 
 RUN_MARKER = "run.json"
 
@@ -149,7 +149,8 @@ class OutLock:
     never blocks the next one.
     """
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, *, wait: bool = False):
+        """Take the lock; ``wait``: until the process holding it lets go, else ``FolderBusy`` at once."""
         import fcntl
 
         self.path = out.parent / f".{out.name}.lock"
@@ -159,11 +160,11 @@ class OutLock:
             except OSError as exc:
                 raise DlwError(f"{out.parent}: cannot write there ({exc.strerror}); choose another --out") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise DlwError(f"{out}: another dlw process (pid {holder}) is writing this run folder now; wait for it to finish, or choose another --out") from None
+                raise FolderBusy(f"{out}: another dlw process (pid {holder}) is writing this run folder now; wait for it to finish, or choose another --out") from None
             if self._same_file(fd):  # not unlinked by the previous holder meanwhile
                 break
             os.close(fd)

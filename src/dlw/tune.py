@@ -36,11 +36,11 @@ import yaml
 
 from dlw.data.kinds import prepare
 from dlw.plots import pyplot, save_figure
-from dlw.runs import is_temporary_of, write_atomic
+from dlw.runs import OutLock, is_temporary_of, write_atomic
 from dlw.config import Config, Distribution
 from dlw.spec import set_path, validate
 from dlw.console import QUIET, Console
-from dlw.errors import ConfigError, DlwError
+from dlw.errors import ConfigError, DlwError, FolderBusy
 from dlw.objectives import higher_is_better
 from dlw.tracking import Tracker
 
@@ -647,7 +647,7 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
         result.run = Run(best_dir)
     else:
         console.say(f"    training the best config once more, measured on the untouched test split: {best_dir}")
-        result.run = Workflow(best_config, console).train(out=best_dir, overwrite=True)
+        result.run = train_best(best_config, best_dir, console)
     _attach_tuning(best_dir, out, config, values, study_name, finished)
     metrics = result.run.metrics
     main = metrics.get("main_metric")
@@ -655,6 +655,22 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
         console.say(f"    best config on the test split: {main} {metrics['test'][main]:.4f}")
     console.say(f"tuning folder: {out}")
     return result
+
+
+def train_best(config: Config, best_dir: Path, console: Console):
+    """The best config's run folder: trained here, or by a sibling worker that finished at the same moment.
+
+    Two workers whose last trials end together both see no trial running and both set out to
+    train it; the second waits for the first's folder instead of failing on its lock.
+    """
+    from dlw.workflow import Run, Workflow
+
+    try:
+        return Workflow(config, console).train(out=best_dir, overwrite=True)
+    except FolderBusy:
+        console.say("    another worker is training it now; waiting for its run folder")
+        OutLock(best_dir, wait=True).release()
+    return Run(best_dir) if _same_config(best_dir, config) else Workflow(config, console).train(out=best_dir, overwrite=True)
 
 
 def _attach_tuning(best_dir: Path, out: Path, config: Config, values: dict, study_name: str, finished: int) -> None:
