@@ -366,7 +366,7 @@ def test_a_worker_that_finds_the_best_run_being_written_waits_for_it(tmp_path):
     from dlw.errors import FolderBusy
     from dlw.runs import OutLock
     from dlw.spec import load_spec
-    from dlw.tune import train_best
+    from dlw.tune import best_run
 
     best_dir = tmp_path / "best"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(best_dir), "3"], stdout=subprocess.PIPE, text=True)
@@ -374,7 +374,7 @@ def test_a_worker_that_finds_the_best_run_being_written_waits_for_it(tmp_path):
     with pytest.raises(FolderBusy, match="another dlw process"):
         OutLock(best_dir)
     started = time.perf_counter()
-    run = train_best(load_spec("penguins", overrides=QUICK), best_dir, QUIET)
+    run = best_run(load_spec("penguins", overrides=QUICK), best_dir, QUIET)
     holder.wait(timeout=30)
     assert time.perf_counter() - started >= 2.0, "it waited for the sibling instead of failing"
     assert run.path == best_dir and (best_dir / "metrics.json").is_file()

@@ -51,13 +51,12 @@ def keep_freed_memory() -> bool:
     when the user tuned malloc (``MALLOC_*`` or ``GLIBC_TUNABLES`` in the environment).
     """
     import ctypes
-    import ctypes.util
 
     if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ):
         return False
     settings = {**MALLOC_SETTINGS, **(FEW_CORES_MALLOC_SETTINGS if (os.cpu_count() or 1) <= 4 else {})}
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library this process already runs on (find_library would run ldconfig every call)
         return all(libc.mallopt(option, value) == 1 for option, value in settings.items())
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False

@@ -451,7 +451,7 @@ class TableRoutes:
         names = list(request.model_fields["rows"].annotation.__args__[0].model_fields)
 
         async def predict(body: request) -> response:  # type: ignore[valid-type]
-            rows = [[getattr(row, name) for name in names] for row in body.rows]
+            rows = row_values(body, names)
             try:
                 predictions = await batcher.submit(rows)
             except DlwError as exc:
@@ -493,13 +493,18 @@ class PredictFastPath:
 
         try:
             body = self.validator.validate_json(b"".join(m.get("body", b"") for m in messages))
-            predictions = await self.batcher.submit([[getattr(row, name) for name in self.names] for row in body.rows])
+            predictions = await self.batcher.submit(row_values(body, self.names))
         except (ValidationError, DlwError):
             return await self.app(scope, replayed(messages, receive), send)
         payload = predictions_json(predictions)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+def row_values(body, names: list[str]) -> list[list]:
+    """A validated request's rows as lists of values in schema order, as ``RowEncoder.encode`` takes them."""
+    return [[getattr(row, name) for name in names] for row in body.rows]
 
 
 def predictions_json(predictions: list[dict]) -> bytes:

@@ -617,8 +617,6 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
     """The table, the plots, ``best.yaml`` and the best config's run folder (trained once, measured on test)."""
     from optuna.trial import TrialState
 
-    from dlw.workflow import Run, Workflow
-
     _write_table(study, space, out)
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -642,12 +640,7 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
         console.say(f"    {len(still)} trial(s) still running in other workers: the last worker to finish trains {out / 'best'}")
         return result
     best_dir = out / "best"
-    if _same_config(best_dir, best_config):
-        console.say(f"    the best config's run folder is already there: {best_dir}")
-        result.run = Run(best_dir)
-    else:
-        console.say(f"    training the best config once more, measured on the untouched test split: {best_dir}")
-        result.run = train_best(best_config, best_dir, console)
+    result.run = best_run(best_config, best_dir, console)
     _attach_tuning(best_dir, out, config, values, study_name, finished)
     metrics = result.run.metrics
     main = metrics.get("main_metric")
@@ -657,20 +650,24 @@ def finish(study, config: Config, space, out: Path, storage: str, study_name: st
     return result
 
 
-def train_best(config: Config, best_dir: Path, console: Console):
-    """The best config's run folder: trained here, or by a sibling worker that finished at the same moment.
+def best_run(config: Config, best_dir: Path, console: Console):
+    """The best config's run folder: the one already there, else trained here once more.
 
     Two workers whose last trials end together both see no trial running and both set out to
-    train it; the second waits for the first's folder instead of failing on its lock.
+    train it; the second waits for the first's folder (then takes it) instead of failing on its lock.
     """
     from dlw.workflow import Run, Workflow
 
+    if _same_config(best_dir, config):
+        console.say(f"    the best config's run folder is already there: {best_dir}")
+        return Run(best_dir)
+    console.say(f"    training the best config once more, measured on the untouched test split: {best_dir}")
     try:
         return Workflow(config, console).train(out=best_dir, overwrite=True)
     except FolderBusy:
         console.say("    another worker is training it now; waiting for its run folder")
         OutLock(best_dir, wait=True).release()
-    return Run(best_dir) if _same_config(best_dir, config) else Workflow(config, console).train(out=best_dir, overwrite=True)
+        return best_run(config, best_dir, console)
 
 
 def _attach_tuning(best_dir: Path, out: Path, config: Config, values: dict, study_name: str, finished: int) -> None:
