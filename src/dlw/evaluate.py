@@ -129,10 +129,11 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
     With ``checks.threshold: auto`` each baseline chooses its own binary threshold on the
     validation split too (into ``thresholds``), as the network did.
     """
-    from dlw.baselines import fit_baselines_in_background
+    from dlw.baselines import fit_baselines
 
     problem = prepared.problem
-    fitted = (fitting or fit_baselines_in_background(prepared)).result()
+    # Fitted here (dlw evaluate), the baselines predict only the splits asked for, when asked.
+    fitted = fitting.result() if fitting is not None else fit_baselines(prepared, prepared.splits.seed or 0)
     thresholds = {} if thresholds is None else thresholds
     if problem.task == "binary" and prepared.config.checks.threshold == "auto":
         for name, f in fitted.items():
