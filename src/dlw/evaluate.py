@@ -23,43 +23,54 @@ from dlw.problem import Problem
 from dlw.runs import pause_point
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int, threshold=None) -> dict:
-    """Accuracy, balanced accuracy, macro F1, log loss (and binary ROC AUC); classes decided by the rule ``threshold`` (``Problem.decision``)."""
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, n_classes: int, threshold=None, names=None) -> dict:
+    """Accuracy, balanced accuracy, macro F1, log loss (and binary ROC AUC), or only ``names``; classes decided by the rule ``threshold`` (``Problem.decision``)."""
     from sklearn import metrics as m
 
     predicted = predicted_classes(proba, threshold)
     labels = list(range(n_classes))
-    clipped = np.clip(proba, 1e-7, 1.0)
-    clipped = clipped / clipped.sum(axis=1, keepdims=True)
-    result = {
-        "accuracy": float(m.accuracy_score(y_true, predicted)),
-        "balanced_accuracy": float(m.balanced_accuracy_score(y_true, predicted)),
-        "macro_f1": float(m.f1_score(y_true, predicted, average="macro", labels=labels, zero_division=0)),
-        "log_loss": float(m.log_loss(y_true, clipped, labels=labels)),
+
+    def log_loss() -> float:
+        clipped = np.clip(proba, 1e-7, 1.0)
+        return m.log_loss(y_true, clipped / clipped.sum(axis=1, keepdims=True), labels=labels)
+
+    compute = {
+        "accuracy": lambda: m.accuracy_score(y_true, predicted),
+        "balanced_accuracy": lambda: m.balanced_accuracy_score(y_true, predicted),
+        "macro_f1": lambda: m.f1_score(y_true, predicted, average="macro", labels=labels, zero_division=0),
+        "log_loss": log_loss,
     }
     if n_classes == 2:
-        both = len(np.unique(y_true)) == 2
-        result["roc_auc"] = float(m.roc_auc_score(y_true, proba[:, 1])) if both else None
-    result["n"] = int(len(y_true))
-    return result
+        compute["roc_auc"] = lambda: m.roc_auc_score(y_true, proba[:, 1]) if len(np.unique(y_true)) == 2 else None
+    return {**computed(compute, names), "n": int(len(y_true))}
 
 
-def regression_metrics(y_true: np.ndarray, predicted: np.ndarray) -> dict:
+def regression_metrics(y_true: np.ndarray, predicted: np.ndarray, names=None) -> dict:
+    """RMSE, MAE and R², or only ``names``."""
     from sklearn import metrics as m
 
-    return {
-        "rmse": float(np.sqrt(m.mean_squared_error(y_true, predicted))),
-        "mae": float(m.mean_absolute_error(y_true, predicted)),
-        "r2": float(m.r2_score(y_true, predicted)) if len(y_true) > 1 else None,
-        "n": int(len(y_true)),
+    compute = {
+        "rmse": lambda: np.sqrt(m.mean_squared_error(y_true, predicted)),
+        "mae": lambda: m.mean_absolute_error(y_true, predicted),
+        "r2": lambda: m.r2_score(y_true, predicted) if len(y_true) > 1 else None,
     }
+    return {**computed(compute, names), "n": int(len(y_true))}
 
 
-def score(problem: Problem, y_true: np.ndarray, output: np.ndarray, threshold=None) -> dict:
-    """Metrics for model output: class probabilities (decided by the rule ``threshold``, ``Problem.decision``), or predictions in target units."""
+def computed(compute: dict, names=None) -> dict:
+    """Each metric of ``compute`` (name to a function of nothing) named in ``names`` (all when None), as a float or None."""
+    values = {name: f() for name, f in compute.items() if names is None or name in names}
+    return {name: None if v is None else float(v) for name, v in values.items()}
+
+
+def score(problem: Problem, y_true: np.ndarray, output: np.ndarray, threshold=None, names=None) -> dict:
+    """Metrics for model output: class probabilities (decided by the rule ``threshold``, ``Problem.decision``), or predictions in target units.
+
+    ``names`` limits them to those metrics (permutation importance asks for one, 70 times).
+    """
     if problem.is_classification:
-        return classification_metrics(y_true, output, len(problem.classes), threshold)
-    return regression_metrics(y_true, output)
+        return classification_metrics(y_true, output, len(problem.classes), threshold, names)
+    return regression_metrics(y_true, output, names)
 
 
 def measure(

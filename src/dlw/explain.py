@@ -190,7 +190,7 @@ def table_importance(run_model, prepared, folder: Path, seed: int) -> pd.DataFra
         return prepared.outputs(run_model, inputs)
 
     def metric_fn(y, output) -> float:
-        return float(score(problem, y, output, problem.decision)[metric])
+        return float(score(problem, y, output, problem.decision, names=(metric,))[metric])
 
     table = permutation_importance(
         predict, frame, y, columns, metric_fn, higher_is_better=higher_is_better(metric), n_repeats=5, seed=seed
