@@ -70,9 +70,9 @@ def looks_like_dates(values: pd.Series, name: str) -> bool:
 def looks_like_clock_times(values: pd.Series) -> bool:
     """Whether numbers ``values`` are clock times written HHMM: integers from 0 to 2400 whose last two digits are under 60."""
     numbers = np.unique(pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype="float64"))
-    if len(numbers) < CLOCK_VALUES or numbers[0] < 0 or numbers[-1] > 2400 or np.any(numbers % 1):
+    if len(numbers) < CLOCK_VALUES or np.isnan(clock_minutes(numbers)).any():
         return False
-    return bool(np.all(numbers % 100 < 60)) and len(np.unique(numbers // 100)) >= CLOCK_HOURS
+    return len(np.unique(numbers // 100)) >= CLOCK_HOURS
 
 
 def clock_minutes(numbers: np.ndarray) -> np.ndarray:

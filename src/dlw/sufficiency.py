@@ -113,7 +113,7 @@ def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, f
         model = train_network(config, part, objective, backbone=backbone).model
         rows.append(len(keep))
         for split, store in (("validation", val), ("test", test)):
-            store.append(score(part.problem, part.targets[split], part.outputs(model, part.inputs[split]), part.problem.decision)[main])
+            store.append(score(part.problem, part.targets[split], part.outputs(model, part.inputs[split]), part.problem.decision, names=(main,))[main])
     rows.append(prepared.count("train"))
     val.append(metrics["validation"][main])
     test.append(metrics["test"][main])
