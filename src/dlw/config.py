@@ -155,7 +155,7 @@ class ModelConfig(_Strict):
     ensemble: int = Field(8, ge=1, le=64, description="tabm: members of the efficient ensemble (they share the hidden layers; the prediction is their mean).")
     embeddings: Literal["auto", "piecewise_linear", "periodic", "none"] = Field(
         "auto",
-        description="tabm: how numbers enter: piecewise_linear (bins from train quantiles), periodic, or none (scaled only). "
+        description="tabm: how numbers enter: piecewise_linear (bins from train quantiles, beside the scaled number), periodic, or none (scaled only). "
         "auto: piecewise_linear from 500 train rows, none below (the bins overfit a few hundred rows).",
     )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")

@@ -100,7 +100,7 @@ def _describe_tabm(model, config, backbone, base) -> str:
     units = "-".join(str(u) for u in m.hidden_units)
     layer = model.get_layer("numeric_embedding") if any(l.name == "numeric_embedding" for l in model.layers) else None
     numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(type(layer).__name__, "no")
-    bins = f" ({len(layer.edges[0]) - 1} bins)" if hasattr(layer, "edges") else ""  # what bins: auto became
+    bins = f" ({len(layer.edges[0]) - 1} bins, beside the scaled numbers)" if hasattr(layer, "edges") else ""  # what bins: auto became
     return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{bins}; {model.count_params():,} parameters"
 
 

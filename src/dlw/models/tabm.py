@@ -364,12 +364,15 @@ def concrete_metric(metric, model):
 # Building
 # ---------------------------------------------------------------------------------
 def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, bins: int, dim: int, seed: int):
-    """Robust scaling and smooth clipping, then the numbers' embedding (or none)."""
+    """Robust scaling and smooth clipping, then the numbers' embedding (piecewise-linear: beside the scaled numbers), or none."""
     centre, inv = robust_scale_stats(train_numeric)
     x = RobustScaleClip(centre, inv, name="robust_scale")(numeric_input)
     if embeddings == "piecewise_linear":
         scaled = np.asarray(smooth_clip((np.asarray(train_numeric, dtype="float32") - centre) * inv))
-        return PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x)
+        embedded = PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x)
+        # The scaled value itself beside its embedding, as RealMLP's embeddings keep it: the first layer
+        # can then follow a number linearly instead of through bins and ReLUs (bench/RESULTS.md).
+        return keras.layers.Concatenate(name="numbers_and_embedding")([x, embedded])
     if embeddings == "periodic":
         return PeriodicEmbedding(train_numeric.shape[1], d_embedding=dim, seed=seed, name="numeric_embedding")(x)
     return x
