@@ -181,9 +181,13 @@ def table_importance(run_model, prepared, folder: Path, seed: int) -> pd.DataFra
     """Permutation importance of each input column on the test split; ``importance.csv`` and ``.png``."""
     table = importance_table(run_model, prepared, seed=seed)
     table.to_csv(folder / "importance.csv", index=False)
-    metric = choose_main_metric(prepared.problem, prepared.targets["train"], prepared.config.checks.main_metric)[0]
-    plot_importance(table, metric, folder / "importance.png")
+    plot_importance(table, ranking_metric(prepared), folder / "importance.png")
     return table
+
+
+def ranking_metric(prepared) -> str:
+    """The metric importance is measured in: the run's main metric."""
+    return choose_main_metric(prepared.problem, prepared.targets["train"], prepared.config.checks.main_metric)[0]
 
 
 def importance_table(run_model, prepared, *, seed: int, rows: int = IMPORTANCE_ROWS, repeats: int = IMPORTANCE_REPEATS) -> pd.DataFrame:
@@ -196,10 +200,10 @@ def importance_table(run_model, prepared, *, seed: int, rows: int = IMPORTANCE_R
         keep = sample_positions(len(frame), rows, np.random.default_rng(seed))
         frame, y = frame.iloc[keep], y[keep]
     columns = [f.name for f in schema.features]
-    metric = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)[0]
+    metric = ranking_metric(prepared)
 
-    def predict(rows: pd.DataFrame) -> np.ndarray:
-        inputs, _ = schema.encode(rows)
+    def predict(batch: pd.DataFrame) -> np.ndarray:
+        inputs, _ = schema.encode(batch)
         return prepared.outputs(run_model, inputs)
 
     def metric_fn(y, output) -> float:
