@@ -78,9 +78,9 @@ def looks_like_clock_times(values: pd.Series) -> bool:
 def clock_minutes(numbers: np.ndarray) -> np.ndarray:
     """HHMM numbers as minutes after midnight (1530 -> 930, 2400 -> 1440); ``nan`` where a number is no clock time."""
     numbers = np.asarray(numbers, dtype="float64")
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):  # inf % 100 is nan, which is what an infinite number becomes
         valid = (numbers >= 0) & (numbers <= 2400) & (numbers % 1 == 0) & (numbers % 100 < 60)
-    return np.where(valid, np.floor(numbers / 100) * 60 + numbers % 100, np.nan)
+        return np.where(valid, np.floor(numbers / 100) * 60 + numbers % 100, np.nan)
 
 
 def is_dayfirst(values: pd.Series) -> bool:
