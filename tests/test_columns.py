@@ -167,7 +167,7 @@ def test_a_delay_from_two_clock_times_is_linear_once_they_are_read_as_times(tmp_
     assert linear["clock"] < 0.5 and linear["as_written"] > 5, linear
 
 
-def test_the_date_ordering_a_time_split_is_a_feature_unless_ignored(tmp_path):
+def test_the_date_ordering_a_time_split_is_a_feature_unless_ignored_and_a_random_split_suggests_it(tmp_path):
     frame = binary_frame(n=120)
     frame["signup"] = pd.date_range("2022-01-01", periods=120, freq="D").strftime("%Y-%m-%d")
     path = write_csv(frame, tmp_path / "dated.csv")
@@ -175,6 +175,10 @@ def test_the_date_ordering_a_time_split_is_a_feature_unless_ignored(tmp_path):
 
     kept = prepare(load_spec(str(path), target="label", overrides=["data.split.order=time:signup"]))
     assert "signup" in [f.name for f in kept.schema.features]
+    assert not any("split is random" in note for note in kept.notes)
+    at_random = prepare(load_spec(str(path), target="label"))
+    hint = "column 'signup' is a date and the split is random: if the model will predict rows later than these, test it on the latest rows (--set data.split.order=time:signup)"
+    assert hint in at_random.notes
     ignored = prepare(load_spec(str(path), target="label", overrides=["data.split.order=time:signup", "data.types={signup: ignore}"]))
     assert "signup" not in [f.name for f in ignored.schema.features] and "signup" in ignored.schema.excluded
 

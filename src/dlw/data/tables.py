@@ -224,12 +224,24 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     )
     notes += [f"column {name!r} not used: {reason}" for name, reason in schema.excluded.items()]
     notes += [f"column {f.name!r}: {f.note}" for f in schema.features if f.note]
+    notes += chronological_split_hint(config, schema)
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(frame)} rows; {splits.method} split: {sizes}")
     for note in notes:
         console.say(f"    {note}")
     scaling = target_scaling(problem, targets["train"])
     return TablePrepared(frame, problem, schema, splits, inputs, targets, scaling, dropped, notes, config=config)
+
+
+def chronological_split_hint(config, schema: Schema) -> list[str]:
+    """A note for a table with a date input split at random: a test split of later rows measures predicting the future."""
+    dates = [f.name for f in schema.features if f.kind == "date"]
+    if config.data.split.time_column or not dates:
+        return []
+    return [
+        f"column {dates[0]!r} is a date and the split is random: if the model will predict rows later than these, "
+        f"test it on the latest rows (--set data.split.order=time:{dates[0]})"
+    ]
 
 
 def target_scaling(problem: Problem, y_train: np.ndarray) -> dict | None:
