@@ -60,6 +60,12 @@ def trained(path: Path, target: str, out: Path):
     return caught["model"], caught["prepared"]
 
 
+def columns_that_matter(reference):
+    """Whether each of the reference's columns matters: importance at least 5% of the largest."""
+    importance = reference["importance_mean"]
+    return importance >= 0.05 * importance.max()
+
+
 def agreement(table, reference) -> tuple[float, float, int]:
     """How close ``table`` is to ``reference``: the Spearman correlation over the columns that
     matter (reference importance at least 5% of the largest), the summed absolute difference
@@ -69,7 +75,7 @@ def agreement(table, reference) -> tuple[float, float, int]:
 
     theirs = reference.set_index("feature")["importance_mean"]
     mine = table.set_index("feature")["importance_mean"].reindex(theirs.index)
-    matter = theirs >= 0.05 * theirs.max()
+    matter = columns_that_matter(reference).to_numpy()
     rho = float(spearmanr(mine[matter], theirs[matter]).statistic) if matter.sum() > 2 else float("nan")
     error = float((mine - theirs).abs().sum() / theirs.clip(lower=0).sum())
     top = set(table["feature"][:5]) & set(reference["feature"][:5])
@@ -84,7 +90,7 @@ def measure(name: str, folder: Path) -> None:
     n_test, n_cols = len(prepared.splits.test), len(prepared.schema.features)
     reference = importance_table(model, prepared, seed=1000, rows=REFERENCE[0], repeats=REFERENCE[1])
     print(f"\n{name}: {n_test} test rows, {n_cols} columns", flush=True)
-    print(f"{name}: {int((reference['importance_mean'] >= 0.05 * reference['importance_mean'].max()).sum())} columns matter")
+    print(f"{name}: {int(columns_that_matter(reference).sum())} columns matter")
     print(f"{'rows':>6} {'shuffles':>8} {'predicted':>10} {'seconds':>8} {'spearman':>9} {'error':>6} {'top5':>5}")
     for rows, repeats in SETTINGS:
         rhos, errors, tops, seconds = [], [], [], []

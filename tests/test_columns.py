@@ -5,7 +5,6 @@ Real files are written and read back; the runs train for a few epochs on a few h
 
 from __future__ import annotations
 
-
 import bz2
 import gzip
 import json

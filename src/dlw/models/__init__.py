@@ -98,9 +98,11 @@ def _dense_units(model) -> str:
 def _describe_tabm(model, config, backbone, base) -> str:
     m = config.model
     units = "-".join(str(u) for u in m.hidden_units)
-    layer = model.get_layer("numeric_embedding") if any(l.name == "numeric_embedding" for l in model.layers) else None
+    names = {l.name for l in model.layers}
+    layer = model.get_layer("numeric_embedding") if "numeric_embedding" in names else None
     numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(type(layer).__name__, "no")
-    bins = f" ({len(layer.edges[0]) - 1} bins, beside the scaled numbers)" if hasattr(layer, "edges") else ""  # what bins: auto became
+    beside = ", beside the scaled numbers" if "numbers_and_embedding" in names else ""  # as numeric_branch built it
+    bins = f" ({len(layer.edges[0]) - 1} bins{beside})" if hasattr(layer, "edges") else ""  # what bins: auto became
     return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{bins}; {model.count_params():,} parameters"
 
 
