@@ -10,6 +10,7 @@ dlw's own train and validation rows and scored on dlw's own test rows.
     python bench/tables.py                       # all 11 tables, the defaults
     python bench/tables.py --set model.kind=mlp  # the lesson's MLP, for comparison
     python bench/tables.py --tables ames Boston --seeds 0 1
+    python bench/tables.py --set model.ensemble=16 --compare default.jsonl   # each run against an earlier --json file
 
 Results, with the command that produced them, are kept in bench/RESULTS.md.
 """
@@ -120,6 +121,8 @@ def main() -> int:
                         help="also fit AutoGluon medium_quality, with this Python (one that has autogluon.tabular; default this one)")
     parser.add_argument("--autogluon-from", type=Path, metavar="JSONL",
                         help="reuse AutoGluon's figures from an earlier --json file (same table and seed: the same rows)")
+    parser.add_argument("--compare", type=Path, metavar="JSONL",
+                        help="print each run's change against the same table and seed in an earlier --json file, and the counts")
     parser.add_argument("--held-out", action="store_true", help="the held-out tables (HELD_OUT) instead of the development ones")
     parser.add_argument("--json", type=Path, help="append each row as a JSON line to this file")
     args = parser.parse_args()
@@ -144,7 +147,38 @@ def main() -> int:
                     with args.json.open("a") as fh:
                         fh.write(json.dumps({**row, "overrides": args.overrides}) + "\n")
     print_table(rows)
+    if args.compare:
+        print_changes(rows, read_rows(args.compare))
     return 0
+
+
+def read_rows(path: Path) -> dict:
+    """The rows of an earlier ``--json`` file by (table, seed); a later line wins."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["table"], r["seed"]): r for r in rows}
+
+
+def relative_change(row: dict, reference: dict) -> float:
+    """How much better the network did than in ``reference``: relative for rmse, absolute for AUC and accuracy."""
+    if row["metric"] in ("rmse", "mae", "log_loss"):
+        return (reference["network"] - row["network"]) / reference["network"]
+    return row["network"] - reference["network"]
+
+
+def print_changes(rows: list[dict], reference: dict) -> None:
+    """Each run against the same table and seed in ``reference``, then how many got better, worse or stayed."""
+    counts = {"better": 0, "worse": 0, "unchanged": 0}
+    print(f"\nagainst {len(reference)} reference runs (rmse: relative change; AUC, accuracy: difference):")
+    for r in rows:
+        before = reference.get((r["table"], r["seed"]))
+        if before is None:
+            continue
+        change = relative_change(r, before)
+        tag = "unchanged" if abs(change) < 1e-9 else ("better" if change > 0 else "worse")
+        counts[tag] += 1
+        print(f"  {r['table']:16} {r['seed']:>4} {r['metric']:9} {fmt(before['network']):>10} -> {fmt(r['network']):>10}  "
+              f"{tag:9} {change:+.4f}  ({before['outcome']} -> {r['outcome']})")
+    print(f"better in {counts['better']}, worse in {counts['worse']}, unchanged in {counts['unchanged']}")
 
 
 def print_table(rows: list[dict]) -> None:
