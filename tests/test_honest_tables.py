@@ -97,6 +97,8 @@ def test_small_data_warnings_give_the_numbers(tmp_path):
     assert "fewer than 50 training" in warnings
     train_rows = json.loads((run.path / "splits.json").read_text())["sizes"]["train"]
     assert f"the {train_rows} training" in warnings and "more than 10x" in warnings
+    size = next(w for w in run.metrics["warnings"] if "trainable parameters" in w)
+    assert "smaller model" not in size and "comparison with the baselines" in size, "no advice against dlw's own default"
     log = (run.path / "run.log").read_text()
     assert log.count("fewer than 50 training") == 1, "a warning is logged once"
 
