@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import zstandard
 
-from conftest import binary_frame, run_dlw, write_csv
+from conftest import binary_frame, regression_frame, run_dlw, write_csv
 from dlw.dates import clock_minutes, date_features, fit_date_encoding, looks_like_clock_times, parse_dates
 from dlw.errors import DataError
 from dlw.schema import Schema, load_schema
@@ -361,3 +361,38 @@ def test_a_time_split_orders_dates_with_different_offsets_in_utc():
     splits = make_time_splits(np.arange(20), times, 0.25, 0.25, "t")
     assert set(times.iloc[splits.test]) == {"2013-01-02T10:00:00Z"}
     assert set(times.iloc[splits.validation]) == {"2013-01-02T08:00:00-01:00"}  # 09:00 UTC
+
+
+# --- a column that predicts the target by itself --------------------------------------
+
+
+def test_a_column_that_alone_predicts_the_target_is_named_with_the_key_to_leave_it_out(tmp_path):
+    from dlw.data.kinds import prepare
+
+    frame = regression_frame(600)
+    frame["price_band"] = (frame["price"] // 5).astype(int)  # computed from the target
+    frame["price_note"] = np.where(frame["price"] > frame["price"].median(), "high", "low")  # from it, but coarse
+    path = write_csv(frame, tmp_path / "houses.csv")
+    notes = [n for n in prepare(load_spec(str(path), target="price")).notes if "alone predicts" in n]
+    assert len(notes) == 1, notes  # area alone explains most of the price, not all: not named
+    assert notes[0].startswith("column 'price_band' alone predicts 'price' almost exactly (R^2 ")
+    assert float(notes[0].split("(R^2 ")[1].split()[0]) >= 0.99
+    assert notes[0].endswith("leave it out (--set data.types.price_band=ignore)")
+    proc = run_dlw("train", str(path), "--target", "price", "--out", str(tmp_path / "run"),
+                   "--set", "data.types.price_band=ignore", "--set", "train.epochs=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "alone predicts" not in proc.stderr and "alone predicts" not in proc.stdout
+
+
+def test_a_class_copied_into_a_column_is_named_but_not_a_class_that_is_nearly_everywhere(tmp_path):
+    from dlw.data.kinds import prepare
+
+    frame = binary_frame(n=400)
+    frame["outcome_code"] = frame["label"].map({frame["label"].iloc[0]: "A"}).fillna("B")
+    path = write_csv(frame, tmp_path / "copied.csv")
+    notes = [n for n in prepare(load_spec(str(path), target="label")).notes if "alone predicts" in n]
+    assert len(notes) == 1 and notes[0].startswith("column 'outcome_code' alone predicts 'label' almost exactly (accuracy 1.000")
+    # 4 positives in 800: any column's lookup is right on 99% of the rows by predicting the majority.
+    rare = binary_frame(n=800).assign(label=np.where(np.arange(800) % 200 == 0, "yes", "no"))
+    path = write_csv(rare, tmp_path / "rare.csv")
+    assert not any("alone predicts" in n for n in prepare(load_spec(str(path), target="label")).notes)

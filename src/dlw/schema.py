@@ -352,7 +352,8 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
         return "empty", "every value is missing"
     n_unique = values.nunique()
     if n_unique == 1:
-        return "constant", f"constant (every value is {values.iloc[0]!r})"
+        value = values.iloc[0]
+        return "constant", f"constant (every value is {(value.item() if isinstance(value, np.generic) else value)!r})"
     if pd.api.types.is_bool_dtype(values):
         return "boolean", ""
     if pd.api.types.is_numeric_dtype(values):

@@ -17,6 +17,7 @@ import pandas as pd
 from dlw.console import QUIET, Console
 from dlw.data.builtin import BUILTINS
 from dlw.data.loaders import read_table
+from dlw.data.lone_columns import lone_column_notes
 from dlw.data.prepared import SPLITS, Prepared
 from dlw.data.splits import make_splits, make_time_splits
 from dlw.errors import DataError
@@ -225,6 +226,7 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     notes += [f"column {name!r} not used: {reason}" for name, reason in schema.excluded.items()]
     notes += [f"column {f.name!r}: {f.note}" for f in schema.features if f.note]
     notes += chronological_split_hint(config, schema)
+    notes += lone_column_notes(frame, splits, schema, problem, target, seed=config.data.split.seed)
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(frame)} rows; {splits.method} split: {sizes}")
     for note in notes:
