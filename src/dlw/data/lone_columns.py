@@ -58,6 +58,7 @@ def sampled(rows, rng) -> np.ndarray:
 
 
 def numbers(column: pd.Series) -> np.ndarray:
+    """The column as float64; what does not read as a number is nan."""
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64")
 
 
