@@ -28,6 +28,8 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+from dlw.objectives import higher_is_better  # noqa: E402  (dlw is imported once KERAS_BACKEND is set)
+
 TABLES = {
     "ames": ("modeldata", "ames", "Sale_Price"),
     "attrition": ("modeldata", "attrition", "Attrition"),
@@ -160,9 +162,9 @@ def read_rows(path: Path) -> dict:
 
 def relative_change(row: dict, reference: dict) -> float:
     """How much better the network did than in ``reference``: relative for rmse, absolute for AUC and accuracy."""
-    if row["metric"] in ("rmse", "mae", "log_loss"):
-        return (reference["network"] - row["network"]) / reference["network"]
-    return row["network"] - reference["network"]
+    if higher_is_better(row["metric"]):
+        return row["network"] - reference["network"]
+    return (reference["network"] - row["network"]) / reference["network"]
 
 
 def print_changes(rows: list[dict], reference: dict) -> None:
@@ -206,9 +208,9 @@ def autogluon_value(row: dict):
 
 def at_autogluon_level(row: dict) -> bool:
     """Whether the network is at most 1% (rmse) or 0.005 (accuracy, AUC) behind AutoGluon."""
-    if row["metric"] in ("rmse", "mae", "log_loss"):
-        return row["network"] <= 1.01 * autogluon_value(row)
-    return row["network"] >= autogluon_value(row) - 0.005
+    if higher_is_better(row["metric"]):
+        return row["network"] >= autogluon_value(row) - 0.005
+    return row["network"] <= 1.01 * autogluon_value(row)
 
 
 def fmt(value) -> str:

@@ -199,3 +199,17 @@ def run_dlw(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProce
         timeout=timeout,
         env=full_env,
     )
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str):
+    """A script of bench/ imported as a module (bench/ is not a package), for tests of what it computes."""
+    import importlib
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def bench_tables():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import tables
-    finally:
-        sys.path.remove(str(BENCH))
-    return tables
+from conftest import bench_module
 
 
 def test_lower_rmse_and_higher_auc_count_as_better_and_a_later_line_wins(tmp_path, capsys):
-    tables = bench_tables()
+    tables = bench_module("tables")
     earlier = tmp_path / "earlier.jsonl"
     lines = [
         {"table": "ames", "seed": 42, "metric": "rmse", "network": 30000.0, "outcome": "no_clear_difference"},

@@ -9,21 +9,20 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import socket
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import bench_module
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 ROW = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5, "flipper_length_mm": 215.0, "body_mass_g": 5000.0, "sex": "female", "year": 2008}
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def free_port() -> int:
@@ -227,11 +226,7 @@ def test_without_the_extra_the_error_names_it(monkeypatch, penguins_run):
 @pytest.mark.slow
 def test_cli_server_on_loopback_answers_2000_requests_from_16_clients(penguins_run):
     """``dlw serve`` as its own process, bound to 127.0.0.1: 0 errors and a p99 of at most 50 ms."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import serve as bench
-    finally:
-        sys.path.remove(str(BENCH))
+    bench = bench_module("serve")
     port = free_port()
     server = bench.start_server(penguins_run.path, port)
     try:
