@@ -4,7 +4,10 @@ Run by bench/tables.py in the Python that has ``autogluon.tabular`` (often its o
 AutoGluon pins versions dlw does not share), so that the two are compared on the very same
 rows. Prints one JSON object: the main metric, ROC AUC for a binary target, and seconds.
 
-    python bench/autogluon_figure.py TABLE.csv TARGET RUN_FOLDER METRIC
+    python bench/autogluon_figure.py TABLE.csv TARGET RUN_FOLDER METRIC [FOLDS]
+
+With FOLDS (bench/crossfit.py's comparison), AutoGluon bags instead: medium_quality with
+``num_bag_folds=FOLDS`` and no stacking, fitted on the train and validation rows together.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 
-def main(path: str, target: str, run: str, metric: str) -> dict:
+def main(path: str, target: str, run: str, metric: str, folds: str = "0") -> dict:
     from autogluon.tabular import TabularPredictor
 
     frame = pd.read_csv(path, low_memory=False)
@@ -28,9 +31,11 @@ def main(path: str, target: str, run: str, metric: str) -> dict:
     problem = "regression" if metric == "rmse" else None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        predictor = TabularPredictor(label=target, path=tmp, verbosity=0, problem_type=problem).fit(
-            train, tuning_data=val, presets="medium_quality", time_limit=600
-        )
+        predictor = TabularPredictor(label=target, path=tmp, verbosity=0, problem_type=problem)
+        if int(folds):
+            predictor.fit(pd.concat([train, val]), presets="medium_quality", num_bag_folds=int(folds), num_stack_levels=0, time_limit=600)
+        else:
+            predictor.fit(train, tuning_data=val, presets="medium_quality", time_limit=600)
         seconds = time.perf_counter() - started
         truth = test[target]
         if metric == "rmse":
@@ -55,4 +60,4 @@ def main(path: str, target: str, run: str, metric: str) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:5])))
+    print(json.dumps(main(*sys.argv[1:6])))

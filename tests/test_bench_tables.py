@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
+
 from conftest import bench_module
 
 
@@ -27,3 +30,30 @@ def test_lower_rmse_and_higher_auc_count_as_better_and_a_later_line_wins(tmp_pat
     assert abs(tables.relative_change(rows[0], reference["ames", 42]) - 0.05) < 1e-12
     tables.print_changes(rows, reference)
     assert capsys.readouterr().out.strip().endswith("better in 1, worse in 1, unchanged in 1")
+
+
+def test_crossfit_folds_keep_the_default_test_rows_and_share_out_the_rest():
+    crossfit = bench_module("crossfit")
+    from dlw.data.splits import make_splits
+
+    rows = np.arange(500)
+    labels = (np.arange(500) % 5 == 0).astype(int)  # 20% positives
+    default = make_splits(rows, labels, 0.2, 0.2, seed=3)
+    folds = [crossfit.fold_splits(5, k, seed=3)(rows, labels, 0.2, 0.2, 3) for k in range(5)]
+    rest = np.sort(np.concatenate([default.train, default.validation]))
+    for f in folds:
+        assert np.array_equal(f.test, default.test)
+        assert not set(f.train) & set(f.validation)
+        assert np.array_equal(np.sort(np.concatenate([f.train, f.validation])), rest)
+        assert abs(labels[f.validation].mean() - 0.2) < 0.03  # stratified
+    assert np.array_equal(np.sort(np.concatenate([f.validation for f in folds])), rest)  # each row validates once
+
+
+def test_crossfit_scores_a_mean_prediction_as_dlw_does():
+    crossfit = bench_module("crossfit")
+    values = pd.DataFrame({"prediction": [1.0, 2.0, 4.0]})
+    assert abs(crossfit.score("rmse", pd.Series([1.0, 2.0, 1.0]), values) - np.sqrt(3.0)) < 1e-12
+    proba = pd.DataFrame({"prob_no": [0.9, 0.4, 0.3], "prob_yes": [0.1, 0.6, 0.7]})
+    truth = pd.Series(["no", "yes", "no"])
+    assert crossfit.score("roc_auc", truth, proba) == 0.5
+    assert abs(crossfit.score("accuracy", truth, proba) - 2 / 3) < 1e-12
