@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tables as bench_tables  # noqa: E402  (bench/tables.py: the tables and how dlw is run on them)
 from dlw.data import tables as dlw_tables  # noqa: E402
 from dlw.data.splits import Splits, make_splits  # noqa: E402
+from dlw.objectives import higher_is_better  # noqa: E402
 
 
 def fold_splits(k: int, fold: int, seed: int):
@@ -129,6 +130,33 @@ def baseline_row(name: str, path: Path, target: str, *, seed: int, k: int, overr
     return {"table": name, "seed": seed, "metric": metric, "folds": k, "baselines": today, "baselines_crossfit": crossfit}
 
 
+def better_than(metric: str, a: float, b: float) -> bool:
+    """Whether figure ``a`` is better than ``b`` on ``metric``."""
+    return a > b if higher_is_better(metric) else a < b
+
+
+def at_autogluon_level(row: dict, value: float) -> bool:
+    """Within the issue's margin of AutoGluon: 0.005 AUC/accuracy, 1% rmse."""
+    if higher_is_better(row["metric"]):
+        return value >= row["autogluon"] - 0.005
+    return value <= 1.01 * row["autogluon"]
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """The counts bench/RESULTS.md quotes: cross-fitted against one network, and each against AutoGluon."""
+    compared = [r for r in rows if "default" in r and "crossfit" in r]
+    better = sum(better_than(r["metric"], r["crossfit"], r["default"]) for r in compared)
+    worse = sum(better_than(r["metric"], r["default"], r["crossfit"]) for r in compared)
+    rmse = [(r["default"] - r["crossfit"]) / r["default"] for r in compared if r["metric"] == "rmse"]
+    lines = [f"cross-fitted against one network: better in {better}, worse in {worse} of {len(compared)} runs"
+             + (f"; rmse {100 * float(np.mean(rmse)):.1f}% lower on average over {len(rmse)}" if rmse else "")]
+    for seed in sorted({r["seed"] for r in compared if "autogluon" in r}):
+        at = [r for r in compared if r["seed"] == seed and "autogluon" in r]
+        lines.append(f"seed {seed}: at AutoGluon's level {sum(at_autogluon_level(r, r['default']) for r in at)} of {len(at)} "
+                     f"with one network, {sum(at_autogluon_level(r, r['crossfit']) for r in at)} cross-fitted")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="*", choices=[*bench_tables.TABLES, *bench_tables.HELD_OUT])
@@ -144,6 +172,7 @@ def main() -> int:
     names = args.tables or list(bench_tables.HELD_OUT if args.held_out else bench_tables.TABLES)
     default = bench_tables.read_rows(args.compare) if args.compare else {}
     autogluon = bench_tables.autogluon_rows(args.autogluon_from) if args.autogluon_from else {}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             path, target = bench_tables.table_csv(name, Path(tmp))
@@ -156,10 +185,12 @@ def main() -> int:
                     row["default"] = default[name, seed]["network"]
                 if (name, seed) in autogluon:
                     row["autogluon"] = autogluon[name, seed]["autogluon"]
+                rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:
                     with args.json.open("a") as fh:
                         fh.write(json.dumps(row) + "\n")
+    print("\n".join(summary_lines(rows)))
     return 0
 
 

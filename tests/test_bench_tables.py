@@ -57,3 +57,15 @@ def test_crossfit_scores_a_mean_prediction_as_dlw_does():
     truth = pd.Series(["no", "yes", "no"])
     assert crossfit.score("roc_auc", truth, proba) == 0.5
     assert abs(crossfit.score("accuracy", truth, proba) - 2 / 3) < 1e-12
+
+
+def test_crossfit_summary_counts_runs_and_autogluon_levels():
+    crossfit = bench_module("crossfit")
+    rows = [
+        {"table": "a", "seed": 42, "metric": "rmse", "default": 10.0, "crossfit": 9.0, "autogluon": 9.05},
+        {"table": "b", "seed": 42, "metric": "roc_auc", "default": 0.80, "crossfit": 0.79, "autogluon": 0.81},
+        {"table": "c", "seed": 0, "metric": "rmse", "default": 4.0, "crossfit": 4.0},
+    ]
+    lines = crossfit.summary_lines(rows)
+    assert lines[0] == "cross-fitted against one network: better in 1, worse in 1 of 3 runs; rmse 5.0% lower on average over 2"
+    assert lines[1:] == ["seed 42: at AutoGluon's level 0 of 2 with one network, 1 cross-fitted"]
