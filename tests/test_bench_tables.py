@@ -63,7 +63,7 @@ def test_crossfit_summary_counts_runs_and_autogluon_levels():
     crossfit = bench_module("crossfit")
     rows = [
         {"table": "a", "seed": 42, "metric": "rmse", "default": 10.0, "crossfit": 9.0, "autogluon": 9.05},
-        {"table": "b", "seed": 42, "metric": "roc_auc", "default": 0.80, "crossfit": 0.79, "autogluon": 0.81},
+        {"table": "b", "seed": 42, "metric": "roc_auc", "default": 0.80, "crossfit": 0.79, "autogluon": 0.81, "autogluon_auc": 0.81},
         {"table": "c", "seed": 0, "metric": "rmse", "default": 4.0, "crossfit": 4.0},
     ]
     lines = crossfit.summary_lines(rows)
