@@ -66,7 +66,8 @@ def test_a_wrong_bin_count_names_the_key(override):
 @pytest.fixture(scope="module")
 def tabm_run(tmp_path_factory):
     path = write_csv(regression_frame(600), tmp_path_factory.mktemp("tabm") / "houses.csv")
-    run = Workflow.from_config(str(path), target="price", quiet=True).train(out=path.parent / "run")
+    # One network: these tests are about TabM itself (tests/test_crossfit.py cross-fits it).
+    run = Workflow.from_config(str(path), target="price", overrides=["train.folds=1"], quiet=True).train(out=path.parent / "run")
     return path, run
 
 

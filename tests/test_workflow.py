@@ -72,7 +72,10 @@ def check_metrics_shape(metrics: dict, task: str) -> None:
         assert metrics["baselines"][name]["n"] == metrics["test"]["n"]
     for value in metrics["test"].values():
         assert value is None or np.isfinite(value)
-    assert set(metrics["training"]) == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters", "trainable_parameters", "plan"}
+    assert set(metrics["training"]) - {"folds"} == {"epochs_run", "best_epoch", "stopped_early", "fit_seconds", "parameters", "trainable_parameters", "plan"}
+    folds = metrics["training"].get("folds") or []  # a cross-fitted run's networks (train.folds: auto on a regression table)
+    assert len(folds) == (5 if task == "regression" else 0)
+    assert all(1 <= fold["best_epoch"] <= fold["epochs_run"] for fold in folds)
     assert 1 <= metrics["training"]["best_epoch"] <= metrics["training"]["epochs_run"]
 
 

@@ -279,7 +279,9 @@ def fit_baselines_in_background(prepared) -> Future:
             fitted = fit_baselines(prepared, prepared.splits.seed or 0)
             with sklearn_threads():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
                 for f in fitted.values():
-                    f.known = {split: (prepared.inputs[split], f.predict(prepared.inputs[split])) for split in ("validation", "test") if split in prepared.inputs}
+                    for split in ("validation", "test"):
+                        if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
+                            f.known[split] = (prepared.inputs[split], f.predict(prepared.inputs[split]))
             future.set_result(fitted)
         except BaseException as exc:  # handed to whoever asks for the result
             future.set_exception(exc)
@@ -289,8 +291,42 @@ def fit_baselines_in_background(prepared) -> Future:
 
 
 def fit_baselines(prepared, seed: int) -> dict[str, Fitted]:
-    """Every baseline of the prepared data's kind (and persistence when configured), fitted on its train rows (validation chooses, test never)."""
+    """Every baseline of the prepared data's kind (and persistence when configured), fitted on its train rows (validation chooses, test never).
+
+    Cross-fitted when the network is (``dlw.crossfit``), so the verdict compares like with like.
+    """
+    if prepared.splits is not None and prepared.splits.folds:
+        return crossfit_baselines(prepared, seed)
     names = prepared.baseline_names
     if prepared.config is not None and prepared.config.checks.persistence:
         names = (*names, "persistence")
     return {baseline_name(name, prepared.problem): FITTERS[name](prepared, seed) for name in names}
+
+
+def crossfit_baselines(prepared, seed: int) -> dict[str, Fitted]:
+    """Each baseline fitted once per fold (``Prepared.fold_views``), predicting as the mean of its fits.
+
+    On the validation split (the first fold) a baseline answers with its first fit, the one that
+    never saw those rows, as the cross-fitted network does; what it chose there is that fit's.
+    """
+    per_fold = [fit_baselines(part, seed) for part in prepared.fold_views()]
+    validation = prepared.inputs["validation"]
+    combined = {}
+    for name, first in per_fold[0].items():
+        fits = [fitted[name] for fitted in per_fold]
+        combined[name] = Fitted(
+            predict=mean_prediction([f.predict for f in fits]),
+            chosen={**first.chosen, "folds": len(fits)},
+            fit_seconds=sum(f.fit_seconds for f in fits),
+            known={"validation": (validation, first.predict(validation))},
+        )
+    return combined
+
+
+def mean_prediction(predicts: list[Callable]) -> Callable:
+    """A predict function returning the mean of ``predicts``' outputs."""
+
+    def predict(inputs):
+        return np.mean([np.asarray(p(inputs), dtype="float64") for p in predicts], axis=0)
+
+    return predict

@@ -110,7 +110,9 @@ def calibrate(model, prepared, config):
         return model, None
     weights = class_weights(problem, prepared.targets["train"], config.train.class_weight)
     shift = None if weights is None else [float(np.log(weights[i])) if weights[i] > 0 else 0.0 for i in range(len(problem.classes))]
-    proba = prepared.outputs(model, prepared.inputs["validation"])
+    from dlw.crossfit import validation_network
+
+    proba = prepared.outputs(validation_network(model), prepared.inputs["validation"])  # out of sample when cross-fitted
     y = prepared.targets["validation"]
     # With (almost) no validation errors the log loss only says "sharper": T would sink to its
     # bound and make every test error a certainty (penguins: test Brier 0.010 -> 0.018). Keep T = 1.

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from dlw.advice import BASELINE_BETTER, NO_CLEAR_DIFFERENCE
+from dlw.crossfit import folds_text
 from dlw.errors import DlwError
 from dlw.objectives import higher_is_better
 from dlw.runs import RunFiles, is_run_folder, write_atomic
@@ -147,9 +148,12 @@ def section_model(f: CardFacts) -> str:
         f"kept the weights of epoch {training.get('best_epoch')}" + (", stopped early" if training.get("stopped_early") else "")
         + f"; {_num(training.get('fit_seconds'), 1)} s",
     ]
+    if training.get("folds"):
+        lines.append(f"- cross-fitted: {folds_text(training['folds'])}")
     if f.schema.get("target_scaling"):
         lines.append("- the target was standardized for training; predictions are in its own units")
     return "\n".join(lines) + "\n"
+
 
 
 def section_metrics(f: CardFacts) -> str:

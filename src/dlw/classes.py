@@ -202,7 +202,9 @@ def validation_decisions(prepared, model, config, calibration: dict | None = Non
     """
     problem, y_val, checks = prepared.problem, prepared.targets["validation"], config.checks
     kept = decision_offsets(calibration) or balanced_offsets(problem, prepared.targets["train"], config.train.class_weight)
-    proba_val = prepared.outputs(model, prepared.inputs["validation"])
+    from dlw.crossfit import validation_network
+
+    proba_val = prepared.outputs(validation_network(model), prepared.inputs["validation"])  # out of sample when cross-fitted
     threshold, offsets = None, None
     if problem.task == "binary" and checks.threshold == "auto":
         metric = choose_main_metric(problem, prepared.targets["train"], checks.main_metric)[0]

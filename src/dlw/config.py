@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_serializer, model_validator
 
+from dlw.crossfit import AUTO_FOLDS, AUTO_MAX_ROWS
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -224,6 +226,12 @@ class TrainConfig(_Strict):
         description="false, or {patience, monitor}; the best epoch's weights are restored.",
     )
     seed: int = Field(42, description="Seed of weight initialisation, dropout and shuffling.")
+    folds: PositiveInt | Literal["auto"] = Field(
+        "auto",
+        description="Tables: cross-fit this many networks, each early-stopped on one fold of the train and validation rows and "
+        "trained on the others; they predict as their mean, and the baselines are cross-fitted alike (1: one network). "
+        f"auto: {AUTO_FOLDS} for tabm on a regression target with a random split of up to {AUTO_MAX_ROWS:,} train and validation rows, 1 otherwise.",
+    )
     checkpoint_seconds: float = Field(
         2.0, ge=0, description="Save the training's state for --resume after an epoch when this many seconds passed since the last save (0: every epoch)."
     )

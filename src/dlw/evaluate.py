@@ -16,6 +16,7 @@ import numpy as np
 from dlw.advice import advise, say
 from dlw.classes import choose_main_metric, choose_threshold, predicted_classes, unpredicted_class_warnings
 from dlw.console import Console
+from dlw.crossfit import validation_network
 from dlw.data.prepared import SPLITS, Prepared
 from dlw.ood import score_inputs
 from dlw.plots import plot_confusion_matrix, plot_residuals
@@ -100,7 +101,9 @@ def measure(
     result: dict = {"task": problem.task}
     outputs = {} if outputs is None else outputs
     for name, (inputs, y) in evaluated.items():
-        outputs[name] = prepared.outputs(model, inputs)
+        # A cross-fitted model's validation rows trained all its networks but the first: it answers for them.
+        network = validation_network(model) if name == "validation" else model
+        outputs[name] = prepared.outputs(network, inputs)
         result[name] = score(problem, y, outputs[name], problem.decision)
     main = "test" if "test" in evaluated else next(iter(evaluated))
     result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)

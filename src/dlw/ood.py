@@ -259,11 +259,20 @@ def _finite_rows(blocks: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def penultimate_model(model):
-    """The model up to the input of its ``output`` layer: the features the classifier sees."""
+    """The model up to the input of its ``output`` layer: the features the classifier sees.
+
+    A cross-fitted model's are its first fold's network's (``dlw.crossfit.features_network``),
+    the one network that never trained on the validation rows the detector is calibrated on.
+    """
     import keras
 
-    layer = model.get_layer("output")
-    return keras.Model(model.inputs, layer.input, name="penultimate")
+    from dlw.crossfit import features_network
+
+    network = features_network(model)
+    if network is model:
+        return keras.Model(model.inputs, model.get_layer("output").input, name="penultimate")
+    features = keras.Model(network.input, network.get_layer("output").input)
+    return keras.Model(model.input, features(model.input), name="penultimate")
 
 
 def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlw.advice import BASELINE_BETTER, NETWORK_BETTER, NO_CLEAR_DIFFERENCE
+from dlw.crossfit import folds_text
 from dlw.objectives import higher_is_better
 from dlw.runs import RunFiles, read_json_or_none, write_atomic
 
@@ -516,7 +517,8 @@ def _section_training(r: _Run) -> str:
         epochs, best, early = t.get("epochs_run"), t.get("best_epoch"), t.get("stopped_early")
         pairs = [("Epochs run", epochs), ("Best epoch (weights kept)", best),
                  ("Stopped early", "yes — validation loss stopped improving" if early else "no — ran to the epoch limit" if early is False else None),
-                 ("Fit time", f"{_fmt(t['fit_seconds'], 3)} s" if _is_number(t.get("fit_seconds")) else None)]
+                 ("Fit time", f"{_fmt(t['fit_seconds'], 3)} s" if _is_number(t.get("fit_seconds")) else None),
+                 ("Cross-fitted", folds_text(t["folds"]) if t.get("folds") else None)]
         history = _read_csv(r.folder / "history.csv")
         if history is not None and _is_number(best) and "epoch" in history.columns:
             row = history[history["epoch"] == best]

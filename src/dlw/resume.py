@@ -28,10 +28,11 @@ from dlw.runs import CHECKPOINT, data_fingerprint, pause_point, read_json_or_non
 class TrainingCheckpoint:
     """The per-epoch state of a run's training, in ``folder/checkpoint``; checked against the run resuming it."""
 
-    def __init__(self, folder: Path, config, *, epochs: int | None = None):
+    def __init__(self, folder: Path, config, *, epochs: int | None = None, prefix: str = ""):
         self.folder = Path(folder) / CHECKPOINT
         self.config = config
         self.epochs = epochs
+        self.prefix = prefix  # a cross-fitted network's: "fold2_"
 
     @classmethod
     def open(cls, folder: Path, config, *, command: str | None = None) -> "TrainingCheckpoint":
@@ -56,7 +57,17 @@ class TrainingCheckpoint:
 
     def phase(self, number: int, epochs: int) -> "PhaseState":
         every = self.config.train.checkpoint_seconds
-        return PhaseState(self.folder / f"phase{number}.npz", self.folder / "progress.json", epochs, every=every)
+        return PhaseState(self.folder / f"{self.prefix}phase{number}.npz", self.folder / "progress.json", epochs, every=every)
+
+    def for_fold(self, k: int, folds: int) -> "TrainingCheckpoint":
+        """The checkpoint of cross-fitted network ``k`` of ``folds`` (this one when there is one network).
+
+        Each network's phases have their own files, so a resumed run keeps the networks that
+        had finished and carries on the one that was killed.
+        """
+        if folds == 1:
+            return self
+        return TrainingCheckpoint(self.folder.parent, self.config, epochs=self.epochs, prefix=f"fold{k + 1}_")
 
 
 def default_resume_command() -> str:

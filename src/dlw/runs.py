@@ -73,7 +73,7 @@ class RunWriter:
         """The partial folder a killed run left with training progress in it (kept), others deleted."""
         kept = None
         for partial in sorted(stale_partials(self.out), key=lambda p: p.stat().st_mtime):
-            if not any((partial / CHECKPOINT).glob("phase*.npz")) or (self.overwrite and not self.resume):
+            if not any((partial / CHECKPOINT).glob("*phase*.npz")) or (self.overwrite and not self.resume):
                 shutil.rmtree(partial, ignore_errors=True)
                 continue
             if kept is not None:
@@ -102,7 +102,7 @@ class RunWriter:
         try:
             if exc_type is None:
                 self._commit()
-            elif any((self.tmp / CHECKPOINT).glob("phase*.npz")) and not disk_full(exc):
+            elif any((self.tmp / CHECKPOINT).glob("*phase*.npz")) and not disk_full(exc):
                 return  # Ctrl-C, a refused resume, a failure after training: the epochs trained stay for --resume
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)  # the loser leaves nothing behind

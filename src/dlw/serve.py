@@ -202,8 +202,9 @@ class Predictor:
         self.run = run
         self.prepared = run.prepared
         from dlw._backend import inference_function
+        from dlw.ood import penultimate_model
 
-        self.network = keras.Model(model.inputs, [model.output, model.get_layer("output").input], name="serving")
+        self.network = keras.Model(model.inputs, [model.output, penultimate_model(model).output], name="serving")
         self.call = inference_function(self.network)
         self.input_names = {t.name for t in model.inputs}
 

@@ -305,6 +305,8 @@ def resolve_kind(config: Config, origin: str) -> None:
             f"{origin}: key 'model.kind': {kind!r} needs images (a folder, a CSV of image paths with data.image_column, or digits) "
             f"but {config.data.source} is a table; use tabm or mlp"
         )
+    if reads == "images" and config.train.folds not in ("auto", 1):
+        raise ConfigError(f"{origin}: key 'train.folds': cross-fitting ({config.train.folds} folds) is for tables; set train.folds: 1 for images")
     if kind == "pretrained" and not config.model.backbone:
         raise ConfigError(f"{origin}: key 'model.backbone' is required with model.kind: pretrained (a keras.applications name, a .keras file or a run folder)")
     config.model.kind = kind

@@ -111,7 +111,7 @@ def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, f
     console.say(f"    data sufficiency: training again on {', '.join(f'{f:.0%}' for f in FRACTIONS[:-1])} of the train split")
     for fraction in FRACTIONS[:-1]:
         keep = train_subset(prepared, fraction, seed)
-        part = prepared.with_train_rows(keep)
+        part = prepared.without_folds().with_train_rows(keep)
         model = train_network(config, part, objective, backbone=backbone).model
         rows.append(len(keep))
         for split, store in (("validation", val), ("test", test)):

@@ -45,6 +45,7 @@ class Trained:
     distribution: dict
     train: TrainConfig  # the settings it trained with, ``auto`` planned
     calibration: dict | None = None  # what dlw.calibration.calibrate fitted, when it ran
+    folds: list[dict] | None = None  # cross-fitted: each network's training (``fold_summary``)
 
 
 TARGET_STEPS = 3000
@@ -65,10 +66,11 @@ def train_network(
     ``callbacks`` are added to every phase. With ``checkpoint_in`` (a run's partial folder)
     the state is saved there after every epoch (``dlw.resume``), and a killed training's saved
     state there is carried on from; a resume with another config or data is refused.
+    Cross-fitted splits (``dlw.crossfit``) train one network per fold, network k seeded with
+    ``train.seed + k``, into one model that averages them.
     """
-    from dlw._backend import import_keras, set_seed
-    from dlw.distribute import apply_distribution, for_devices, release
-    from dlw.models import build_model
+    from dlw._backend import import_keras
+    from dlw.distribute import apply_distribution, release
 
     import_keras()
     checkpoint = None
@@ -78,16 +80,57 @@ def train_network(
         checkpoint = TrainingCheckpoint.open(checkpoint_in, config)
     config = plan_training(config, prepared.count("train"))
     distribution = apply_distribution(config, console)  # before any variable is created
+    folds = prepared.splits.fold_count if prepared.splits is not None else 1
+    networks = []
+    try:
+        for k, part in enumerate(prepared.fold_views()):
+            heading = f"network {k + 1} of {folds}: early-stopped on fold {k + 1} ({part.count('validation')} rows), trained on the other {part.count('train')}"
+            member = config if k == 0 else seeded(config, config.train.seed + k)
+            state = None if checkpoint is None else checkpoint.for_fold(k, folds)
+            networks.append(
+                fit_network(
+                    member, part, objective, backbone, console, distribution, callbacks=callbacks, before_fit=before_fit if k == 0 else None,
+                    checkpoint=state, heading=heading if folds > 1 else None,
+                )
+            )
+    finally:
+        release(distribution)
+    if folds == 1:
+        return Trained(*networks[0], distribution, config.train)
+    from dlw.crossfit import crossfit_model
+
+    first = networks[0][2]
+    result = TrainResult(first.history, first.best_epoch, first.stopped_early, sum(r.seconds for _, _, r in networks))
+    summaries = [fold_summary(k, r) for k, (_, _, r) in enumerate(networks)]
+    return Trained(crossfit_model([m for m, _, _ in networks]), None, result, distribution, config.train, folds=summaries)
+
+
+def fit_network(config, prepared, objective, backbone, console: Console, distribution, *, callbacks=(), before_fit=None, checkpoint=None, heading=None):
+    """One network seeded, built and fitted: ``(model, the pretrained backbone inside it or None, TrainResult)``; ``heading`` said first."""
+    from dlw._backend import set_seed
+    from dlw.distribute import for_devices
+    from dlw.models import build_model
+
     set_seed(config.train.seed)
     model, base = build_model(config, prepared, objective, backbone)
     if before_fit is not None:
         before_fit(model, base, config.train)
+    if heading:
+        console.say(f"    {heading}")
     fit_prepared, fit_config = for_devices(prepared, config, distribution)  # batches split evenly over devices
-    try:
-        result = fit_phases(model, base, fit_prepared, objective, fit_config, console, callbacks=callbacks, checkpoint=checkpoint)
-    finally:
-        release(distribution)
-    return Trained(model, base, result, distribution, config.train)
+    return model, base, fit_phases(model, base, fit_prepared, objective, fit_config, console, callbacks=callbacks, checkpoint=checkpoint)
+
+
+def seeded(config, seed: int):
+    """``config`` with ``train.seed`` set to ``seed`` (a cross-fitted network's own)."""
+    other = config.model_copy(deep=True)
+    other.train.seed = seed
+    return other
+
+
+def fold_summary(k: int, result: TrainResult) -> dict:
+    """What metrics.json says of cross-fitted network ``k``'s training."""
+    return {"fold": k + 1, "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "fit_seconds": round(result.seconds, 3)}
 
 
 def plan_training(config, n_train: int):

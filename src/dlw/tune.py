@@ -373,13 +373,14 @@ class Objective:
         self.tracker = Tracker(config, name="trials")  # tune() puts the study's here; each trial is its child
 
     def data_for(self, config: Config):
-        """The trials' data (test split removed), prepared once per distinct ``data`` section."""
+        """The trials' data (test split removed, one network's splits), prepared once per distinct ``data`` section."""
         key = config.data.model_dump_json()
         if key not in self._prepared:
             self._prepared.clear()  # one data set in memory at a time
             console = QUIET if self._said else self.console
             self._said = True
-            self._prepared[key] = prepare(config, console).without_test()
+            # A trial trains one network, on the first fold when the run cross-fits (train.folds).
+            self._prepared[key] = prepare(config, console).without_test().without_folds()
         return self._prepared[key]
 
     def __call__(self, trial) -> float:

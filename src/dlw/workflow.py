@@ -25,6 +25,7 @@ from dlw.baselines import fit_baselines_in_background
 from dlw.card import write_card
 from dlw.config import Config
 from dlw.console import QUIET, Console
+from dlw.crossfit import networks_note
 from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
 from dlw.data.kinds import prepare, prepared_for_predictions, schema_from_dict
 from dlw.data.prepared import Prepared
@@ -126,7 +127,7 @@ class Workflow:
         console, warnings = self.console, []
 
         def announce(model, base, tc) -> None:
-            console.step(5, f"model: {describe_model(model, self.config, backbone, base)}")
+            console.step(5, f"model: {describe_model(model, self.config, backbone, base)}{networks_note(prepared.splits)}")
             warnings.extend(small_data_warnings(prepared, trainable_parameters(model)))
             for warning in warnings:
                 console.warn(warning)
@@ -181,6 +182,7 @@ class Workflow:
             "parameters": int(model.count_params()),
             "trainable_parameters": trainable_parameters(model),  # after fine-tuning, when it ran
             "plan": trained.train.model_dump(mode="json", include={"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule"}),
+            **({"folds": trained.folds} if trained.folds else {}),  # cross-fitted: the figures above are the first network's
         }
         metrics["warnings"] = warnings + metrics.pop("class_warnings", [])
         if trained.calibration is not None:
@@ -333,10 +335,8 @@ class Run:
     def _check_same_data(self, prepared: Prepared) -> None:
         expected = self.manifest.get("data", {})
         if expected.get("rows") is not None and expected["rows"] != len(prepared.frame):
-            raise DataError(
-                f"{self.config.data.source}: has {len(prepared.frame)} rows but the run was trained on {expected['rows']}; "
-                "the file changed since training, so its test split is not the run's"
-            )
+            n, source = len(prepared.frame), self.config.data.source
+            raise DataError(f"{source}: has {n} rows but the run was trained on {expected['rows']}; the file changed since training, so its test split is not the run's")
         saved = Splits.load(self.path / "splits.json")
         if not np.array_equal(saved.test, prepared.splits.test):
             raise DataError(f"{self.config.data.source}: the test split differs from the run's splits.json; the data changed since training")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,10 @@ class Prepared:
         """What ``fit`` reads for ``split``: ``(x, y)`` arrays, or ``(stream, None)`` for a stream of batches."""
         raise NotImplementedError
 
+    def join(self, first, second):
+        """The inputs of ``first`` followed by those of ``second`` (two splits' containers), for cross-fitting."""
+        raise NotImplementedError(f"{self.kind}: cross-fitting (train.folds) is for tables")
+
     def explain(self, model, folder: Path, seed: int) -> dict:
         """What the model relies on, written into ``folder``; the summary for metrics.json."""
         raise NotImplementedError
@@ -83,6 +87,39 @@ class Prepared:
         """A copy whose train split is only the train positions ``keep`` (validation and test unchanged)."""
         inputs = {**self.inputs, "train": self.take(self.inputs["train"], keep)}
         return dataclasses.replace(self, inputs=inputs, targets={**self.targets, "train": self.targets["train"][keep]})
+
+    def for_fold(self, k: int) -> "Prepared":
+        """One cross-fitted network's data: fold ``k`` validates, the other folds train, the test split as it is.
+
+        The encoding is the run's (fitted on the first fold's train rows); each network fits
+        what it learns from data (its embeddings' bins, a baseline's scaling) on its own rows.
+        """
+        splits = self.splits.fold(k)
+        pooled_rows = np.concatenate([self.splits.train, self.splits.validation])
+        order = np.argsort(pooled_rows)
+
+        def positions(rows: np.ndarray) -> np.ndarray:
+            return order[np.searchsorted(pooled_rows[order], rows)]
+
+        pooled = self.join(self.inputs["train"], self.inputs["validation"])
+        y = np.concatenate([self.targets["train"], self.targets["validation"]])
+        train_at, val_at = positions(splits.train), positions(splits.validation)
+        inputs = {**self.inputs, "train": self.take(pooled, train_at), "validation": self.take(pooled, val_at)}
+        return dataclasses.replace(self, splits=splits, inputs=inputs, targets={**self.targets, "train": y[train_at], "validation": y[val_at]})
+
+    def fold_views(self) -> Iterator["Prepared"]:
+        """The data of each network a run trains, made as it is needed: one per fold when cross-fitting, else this."""
+        if self.splits is None or not self.splits.folds:
+            yield self
+            return
+        for k in range(self.splits.fold_count):
+            yield self.for_fold(k)
+
+    def without_folds(self) -> "Prepared":
+        """These data for one network (the first fold's when cross-fitting): what tuning and the sufficiency curve train on."""
+        if self.splits is None or not self.splits.folds:
+            return self
+        return dataclasses.replace(self, splits=self.splits.single())
 
     def with_rows(self, rows: dict[str, np.ndarray]) -> "Prepared":
         """A copy keeping, for each split named in ``rows``, only those positions."""

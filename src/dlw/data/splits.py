@@ -11,6 +11,7 @@ can look the rows up. The test rows are used by evaluation only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,23 @@ class Splits:
     test: np.ndarray
     method: str = "random"
     seed: int | None = None
+    folds: list[np.ndarray] | None = None  # cross-fitting: the train and validation rows in folds, the first = validation
+
+    @property
+    def fold_count(self) -> int:
+        """How many networks train on these splits: one per fold, or one."""
+        return len(self.folds) if self.folds else 1
+
+    def fold(self, k: int) -> "Splits":
+        """One network's splits when cross-fitting: fold ``k`` validates, the other folds train, the test rows are these."""
+        validation = self.folds[k]
+        rest = np.concatenate(self.folds)
+        train = np.sort(rest[~np.isin(rest, validation)])
+        return Splits(train, validation, self.test, f"{self.method}, fold {k + 1} of {len(self.folds)}", self.seed)
+
+    def single(self) -> "Splits":
+        """These splits for one network: fold 1's when cross-fitting."""
+        return dataclasses.replace(self, folds=None)
 
     def to_dict(self) -> dict:
         return {
@@ -36,6 +54,7 @@ class Splits:
             "seed": self.seed,
             "sizes": {name: int(len(getattr(self, name))) for name in ("train", "validation", "test")},
             **{name: [int(i) for i in getattr(self, name)] for name in ("train", "validation", "test")},
+            **({"folds": [[int(i) for i in fold] for fold in self.folds]} if self.folds else {}),
         }
 
     def save(self, path: Path) -> None:
@@ -44,7 +63,8 @@ class Splits:
     @classmethod
     def load(cls, path: Path) -> "Splits":
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(*(np.array(data[k], dtype=np.int64) for k in ("train", "validation", "test")), data.get("method", "random"), data.get("seed"))
+        folds = [np.array(fold, dtype=np.int64) for fold in data["folds"]] if data.get("folds") else None
+        return cls(*(np.array(data[k], dtype=np.int64) for k in ("train", "validation", "test")), data.get("method", "random"), data.get("seed"), folds)
 
 
 def make_splits(
@@ -55,8 +75,14 @@ def make_splits(
     seed: int,
     origin: str = "data",
     class_names: list | None = None,
+    folds: int = 1,
 ) -> Splits:
-    """Random split of ``rows``; stratified on ``labels`` (class indices into ``class_names``) when given."""
+    """Random split of ``rows``; stratified on ``labels`` (class indices into ``class_names``) when given.
+
+    With ``folds`` > 1 the rows that are not test rows are cut into that many folds for
+    cross-fitting (``dlw.crossfit``): the first is the validation split, the others train.
+    The test rows are the same either way.
+    """
     from sklearn.model_selection import train_test_split
 
     if validation + test >= 0.9:
@@ -84,7 +110,13 @@ def make_splits(
         raise DataError(f"{origin}: cannot split the rows ({exc}); set data.split.stratify: false or use more data") from None
     train_rows, val_rows, test_rows = rows[train_pos], rows[val_pos], rows[test_pos]
     method = "stratified random" if labels is not None else "random"
-    return Splits(np.sort(train_rows), np.sort(val_rows), np.sort(test_rows), method, seed)
+    splits = Splits(np.sort(train_rows), np.sort(val_rows), np.sort(test_rows), method, seed)
+    if folds <= 1:
+        return splits
+    from dlw.crossfit import fold_rows
+
+    cut = fold_rows(rows[rest], None if labels is None else labels[rest], folds, seed)
+    return dataclasses.replace(splits, train=np.sort(np.concatenate(cut[1:])), validation=cut[0], folds=cut)
 
 
 def make_time_splits(rows: np.ndarray, times: pd.Series, validation: float, test: float, column: str, origin: str = "data") -> Splits:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dlw.console import QUIET, Console
+from dlw.crossfit import describe_folds, fold_count
 from dlw.data.builtin import BUILTINS
 from dlw.data.loaders import read_table
 from dlw.data.lone_columns import lone_column_notes
@@ -37,6 +38,9 @@ class TablePrepared(Prepared):
 
     def take(self, inputs: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[rows] for k, v in inputs.items()}
+
+    def join(self, first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([first[k], second[k]]) for k in first}
 
     def predict_raw(self, model, inputs: dict[str, np.ndarray]) -> np.ndarray:
         names = {t.name for t in model.inputs}
@@ -188,6 +192,7 @@ def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Pr
     origin = data_origin(config)
     split_cfg = config.data.split
     rows = labelled.index.to_numpy()
+    folds = fold_count(config, problem.task, int(round(len(rows) * (1 - split_cfg.test))))
     if split_cfg.time_column:
         column = split_cfg.time_column
         if column not in frame.columns:
@@ -199,7 +204,7 @@ def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Pr
         return splits, {column: "orders the chronological split (data.split.order)"}
     target = config.data.target
     labels = encode_target(labelled[target], problem) if problem.is_classification and split_cfg.stratify else None
-    return make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin, problem.classes), {}
+    return make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin, problem.classes, folds=folds), {}
 
 
 def prepare_table(config, console: Console = QUIET, schema: Schema | None = None) -> TablePrepared:
@@ -229,6 +234,8 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     notes += lone_column_notes(frame, splits, schema, problem, target, seed=config.data.split.seed)
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(frame)} rows; {splits.method} split: {sizes}")
+    if splits.folds:
+        notes.insert(0, describe_folds(splits.fold_count, len(splits.train) + len(splits.validation)))
     for note in notes:
         console.say(f"    {note}")
     scaling = target_scaling(problem, targets["train"])
