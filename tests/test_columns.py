@@ -22,7 +22,8 @@ from dlw.schema import Schema, load_schema
 from dlw.spec import load_spec
 from dlw.text import fit_text_encoding, text_bag
 
-QUICK = ["train.epochs=3", "model.hidden_layers=[16]", "model.ensemble=2", "data.text.buckets=256", "model.text_dim=4"]
+# One network: these tests are about columns, not cross-fitting (tests/test_crossfit.py).
+QUICK = ["train.epochs=3", "model.hidden_layers=[16]", "model.ensemble=2", "data.text.buckets=256", "model.text_dim=4", "train.folds=1"]
 QUICK_CLI = [arg for item in QUICK for arg in ("--set", item)]
 
 
@@ -379,7 +380,7 @@ def test_a_column_that_alone_predicts_the_target_is_named_with_the_key_to_leave_
     assert float(notes[0].split("(R^2 ")[1].split()[0]) >= 0.99
     assert notes[0].endswith("leave it out (--set data.types.price_band=ignore)")
     proc = run_dlw("train", str(path), "--target", "price", "--out", str(tmp_path / "run"),
-                   "--set", "data.types.price_band=ignore", "--set", "train.epochs=1", cwd=tmp_path)
+                   "--set", "data.types.price_band=ignore", "--set", "train.epochs=1", "--set", "train.folds=1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "alone predicts" not in proc.stderr and "alone predicts" not in proc.stdout
 

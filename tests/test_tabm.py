@@ -121,5 +121,5 @@ def test_tabm_has_its_own_search_space_and_every_value_is_valid():
 
 def test_the_model_line_says_what_bins_auto_became(tmp_path):
     path = write_csv(regression_frame(1000), tmp_path / "houses.csv")  # 600 train rows: embeddings, 16 bins
-    run = Workflow.from_config(str(path), target="price", overrides=["train.epochs=1", "model.ensemble=2"], quiet=True).train(out=tmp_path / "run")
+    run = Workflow.from_config(str(path), target="price", overrides=["train.epochs=1", "model.ensemble=2", "train.folds=1"], quiet=True).train(out=tmp_path / "run")
     assert "piecewise-linear number embeddings (16 bins, beside the scaled numbers)" in (run.path / "run.log").read_text()
