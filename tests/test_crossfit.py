@@ -92,6 +92,8 @@ def test_a_cross_fitted_run_averages_five_networks_and_checks_out_of_fold(diabet
     assert [m.name for m in members] == [f"fold_{k}" for k in range(5)]
     assert len(run.metrics["training"]["folds"]) == 5
     assert all(fit["folds"] == 5 for fit in run.metrics["baseline_fits"].values())  # the baselines are cross-fitted too
+    card = (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "5 such networks, cross-fitted (train.folds)" in card and "- cross-fitted: 5 networks" in card
 
     reloaded = load(run.path)  # from model.keras, in safe mode
     prepared = prepare(reloaded.config, QUIET, schema=reloaded.schema)

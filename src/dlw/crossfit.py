@@ -126,5 +126,5 @@ def folds_text(folds: list[dict]) -> str:
     each = ", ".join(f"{fold['best_epoch']} of {fold['epochs_run']}" for fold in folds)
     return (
         f"{len(folds)} networks, each early-stopped on one fold of the train and validation rows and trained on the others; "
-        f"the model predicts their mean. The figures above are the first network's; best epoch of epochs run, network by network: {each}"
+        f"the model predicts their mean. The epochs above are the first network's; best epoch of epochs run, network by network: {each}"
     )
