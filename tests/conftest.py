@@ -162,6 +162,14 @@ def regression_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def diabetes_run(tmp_path_factory):
+    """scikit-learn's diabetes table (a real regression target) with every default: five cross-fitted networks. Read-only."""
+    from dlw import Workflow
+
+    return Workflow.from_config("diabetes", quiet=True).train(out=tmp_path_factory.mktemp("diabetes") / "run")
+
+
+@pytest.fixture(scope="session")
 def penguins_run(tmp_path_factory):
     """The built-in penguins trained for 3 epochs (the default tabm model); returns the ``Run``. Read-only for tests."""
     from dlw import Workflow

@@ -1,7 +1,8 @@
 """Cross-fitting (train.folds): K networks, one per fold of the train and validation rows, averaged.
 
-The end-to-end runs train on scikit-learn's diabetes table (442 patients, a real regression
-target), where ``folds: auto`` cross-fits five networks.
+The end-to-end runs (conftest.py's ``diabetes_run``, every key at its default, and a resumed
+run) train on scikit-learn's diabetes table (442 patients, a real regression target), where
+``folds: auto`` cross-fits five networks.
 """
 
 from __future__ import annotations
@@ -23,12 +24,6 @@ from dlw.data.splits import make_splits
 from dlw.errors import ConfigError
 
 SHORT = ["train.epochs=12", "train.early_stopping.patience=4", "model.hidden_layers=[32,16]", "model.ensemble=4", "train.checkpoint_seconds=0"]
-
-
-@pytest.fixture(scope="module")
-def diabetes_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("crossfit")
-    return Workflow.from_config("diabetes", overrides=SHORT, quiet=True).train(out=folder / "run")
 
 
 def config_with(**train) -> Config:

@@ -171,9 +171,8 @@ def test_regression_csv_run(regression_run):
     assert schema["target_scaling"]["std"] > 1
 
 
-def test_diabetes_default_regression(tmp_path):
-    run = Workflow.from_config("diabetes", quiet=True).train(out=tmp_path / "diabetes")
-    metrics = run.metrics
+def test_diabetes_default_regression(diabetes_run):
+    metrics = diabetes_run.metrics
     check_metrics_shape(metrics, "regression")
     assert metrics["test"]["r2"] > 0.3
     assert metrics["test"]["rmse"] < metrics["baselines"]["mean"]["rmse"]
