@@ -107,8 +107,9 @@ def features_network(model):
     return members[0] if members else model
 
 
-def describe_folds(folds: int, n_rest: int) -> str:
-    """One console line for a cross-fitted run."""
+def describe_folds(splits) -> str:
+    """One console line for cross-fitted ``splits``."""
+    folds, n_rest = splits.fold_count, len(splits.train) + len(splits.validation)
     return (
         f"cross-fitted (train.folds): {folds} networks, each early-stopped on one of {folds} folds of the {n_rest} train and "
         f"validation rows and trained on the other {folds - 1}; they predict as their mean"

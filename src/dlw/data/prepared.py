@@ -88,32 +88,25 @@ class Prepared:
         inputs = {**self.inputs, "train": self.take(self.inputs["train"], keep)}
         return dataclasses.replace(self, inputs=inputs, targets={**self.targets, "train": self.targets["train"][keep]})
 
-    def for_fold(self, k: int) -> "Prepared":
-        """One cross-fitted network's data: fold ``k`` validates, the other folds train, the test split as it is.
-
-        The encoding is the run's (fitted on the first fold's train rows); each network fits
-        what it learns from data (its embeddings' bins, a baseline's scaling) on its own rows.
-        """
-        splits = self.splits.fold(k)
-        pooled_rows = np.concatenate([self.splits.train, self.splits.validation])
-        order = np.argsort(pooled_rows)
-
-        def positions(rows: np.ndarray) -> np.ndarray:
-            return order[np.searchsorted(pooled_rows[order], rows)]
-
-        pooled = self.join(self.inputs["train"], self.inputs["validation"])
-        y = np.concatenate([self.targets["train"], self.targets["validation"]])
-        train_at, val_at = positions(splits.train), positions(splits.validation)
-        inputs = {**self.inputs, "train": self.take(pooled, train_at), "validation": self.take(pooled, val_at)}
-        return dataclasses.replace(self, splits=splits, inputs=inputs, targets={**self.targets, "train": y[train_at], "validation": y[val_at]})
-
     def fold_views(self) -> Iterator["Prepared"]:
-        """The data of each network a run trains, made as it is needed: one per fold when cross-fitting, else this."""
+        """The data of each network a run trains, made as it is needed: one per fold when cross-fitting, else this.
+
+        Fold ``k`` validates, the other folds train, the test split is as it is. The encoding
+        is the run's (fitted on the first fold's train rows); each network fits what it learns
+        from data (its embeddings' bins, a baseline's scaling) on its own rows.
+        """
         if self.splits is None or not self.splits.folds:
             yield self
             return
+        pooled_rows = np.concatenate([self.splits.train, self.splits.validation])  # pooled once for all folds
+        order = np.argsort(pooled_rows)
+        pooled = self.join(self.inputs["train"], self.inputs["validation"])
+        y = np.concatenate([self.targets["train"], self.targets["validation"]])
         for k in range(self.splits.fold_count):
-            yield self.for_fold(k)
+            splits = self.splits.fold(k)
+            train_at, val_at = (order[np.searchsorted(pooled_rows[order], rows)] for rows in (splits.train, splits.validation))
+            inputs = {**self.inputs, "train": self.take(pooled, train_at), "validation": self.take(pooled, val_at)}
+            yield dataclasses.replace(self, splits=splits, inputs=inputs, targets={**self.targets, "train": y[train_at], "validation": y[val_at]})
 
     def without_folds(self) -> "Prepared":
         """These data for one network (the first fold's when cross-fitting): what tuning and the sufficiency curve train on."""

@@ -20,7 +20,7 @@ from dlw.data.builtin import BUILTINS
 from dlw.data.loaders import read_table
 from dlw.data.lone_columns import lone_column_notes
 from dlw.data.prepared import SPLITS, Prepared
-from dlw.data.splits import make_splits, make_time_splits
+from dlw.data.splits import make_splits, make_time_splits, test_count
 from dlw.errors import DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
 from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema, inferred_kind
@@ -192,7 +192,7 @@ def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Pr
     origin = data_origin(config)
     split_cfg = config.data.split
     rows = labelled.index.to_numpy()
-    folds = fold_count(config, problem.task, int(round(len(rows) * (1 - split_cfg.test))))
+    folds = fold_count(config, problem.task, len(rows) - test_count(len(rows), split_cfg.test))
     if split_cfg.time_column:
         column = split_cfg.time_column
         if column not in frame.columns:
@@ -235,7 +235,7 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(frame)} rows; {splits.method} split: {sizes}")
     if splits.folds:
-        notes.insert(0, describe_folds(splits.fold_count, len(splits.train) + len(splits.validation)))
+        notes.insert(0, describe_folds(splits))
     for note in notes:
         console.say(f"    {note}")
     scaling = target_scaling(problem, targets["train"])
