@@ -44,17 +44,19 @@ from dlw.objectives import higher_is_better  # noqa: E402
 
 
 def fold_splits(k: int, fold: int, seed: int):
-    """A ``make_splits`` whose test rows are the default's and whose validation rows are fold ``fold`` of K of the rest."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    """A ``make_splits`` whose test rows are the default's and whose validation rows are fold ``fold`` of K of the rest.
+
+    The folds are ``dlw.crossfit.fold_rows``'s, the very rows ``train.folds`` cuts.
+    """
+    from dlw.crossfit import fold_rows
 
     def splits(rows, labels, validation, test, split_seed, origin="data", class_names=None):
         default = make_splits(rows, labels, validation, test, split_seed, origin, class_names)
         rest = np.sort(np.concatenate([default.train, default.validation]))
         position = {int(r): i for i, r in enumerate(rows)}
         rest_labels = None if labels is None else np.asarray(labels)[[position[int(r)] for r in rest]]
-        folds = (StratifiedKFold if rest_labels is not None else KFold)(k, shuffle=True, random_state=seed)
-        train_at, val_at = list(folds.split(rest, rest_labels))[fold]
-        return Splits(np.sort(rest[train_at]), np.sort(rest[val_at]), default.test, f"fold {fold + 1} of {k}", split_seed)
+        held = fold_rows(rest, rest_labels, k, seed)[fold]
+        return Splits(np.setdiff1d(rest, held), held, default.test, f"fold {fold + 1} of {k}", split_seed)
 
     return splits
 

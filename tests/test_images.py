@@ -211,6 +211,17 @@ def test_transfer_from_digits_0_4_beats_training_from_scratch_on_20_per_class(tm
 # --- the command line -----------------------------------------------------------
 
 
+def test_the_cli_trains_an_image_folder_on_tensorflow_without_its_start_up_chatter(photos, tmp_path):
+    """KERAS_BACKEND unset, as for a user: dlw picks TensorFlow for a CNN on a CPU, and TensorFlow's log stays out of the console."""
+    proc = run_dlw("train", str(photos), "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--quiet",
+                   cwd=tmp_path, env={"KERAS_BACKEND": None})
+    assert proc.returncode == 0, proc.stderr
+    assert "absl" not in proc.stderr and "oneDNN" not in proc.stderr, "TensorFlow's start-up chatter reached the user"
+    if importlib.util.find_spec("tensorflow") is not None:
+        assert json.loads((tmp_path / "run" / "run.json").read_text())["backend"] == "tensorflow"
+
+
+@pytest.mark.slow  # 60-73 s; the default suite trains images through the CLI in the test above
 def test_dlw_run_digits_meets_the_bar(tmp_path):
     """The image demo: >= 0.95 test accuracy, sufficiency and report included (its time: bench/RESULTS.md, end-to-end wall times).
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dlw.errors import ConfigError, DataError
-from dlw.runs import CHECKPOINT, data_fingerprint, pause_point, read_json_or_none, write_atomic, write_json
+from dlw.runs import CHECKPOINT, data_fingerprint, phase_file_name, pause_point, read_json_or_none, write_atomic, write_json
 
 
 class TrainingCheckpoint:
@@ -57,7 +57,7 @@ class TrainingCheckpoint:
 
     def phase(self, number: int, epochs: int) -> "PhaseState":
         every = self.config.train.checkpoint_seconds
-        return PhaseState(self.folder / f"{self.prefix}phase{number}.npz", self.folder / "progress.json", epochs, every=every)
+        return PhaseState(self.folder / phase_file_name(number, prefix=self.prefix), self.folder / "progress.json", epochs, every=every)
 
     def for_fold(self, k: int, folds: int) -> "TrainingCheckpoint":
         """The checkpoint of cross-fitted network ``k`` of ``folds`` (this one when there is one network).

@@ -27,6 +27,16 @@ RUN_MARKER = "run.json"
 
 PARTIAL = ".{name}.partial-{pid}"
 CHECKPOINT = "checkpoint"  # the training's per-epoch state inside a partial folder (dlw.resume)
+
+
+def phase_file_name(number: int | str, *, prefix: str = "") -> str:
+    """The file of one training phase's state in CHECKPOINT: ``phase1.npz``, a cross-fitted network's ``fold2_phase1.npz``."""
+    return f"{prefix}phase{number}.npz"
+
+
+def holds_training_progress(folder: Path) -> bool:
+    """Whether a (partial) run folder holds a training phase's saved state, which ``--resume`` continues."""
+    return any((folder / CHECKPOINT).glob(phase_file_name("*", prefix="*")))
 RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths atomically
 
 
@@ -73,7 +83,7 @@ class RunWriter:
         """The partial folder a killed run left with training progress in it (kept), others deleted."""
         kept = None
         for partial in sorted(stale_partials(self.out), key=lambda p: p.stat().st_mtime):
-            if not any((partial / CHECKPOINT).glob("*phase*.npz")) or (self.overwrite and not self.resume):
+            if not holds_training_progress(partial) or (self.overwrite and not self.resume):
                 shutil.rmtree(partial, ignore_errors=True)
                 continue
             if kept is not None:
@@ -102,7 +112,7 @@ class RunWriter:
         try:
             if exc_type is None:
                 self._commit()
-            elif any((self.tmp / CHECKPOINT).glob("*phase*.npz")) and not disk_full(exc):
+            elif holds_training_progress(self.tmp) and not disk_full(exc):
                 return  # Ctrl-C, a refused resume, a failure after training: the epochs trained stay for --resume
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)  # the loser leaves nothing behind
