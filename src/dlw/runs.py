@@ -27,6 +27,7 @@ RUN_MARKER = "run.json"
 
 PARTIAL = ".{name}.partial-{pid}"
 CHECKPOINT = "checkpoint"  # the training's per-epoch state inside a partial folder (dlw.resume)
+RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths atomically
 
 
 def phase_file_name(number: int | str, *, prefix: str = "") -> str:
@@ -37,7 +38,6 @@ def phase_file_name(number: int | str, *, prefix: str = "") -> str:
 def holds_training_progress(folder: Path) -> bool:
     """Whether a (partial) run folder holds a training phase's saved state, which ``--resume`` continues."""
     return any((folder / CHECKPOINT).glob(phase_file_name("*", prefix="*")))
-RENAME_EXCHANGE = 2  # renameat2 flag: swap two paths atomically
 
 
 class RunWriter:

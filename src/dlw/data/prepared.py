@@ -100,11 +100,12 @@ class Prepared:
             return
         pooled_rows = np.concatenate([self.splits.train, self.splits.validation])  # pooled once for all folds
         order = np.argsort(pooled_rows)
+        sorted_rows = pooled_rows[order]
         pooled = self.join(self.inputs["train"], self.inputs["validation"])
         y = np.concatenate([self.targets["train"], self.targets["validation"]])
         for k in range(self.splits.fold_count):
             splits = self.splits.fold(k)
-            train_at, val_at = (order[np.searchsorted(pooled_rows[order], rows)] for rows in (splits.train, splits.validation))
+            train_at, val_at = (order[np.searchsorted(sorted_rows, rows)] for rows in (splits.train, splits.validation))
             inputs = {**self.inputs, "train": self.take(pooled, train_at), "validation": self.take(pooled, val_at)}
             yield dataclasses.replace(self, splits=splits, inputs=inputs, targets={**self.targets, "train": y[train_at], "validation": y[val_at]})
 

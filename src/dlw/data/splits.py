@@ -67,9 +67,9 @@ class Splits:
         return cls(*(np.array(data[k], dtype=np.int64) for k in ("train", "validation", "test")), data.get("method", "random"), data.get("seed"), folds)
 
 
-def test_count(n: int, test: float) -> int:
-    """How many of ``n`` rows a split with test share ``test`` holds out for testing (at least one)."""
-    return max(1, int(round(n * test)))
+def held_out_count(n: int, share: float) -> int:
+    """How many of ``n`` rows a split's test or validation ``share`` holds out (at least one)."""
+    return max(1, int(round(n * share)))
 
 
 def make_splits(
@@ -102,8 +102,7 @@ def make_splits(
                 f"{origin}: class {label!r} has only {int(rare.iloc[0])} row(s); a stratified split needs at least 3 per class "
                 "(remove the rare class, or set data.split.stratify: false)"
             )
-    n_test = test_count(n, test)
-    n_val = max(1, int(round(n * validation)))
+    n_test, n_val = held_out_count(n, test), held_out_count(n, validation)
     if n - n_test - n_val < 2:
         raise DataError(f"{origin}: only {n} usable rows; too few to split into train, validation and test")
     positions = np.arange(n)
@@ -132,7 +131,7 @@ def make_time_splits(rows: np.ndarray, times: pd.Series, validation: float, test
         raise DataError(f"{origin}: column {column!r} (data.split.order) has a value that is not a date or number: {bad!r}")
     order = rows[np.argsort(parsed.to_numpy(), kind="stable")]
     n = len(order)
-    n_test, n_val = test_count(n, test), max(1, int(round(n * validation)))
+    n_test, n_val = held_out_count(n, test), held_out_count(n, validation)
     if n - n_test - n_val < 2:
         raise DataError(f"{origin}: only {n} usable rows; too few to split into train, validation and test")
     train, val, tst = order[: n - n_test - n_val], order[n - n_test - n_val : n - n_test], order[n - n_test :]

@@ -20,7 +20,7 @@ from dlw.data.builtin import BUILTINS
 from dlw.data.loaders import read_table
 from dlw.data.lone_columns import lone_column_notes
 from dlw.data.prepared import SPLITS, Prepared
-from dlw.data.splits import make_splits, make_time_splits, test_count
+from dlw.data.splits import make_splits, make_time_splits, held_out_count
 from dlw.errors import DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
 from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema, inferred_kind
@@ -192,7 +192,7 @@ def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Pr
     origin = data_origin(config)
     split_cfg = config.data.split
     rows = labelled.index.to_numpy()
-    folds = fold_count(config, problem.task, len(rows) - test_count(len(rows), split_cfg.test))
+    folds = fold_count(config, problem.task, len(rows) - held_out_count(len(rows), split_cfg.test))
     if split_cfg.time_column:
         column = split_cfg.time_column
         if column not in frame.columns:
