@@ -30,6 +30,9 @@ PINNED = {
 }
 # Figures that are measurements of time, not of the model.
 TIMING = ("fit_seconds",)
+# The baselines' figures: scikit-learn's solvers stop at a tolerance, and where they stop moves with the
+# scikit-learn and SciPy releases a fresh install gets (a log loss of 0.0448033 against 0.0447889), not with dlw.
+SOLVED = ("metrics.baselines", "metrics.baselines_validation")
 # Keys added since the recording (issue 10: the verdict as a code); checked on their own below.
 ADDED = {"advice": ("outcome",)}
 OUTCOME_OF_VERDICT = {"the network is better": "network_better", "the baseline is better": "baseline_better"}
@@ -58,7 +61,8 @@ def assert_same(found, expected, path: str = "metrics") -> None:
         for i, (a, b) in enumerate(zip(found, expected)):
             assert_same(a, b, f"{path}[{i}]")
     elif isinstance(expected, float) and not isinstance(found, bool):
-        assert found == pytest.approx(expected, rel=1e-6, abs=1e-9), f"{path}: {found} != {expected}"
+        rel = 1e-3 if path.startswith(SOLVED) else 1e-6
+        assert found == pytest.approx(expected, rel=rel, abs=1e-9), f"{path}: {found} != {expected}"
     else:
         assert found == expected, f"{path}: {found!r} != {expected!r}"
 
