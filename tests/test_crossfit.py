@@ -85,7 +85,12 @@ def test_a_cross_fitted_run_averages_five_networks_and_checks_out_of_fold(diabet
     assert len(splits["folds"]) == 5 and splits["validation"] == splits["folds"][0]
     members = fold_members(run.model)
     assert [m.name for m in members] == [f"fold_{k}" for k in range(5)]
-    assert len(run.metrics["training"]["folds"]) == 5
+    folds = run.metrics["training"]["folds"]
+    assert len(folds) == 5
+    # Each network's loss on its own fold at the epoch it kept: the first one's is in history.csv.
+    history = pd.read_csv(run.path / "history.csv")
+    assert folds[0]["best_val_loss"] == pytest.approx(history["val_loss"].iloc[folds[0]["best_epoch"] - 1])
+    assert all(0 < fold["best_val_loss"] < np.inf for fold in folds)
     assert all(fit["folds"] == 5 for fit in run.metrics["baseline_fits"].values())  # the baselines are cross-fitted too
     card = (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "5 such networks, cross-fitted (train.folds)" in card and "- cross-fitted: 5 networks" in card

@@ -130,7 +130,10 @@ def seeded(config, seed: int):
 
 def fold_summary(k: int, result: TrainResult) -> dict:
     """What metrics.json says of cross-fitted network ``k``'s training."""
-    return {"fold": k + 1, "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "fit_seconds": round(result.seconds, 3)}
+    summary = {"fold": k + 1, "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
+    if "val_loss" in result.history:
+        summary["best_val_loss"] = float(result.history["val_loss"].iloc[result.best_epoch - 1])  # on its own fold: out of sample
+    return {**summary, "fit_seconds": round(result.seconds, 3)}
 
 
 def plan_training(config, n_train: int):
