@@ -119,7 +119,26 @@ def test_tabm_has_its_own_search_space_and_every_value_is_valid():
     assert {"model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
 
 
-def test_the_model_line_says_what_bins_auto_became(tmp_path):
-    path = write_csv(regression_frame(1000), tmp_path / "houses.csv")  # 600 train rows: embeddings, 16 bins
+def test_embeddings_auto_from_the_train_rows_and_the_task():
+    from dlw.models import tabm_embeddings
+    from dlw.models.tabm import NUMBER_EMBEDDINGS
+
+    config = load_spec("penguins")
+    assert tabm_embeddings(config, 499, "regression") == "none"
+    assert tabm_embeddings(config, 500, "regression") == "piecewise_linear_and_periodic"
+    assert tabm_embeddings(config, 5_000, "binary") == tabm_embeddings(config, 5_000, "multiclass") == "piecewise_linear"
+    assert tabm_embeddings(load_spec("penguins", overrides=["model.embeddings=periodic"]), 100, "binary") == "periodic"
+    # Every value the config accepts is one the builder knows.
+    assert set(type(config.model).model_fields["embeddings"].annotation.__args__) == {"auto", *NUMBER_EMBEDDINGS}
+
+
+def test_the_model_line_says_what_embeddings_auto_became_and_the_model_reloads(tmp_path):
+    import keras
+
+    path = write_csv(regression_frame(1000), tmp_path / "houses.csv")  # 600 train rows: both embeddings, 16 bins
     run = Workflow.from_config(str(path), target="price", overrides=["train.epochs=1", "model.ensemble=2", "train.folds=1"], quiet=True).train(out=tmp_path / "run")
-    assert "piecewise-linear number embeddings (16 bins, beside the scaled numbers)" in (run.path / "run.log").read_text()
+    assert "piecewise-linear and periodic number embeddings (16 bins, beside the scaled numbers)" in (run.path / "run.log").read_text()
+    encoded, _ = run.schema.encode(pd.read_csv(path).head(20))
+    inputs = {k: v for k, v in encoded.items() if k in {t.name for t in run.model.inputs}}
+    reloaded = keras.saving.load_model(run.path / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(reloaded.predict(inputs, verbose=0)), np.asarray(run.model.predict(inputs, verbose=0)), rtol=1e-5, atol=1e-6)

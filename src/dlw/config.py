@@ -155,10 +155,12 @@ class ModelConfig(_Strict):
     )
     dropout: float | None = Field(None, ge=0, lt=1, description="Dropout after each hidden/dense layer; default 0 (tabm), 0.1 (MLP), 0.3 (CNN and heads).")
     ensemble: int = Field(8, ge=1, le=64, description="tabm: members of the efficient ensemble (they share the hidden layers; the prediction is their mean).")
-    embeddings: Literal["auto", "piecewise_linear", "periodic", "none"] = Field(
+    embeddings: Literal["auto", "piecewise_linear", "periodic", "piecewise_linear_and_periodic", "none"] = Field(
         "auto",
-        description="tabm: how numbers enter: piecewise_linear (bins from train quantiles, beside the scaled number), periodic, or none (scaled only). "
-        "auto: piecewise_linear from 500 train rows, none below (the bins overfit a few hundred rows).",
+        description="tabm: how numbers enter, each embedding beside the scaled number: piecewise_linear (bins from train quantiles), "
+        "periodic (learned frequencies), piecewise_linear_and_periodic (both), or none (scaled only). "
+        "auto: from 500 train rows piecewise_linear_and_periodic for regression and piecewise_linear for classification; "
+        "none below (the bins overfit a few hundred rows).",
     )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
     text_dim: int = Field(32, ge=1, le=512, description="tabm and mlp: width of a text column's learned embedding (the mean of its n-grams' vectors).")

@@ -35,12 +35,19 @@ class ModelKind:
 EMBEDDING_MIN_ROWS = 500
 
 
-def tabm_embeddings(config, n_train: int) -> str:
-    """``model.embeddings``, with ``auto`` decided from the number of train rows."""
+def tabm_embeddings(config, n_train: int, task: str) -> str:
+    """``model.embeddings``, with ``auto`` decided from the number of train rows and the task.
+
+    Periodic embeddings beside the piecewise-linear ones lowered rmse on regression tables
+    (a target that is a smooth function of a number: Wage 25-39%) and cost AUC on
+    classification ones (bench/RESULTS.md, stop 24).
+    """
     chosen = config.model.embeddings
     if chosen != "auto":
         return chosen
-    return "piecewise_linear" if n_train >= EMBEDDING_MIN_ROWS else "none"
+    if n_train < EMBEDDING_MIN_ROWS:
+        return "none"
+    return "piecewise_linear_and_periodic" if task == "regression" else "piecewise_linear"
 
 
 # tabm's automatic bin count: one bin per this many train rows, within BINS_RANGE (bench/RESULTS.md).
@@ -63,7 +70,7 @@ def _build_tabm(config, prepared, objective, backbone):
     m = config.model
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
-        ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train")), embedding_dim=m.embedding_dim,
+        ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
         bins=tabm_bins(config, prepared.count("train")), seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
     )
     return model, None
@@ -99,11 +106,14 @@ def _describe_tabm(model, config, backbone, base) -> str:
     m = config.model
     units = "-".join(str(u) for u in m.hidden_units)
     names = {l.name for l in model.layers}
-    layer = model.get_layer("numeric_embedding") if "numeric_embedding" in names else None
-    numbers = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}.get(type(layer).__name__, "no")
-    beside = ", beside the scaled numbers" if "numbers_and_embedding" in names else ""  # as numeric_branch built it
-    bins = f" ({len(layer.edges[0]) - 1} bins{beside})" if hasattr(layer, "edges") else ""  # what bins: auto became
-    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{bins}; {model.count_params():,} parameters"
+    layers = [model.get_layer(name) for name in ("numeric_embedding", "periodic_embedding") if name in names]
+    kinds = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}
+    numbers = " and ".join(kinds[type(layer).__name__] for layer in layers) or "no"
+    notes = [f"{len(layer.edges[0]) - 1} bins" for layer in layers if hasattr(layer, "edges")]  # what bins: auto became
+    if "numbers_and_embedding" in names:  # as numeric_branch built it
+        notes.append("beside the scaled numbers")
+    detail = f" ({', '.join(notes)})" if notes else ""
+    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{detail}; {model.count_params():,} parameters"
 
 
 def _describe_mlp(model, config, backbone, base) -> str:
