@@ -39,7 +39,7 @@ def tabm_embeddings(config, n_train: int, task: str) -> str:
     """``model.embeddings``, with ``auto`` decided from the number of train rows and the task.
 
     Periodic embeddings beside the piecewise-linear ones lowered rmse on regression tables
-    (a target that is a smooth function of a number: Wage 25-39%) and cost AUC on
+    (a target that is a smooth function of a number: Wage 24-39%) and cost AUC on
     classification ones (bench/RESULTS.md, stop 24).
     """
     chosen = config.model.embeddings
