@@ -165,17 +165,18 @@ def main() -> int:
             path, target = table_csv(name, folder)
             for seed in args.seeds:
                 overrides = [*args.overrides, f"data.split.seed={seed}", f"train.seed={seed}"]
-                metrics, seconds = run_dlw(path, target, folder / f"{file_stem(name)}-{seed}", overrides)
+                run = folder / f"{file_stem(name)}-{seed}"
+                metrics, seconds = run_dlw(path, target, run, overrides)
                 row = {**row_for(name, metrics, seconds), "seed": seed}
                 if (name, seed) in earlier:
                     row.update(earlier[name, seed])
                 elif args.autogluon:
-                    row.update(autogluon_figure(path, target, folder / f"{file_stem(name)}-{seed}", row["metric"], args.autogluon))
+                    row.update(autogluon_figure(path, target, run, row["metric"], args.autogluon))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:
                     with args.json.open("a") as fh:
-                        fh.write(json.dumps({**row, "overrides": args.overrides, **test_outputs(folder / f"{file_stem(name)}-{seed}", target)}) + "\n")
+                        fh.write(json.dumps({**row, "overrides": args.overrides, **test_outputs(run, target)}) + "\n")
     print_table(rows)
     if args.compare:
         print_changes(rows, read_rows(args.compare))

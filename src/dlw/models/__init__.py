@@ -106,8 +106,8 @@ def _describe_tabm(model, config, backbone, base) -> str:
     m = config.model
     units = "-".join(str(u) for u in m.hidden_units)
     names = {l.name for l in model.layers}
-    layers = [model.get_layer(name) for name in ("numeric_embedding", "periodic_embedding") if name in names]
     kinds = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}
+    layers = [layer for layer in model.layers if type(layer).__name__ in kinds]  # in the order numeric_branch built them
     numbers = " and ".join(kinds[type(layer).__name__] for layer in layers) or "no"
     notes = [f"{len(layer.edges[0]) - 1} bins" for layer in layers if hasattr(layer, "edges")]  # what bins: auto became
     if "numbers_and_embedding" in names:  # as numeric_branch built it

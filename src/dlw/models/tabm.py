@@ -388,8 +388,7 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
         parts.append(PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x))
     if "periodic" in kinds:
         # Smooth where the bins are steps (Wage's wage is exp of a column: rmse 0.35 -> 0.23, bench/RESULTS.md).
-        name = "periodic_embedding" if len(kinds) > 1 else "numeric_embedding"
-        parts.append(PeriodicEmbedding(train_numeric.shape[1], d_embedding=dim, seed=seed + 7, name=name)(x))
+        parts.append(PeriodicEmbedding(train_numeric.shape[1], d_embedding=dim, seed=seed + 7, name="periodic_embedding")(x))
     return keras.layers.Concatenate(name="numbers_and_embedding")(parts)
 
 
