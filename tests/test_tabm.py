@@ -116,7 +116,7 @@ def test_tabm_has_its_own_search_space_and_every_value_is_valid():
 
     config = load_spec("penguins", overrides=["tune.trials=2"])
     space = search_space(config)
-    assert {"model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
+    assert {"model.embeddings", "model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
 
 
 def test_embeddings_auto_from_the_train_rows_and_the_task():

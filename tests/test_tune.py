@@ -277,7 +277,9 @@ def test_two_workers_share_one_postgresql_study(postgres_url, tmp_path):
 
 def test_ctrl_c_marks_the_running_trial_failed_and_keeps_the_rest(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    cmd = [sys.executable, "-m", "dlw", "tune", "penguins", "--trials", "50", "--storage", url, "--study", "s", "--out", str(tmp_path / "out"), *QUICK_CLI]
+    # Trials of 100 epochs: with compiled programs cached, a 15-epoch trial ends in under a second, before the Ctrl-C lands in it.
+    longer = ["--set", "train.epochs=100", "--set", "train.early_stopping=false"]
+    cmd = [sys.executable, "-m", "dlw", "tune", "penguins", "--trials", "50", "--storage", url, "--study", "s", "--out", str(tmp_path / "out"), *QUICK_CLI, *longer]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
