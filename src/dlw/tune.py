@@ -49,8 +49,8 @@ MARKER = "tune.json"
 # A space per model kind for configs without tune.search_space.
 DEFAULT_SPACES: dict[str, dict[str, dict]] = {
     # Around tabm's defaults, as TabM's own tuning space: depth and width, dropout, rate, decay; and how
-    # numbers enter, as RealMLP's space has it: under 500 train rows that alone moved rmse 5-10% either
-    # way, table by table, where a weight decay of 3e-4 against 0.01 moved it 0.14% (bench/RESULTS.md, stop 25).
+    # numbers enter, as RealMLP's space has it: under 500 train rows that alone moved rmse 2.5-10%,
+    # down on some tables and up on others, where a weight decay of 3e-4 against 0.01 moved it 0.14% (bench/RESULTS.md, stop 25).
     "tabm": {
         "model.embeddings": {"choice": ["none", "piecewise_linear", "piecewise_linear_and_periodic"]},
         "model.hidden_layers": {"choice": [[128, 128], [256, 256], [256, 256, 256]]},
