@@ -112,11 +112,14 @@ def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
 
 
 def test_tabm_has_its_own_search_space_and_every_value_is_valid():
+    from dlw.spec import check_search_space
     from dlw.tune import search_space
 
     config = load_spec("penguins", overrides=["tune.trials=2"])
     space = search_space(config)
     assert {"model.embeddings", "model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
+    config.tune.search_space = space
+    check_search_space(config, "dlw.tune.DEFAULT_SPACES['tabm']")  # raises for a value the key does not accept
 
 
 def test_embeddings_auto_from_the_train_rows_and_the_task():
