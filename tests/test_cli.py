@@ -108,8 +108,10 @@ def test_init_then_train_the_yaml(tmp_path):
     assert "#   customer_id: not used, ID-like" in init.stdout
     assert "#   plan: categorical" in init.stdout
     assert "task: auto    # inferred: binary" in init.stdout
-    # The written config is valid as it stands, with dlw's default network for tables.
-    assert load_spec(str(tmp_path / "my.yaml")).model.kind == "tabm"
+    # The written config is valid as it stands, with dlw's default network for tables, every model and train key at its default.
+    written, inferred = load_spec(str(tmp_path / "my.yaml")), load_spec(str(tmp_path / "my.csv"), "label")
+    assert written.model.kind == "tabm"
+    assert written.model.model_dump() == inferred.model.model_dump() and written.train.model_dump() == inferred.train.model_dump()
 
     train = run_dlw("train", "my.yaml", *FAST_CLI, "--out", "from_yaml", "--quiet", cwd=tmp_path)
     assert train.returncode == 0, train.stderr

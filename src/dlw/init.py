@@ -59,7 +59,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
         "model:",
         "  kind: auto         # tabm, dlw's default for tables; mlp is the lesson's plain MLP",
         "  hidden_layers: null    # null: [128, 128] (tabm), [64, 32] (mlp)",
-        "  dropout: 0.1",
+        "  dropout: null          # null: 0 (tabm), 0.1 (mlp)",
         f"  activation: {defaults.model.activation}",
         *_train_lines(defaults),
         "loss: auto       # or a Keras loss name",
