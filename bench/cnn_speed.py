@@ -96,7 +96,6 @@ def make_data(n: int, seed: int = 0):
 
 
 def worker_torch(args, options) -> dict:
-    import numpy as np
     import torch
     from torch import nn
 

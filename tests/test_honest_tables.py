@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import dlw
 from conftest import FAST, binary_frame, run_dlw, write_csv

@@ -715,7 +715,7 @@ def _calibration(c, folder: Path) -> str:
     if not isinstance(c, dict) or not isinstance(c.get("before"), dict) or not isinstance(c.get("after"), dict):
         return ""
     rows = [[stage, c[stage].get("brier"), c[stage].get("ece")] for stage in ("before", "after")]
-    text = (f"<h3>Calibrated probabilities</h3>" + _p(
+    text = ("<h3>Calibrated probabilities</h3>" + _p(
         f"{esc(c.get('method', 'temperature scaling'))}: temperature {esc(_fmt(c.get('temperature')))}; model.keras predicts the "
         "calibrated probabilities. Measured on the test split (lower is better for both): the Brier score, and the expected "
         "calibration error, the gap between how sure the network says it is and how often it is right."))

@@ -235,8 +235,6 @@ def fit(
     With a ``checkpoint`` (a ``dlw.resume.PhaseState``) the phase's state is saved after every
     epoch, and a saved state is trained on from its next epoch.
     """
-    import keras
-
     callbacks: list = [_MonitorCheck(train), *extra_callbacks]
     stopper = None
     if train.early_stopping:

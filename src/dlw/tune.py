@@ -19,10 +19,8 @@ the same ``--storage`` and ``--study`` share it: each trial samples with its own
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
-import os
 import random
 import signal
 import threading
