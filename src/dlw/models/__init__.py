@@ -50,6 +50,18 @@ def tabm_embeddings(config, n_train: int, task: str) -> str:
     return "piecewise_linear_and_periodic" if task == "regression" else "piecewise_linear"
 
 
+def tabm_linear_numbers(config, task: str) -> bool:
+    """Whether tabm's numbers also enter unclipped (``model.numbers``), with ``auto`` decided from the task.
+
+    On a regression target that rises with a long-tailed number, the clipped number flattens the tail
+    the error is made of (College's applications: rmse 20-31% lower, bench/RESULTS.md, stop 26).
+    """
+    chosen = config.model.numbers
+    if chosen == "auto":
+        return task == "regression"
+    return chosen == "clipped_and_linear"
+
+
 # tabm's automatic bin count: one bin per this many train rows, within BINS_RANGE (bench/RESULTS.md).
 ROWS_PER_BIN = 250
 BINS_RANGE = (16, 96)
@@ -71,7 +83,8 @@ def _build_tabm(config, prepared, objective, backbone):
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
-        bins=tabm_bins(config, prepared.count("train")), seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
+        bins=tabm_bins(config, prepared.count("train")), linear_numbers=tabm_linear_numbers(config, prepared.problem.task),
+        seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
     )
     return model, None
 
@@ -110,8 +123,11 @@ def _describe_tabm(model, config, backbone, base) -> str:
     layers = [layer for layer in model.layers if type(layer).__name__ in kinds]  # in the order numeric_branch built them
     numbers = " and ".join(kinds[type(layer).__name__] for layer in layers) or "no"
     notes = [f"{len(layer.edges[0]) - 1} bins" for layer in layers if hasattr(layer, "edges")]  # what bins: auto became
-    if "numbers_and_embedding" in names:  # as numeric_branch built it
-        notes.append("beside the scaled numbers")
+    unclipped = "robust_scale_unclipped" in names  # as numeric_branch built them
+    if "numbers_and_embedding" in names:
+        notes.append("beside the scaled numbers, clipped and unclipped" if unclipped else "beside the scaled numbers")
+    elif unclipped:
+        notes.append("the scaled numbers clipped and unclipped")
     detail = f" ({', '.join(notes)})" if notes else ""
     return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{detail}; {model.count_params():,} parameters"
 

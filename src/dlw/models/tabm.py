@@ -4,7 +4,8 @@ The design, and what each part bought on real tables, is in bench/RESULTS.md
 (``bench/tables.py``). In short:
 
 - numbers: robust scaling (median, inter-quartile range) and smooth clipping to (-3, 3)
-  (RealMLP, Holzmüller et al. 2024), then a piecewise-linear embedding per column with
+  (RealMLP, Holzmüller et al. 2024), on a regression target also unclipped beside it (a long
+  tail followed linearly), then a piecewise-linear embedding per column with
   bins from the train split's quantiles, a periodic one (learned frequencies; both
   Gorishniy et al. 2022), or both, beside the scaled number;
 - categories: one learned embedding table per column, its width from its cardinality,
@@ -77,6 +78,34 @@ class RobustScaleClip(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "centre": self.centre, "inv_scale": self.inv_scale, "bound": self.bound}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RobustScale(keras.layers.Layer):
+    """(x - median) * (1 / IQR), unclipped: beside the clipped copy, a long tail the network can follow linearly.
+
+    Smooth clipping maps a college with 14 IQRs of acceptances and one with 7 to 2.97 and 2.76,
+    so a target that rises with them (its applications) cannot be told apart where its error
+    is largest. Beyond the train range this copy extrapolates as a linear model would (holding
+    it at the range's ends was worse on the tables measured, bench/RESULTS.md stop 26); such a
+    row is one the unfamiliar-input detector flags.
+    """
+
+    def __init__(self, centre, inv_scale, **kwargs):
+        super().__init__(**kwargs)
+        self.centre = [float(v) for v in np.asarray(centre).reshape(-1)]
+        self.inv_scale = [float(v) for v in np.asarray(inv_scale).reshape(-1)]
+
+    def call(self, x):
+        c = ops.convert_to_tensor(np.asarray(self.centre, dtype="float32"))
+        s = ops.convert_to_tensor(np.asarray(self.inv_scale, dtype="float32"))
+        return (ops.cast(x, "float32") - c) * s
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "centre": self.centre, "inv_scale": self.inv_scale}
 
 
 def quantile_bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
@@ -373,16 +402,21 @@ NUMBER_EMBEDDINGS = {
 }
 
 
-def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, bins: int, dim: int, seed: int):
-    """Robust scaling and smooth clipping, then the numbers' embeddings (``NUMBER_EMBEDDINGS``) beside the scaled numbers, or the scaled numbers alone."""
+def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, linear: bool, bins: int, dim: int, seed: int):
+    """Robust scaling and smooth clipping, then the numbers' embeddings (``NUMBER_EMBEDDINGS``) beside the scaled numbers, or the scaled numbers alone.
+
+    With ``linear``, each number also enters robust-scaled but unclipped (``RobustScale``).
+    """
     centre, inv = robust_scale_stats(train_numeric)
     x = RobustScaleClip(centre, inv, name="robust_scale")(numeric_input)
-    kinds = NUMBER_EMBEDDINGS[embeddings]
-    if not kinds:
-        return x
     # The scaled value itself beside its embeddings, as RealMLP's embeddings keep it: the first layer
     # can then follow a number linearly instead of through bins and ReLUs (bench/RESULTS.md).
     parts = [x]
+    if linear:
+        parts.append(RobustScale(centre, inv, name="robust_scale_unclipped")(numeric_input))
+    kinds = NUMBER_EMBEDDINGS[embeddings]
+    if not kinds:
+        return keras.layers.Concatenate(name="numbers_clipped_and_linear")(parts) if linear else x
     if "piecewise_linear" in kinds:
         scaled = np.asarray(smooth_clip((np.asarray(train_numeric, dtype="float32") - centre) * inv))
         parts.append(PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x))
@@ -393,7 +427,8 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
 
 
 def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
-               embeddings: str, embedding_dim: int, bins: int, seed: int, text_dim: int = 32, text_dropout: float = 0.8):
+               embeddings: str, embedding_dim: int, bins: int, seed: int, linear_numbers: bool = False, text_dim: int = 32,
+               text_dropout: float = 0.8):
     """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins.
 
     Text columns (``text_ids``/``text_weights``) enter as a learned bag of n-grams
@@ -405,7 +440,7 @@ def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden
     if "numeric" in train_inputs:
         numeric = train_inputs["numeric"]
         inputs["numeric"] = keras.Input(shape=(numeric.shape[1],), name="numeric", dtype="float32")
-        parts.append(numeric_branch(inputs["numeric"], numeric, embeddings=embeddings, bins=bins, dim=embedding_dim, seed=seed))
+        parts.append(numeric_branch(inputs["numeric"], numeric, embeddings=embeddings, linear=linear_numbers, bins=bins, dim=embedding_dim, seed=seed))
     if "categorical" in train_inputs:
         ranges = list(zip(schema.category_offsets, schema.category_sizes))
         inputs["categorical"] = keras.Input(shape=(len(ranges),), name="categorical", dtype="int32")
