@@ -118,7 +118,7 @@ def test_tabm_has_its_own_search_space_and_every_value_is_valid():
 
     config = load_spec("penguins", overrides=["tune.trials=2"])
     space = search_space(config)
-    assert {"model.embeddings", "model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
+    assert {"model.embeddings", "model.numbers", "model.hidden_layers", "model.dropout", "train.learning_rate", "train.weight_decay"} == set(space)
     config.tune.search_space = space
     check_search_space(config, "dlw.tune.DEFAULT_SPACES['tabm']")  # raises for a value the key does not accept
 
