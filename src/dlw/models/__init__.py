@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from dlw.errors import DlwError
 from dlw.models.mlp import build_mlp
 
@@ -80,11 +82,13 @@ def _build_tabm(config, prepared, objective, backbone):
     from dlw.models.tabm import build_tabm
 
     m = config.model
+    rows = [prepared.inputs[split]["numeric"] for split in ("train", "validation") if "numeric" in prepared.inputs.get(split, {})]
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
         bins=tabm_bins(config, prepared.count("train")), linear_numbers=tabm_linear_numbers(config, prepared.problem.task),
         seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
+        bound_numeric=np.concatenate(rows) if rows else None,
     )
     return model, None
 
