@@ -31,7 +31,7 @@ from dlw.data.kinds import prepare, prepared_for_predictions, schema_from_dict
 from dlw.data.prepared import Prepared
 from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
-from dlw.models import MODEL_KINDS, describe_model, load_network
+from dlw.models import MODEL_KINDS, describe_model, held_value_notes, load_network
 from dlw.problem import Problem
 from dlw.runs import RunFiles, RunWriter, is_run_folder, run_manifest, write_atomic, write_json
 from dlw.spec import load_spec, validate
@@ -128,7 +128,7 @@ class Workflow:
 
         def announce(model, base, tc) -> None:
             console.step(5, f"model: {describe_model(model, self.config, backbone, base)}{networks_note(prepared.splits)}")
-            warnings.extend(small_data_warnings(prepared, trainable_parameters(model)))
+            warnings.extend(small_data_warnings(prepared, trainable_parameters(model)) + held_value_notes(model, prepared))
             for warning in warnings:
                 console.warn(warning)
             schedule = ", cosine schedule" if tc.schedule == "cosine" else ""

@@ -78,17 +78,32 @@ def tabm_bins(config, n_train: int) -> int:
     return int(min(high, max(low, n_train // ROWS_PER_BIN)))
 
 
+def train_and_validation_numbers(prepared):
+    """The numeric inputs of the train and validation rows, one array (None for a table without numbers)."""
+    rows = [prepared.inputs[split]["numeric"] for split in ("train", "validation") if "numeric" in prepared.inputs.get(split, {})]
+    return np.concatenate(rows) if rows else None
+
+
+def held_value_notes(model, prepared) -> list[str]:
+    """Warnings for values tabm's unclipped copy holds as likely typing errors (``dlw.models.tabm.tail_bounds``)."""
+    if "robust_scale_unclipped" not in {layer.name for layer in model.layers}:
+        return []
+    from dlw.models.tabm import held_value_warnings
+
+    return held_value_warnings(train_and_validation_numbers(prepared), prepared.schema.numeric_input_names)
+
+
 def _build_tabm(config, prepared, objective, backbone):
     from dlw.models.tabm import build_tabm
 
     m = config.model
-    rows = [prepared.inputs[split]["numeric"] for split in ("train", "validation") if "numeric" in prepared.inputs.get(split, {})]
+    rows = train_and_validation_numbers(prepared)
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
         bins=tabm_bins(config, prepared.count("train")), linear_numbers=tabm_linear_numbers(config, prepared.problem.task),
         seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
-        bound_numeric=np.concatenate(rows) if rows else None,
+        bound_numeric=rows,
     )
     return model, None
 
@@ -200,4 +215,5 @@ def describe_model(model, config, backbone=None, base=None) -> str:
     return MODEL_KINDS[config.model.kind].describe(model, config, backbone, base)
 
 
-__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "fill_training_defaults", "input_kind", "load_network"]
+__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "fill_training_defaults", "held_value_notes", "input_kind",
+           "load_network", "train_and_validation_numbers"]

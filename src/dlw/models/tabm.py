@@ -58,24 +58,43 @@ TAIL_FACTOR = 3.0
 UNBOUNDED = float(np.finfo(np.float32).max)
 
 
-def tail_bounds(train_numeric: np.ndarray, centre, inv_scale) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (low, high) for the unclipped scaled numbers: ``TAIL_FACTOR`` times the ``TAIL_RANK``-th
-    furthest train value on a side (at least 3), on a side whose train values run past it; elsewhere unbounded.
-
-    A clean tail keeps extrapolating: bounding every side cost MASS cpus 8% (rmse 51.5 -> 55.6), whose test
-    rows hold its fastest machines.
-    """
-    z = np.sort((np.asarray(train_numeric, dtype=np.float64) - centre) * inv_scale, axis=0)
+def isolated_values(numeric: np.ndarray, centre, inv_scale) -> tuple[np.ndarray, np.ndarray]:
+    """(z, isolated): the robust-scaled values, and which have no neighbours in their tail: further from the
+    median than ``TAIL_FACTOR`` times the ``TAIL_RANK``-th furthest value on their side, and than 3."""
+    z = (np.asarray(numeric, dtype=np.float64) - centre) * inv_scale
+    ordered = np.sort(z, axis=0)
     rank = min(TAIL_RANK, len(z))
-    high = np.maximum(3.0, TAIL_FACTOR * np.maximum(z[-rank], 0.0))
-    low = np.minimum(-3.0, TAIL_FACTOR * np.minimum(z[rank - 1], 0.0))
-    # Held at the furthest value that has neighbours: held at the limit itself, three such values in cpus's
-    # train rows still pulled its slopes (rmse 225 against 51.5 clean).
-    kept_high = np.where(z <= high, z, -np.inf).max(axis=0)
-    kept_low = np.where(z >= low, z, np.inf).min(axis=0)
-    high = np.where(z[-1] > high, kept_high, UNBOUNDED)
-    low = np.where(z[0] < low, kept_low, -UNBOUNDED)
+    high = np.maximum(3.0, TAIL_FACTOR * np.maximum(ordered[-rank], 0.0))
+    low = np.minimum(-3.0, TAIL_FACTOR * np.minimum(ordered[rank - 1], 0.0))
+    return z, (z > high) | (z < low)
+
+
+def tail_bounds(train_numeric: np.ndarray, centre, inv_scale) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (low, high) for the unclipped scaled numbers: on a side with ``isolated_values``, the furthest
+    value that is not; elsewhere unbounded.
+
+    So an isolated value reads as the end of its tail. A clean tail keeps extrapolating: bounding every side
+    cost MASS cpus 8% (rmse 51.5 -> 55.6), whose test rows hold its fastest machines.
+    """
+    z, isolated = isolated_values(train_numeric, centre, inv_scale)
+    above, below = isolated & (z > 0), isolated & (z < 0)
+    high = np.where(above.any(axis=0), np.where(above, -np.inf, z).max(axis=0), UNBOUNDED)
+    low = np.where(below.any(axis=0), np.where(below, np.inf, z).min(axis=0), -UNBOUNDED)
     return low.astype(np.float32), high.astype(np.float32)
+
+
+def held_value_warnings(numeric: np.ndarray, names: list[str]) -> list[str]:
+    """One line per column side with ``isolated_values`` (among the train and validation rows), which the unclipped copy holds."""
+    centre, inv = robust_scale_stats(numeric)
+    z, isolated = isolated_values(numeric, centre, inv)
+    lines = []
+    for j, name in enumerate(names):
+        for past, worst, furthest in ((isolated[:, j] & (z[:, j] > 0), np.max, np.max), (isolated[:, j] & (z[:, j] < 0), np.min, np.min)):
+            if past.any():
+                typed, kept = worst(numeric[past, j]), furthest(numeric[~past, j])
+                lines.append(f"column '{name}': {int(past.sum())} value(s) far past the rest of its tail ({typed:g}, where the "
+                             f"furthest other is {kept:g}): typing errors? The network holds them at {kept:g}; correct or remove them if so")
+    return lines
 
 
 def smooth_clip(z, bound: float = 3.0):
