@@ -50,9 +50,9 @@ def robust_scale_stats(train_numeric: np.ndarray):
 
 
 # A train value further from the median than TAIL_FACTOR times the TAIL_RANK-th furthest on its side has
-# no neighbours in the tail: more likely a typing error than a tail (diamonds' y of 58.9 mm where the next
-# is 10.5; nycflights13's wind of 1,048 mph). Followed linearly, three such values in Boston's train rows
-# raised rmse from 3.12 to 4.68 (bench/RESULTS.md, stop 27).
+# no neighbours in the tail: more likely a typing error than a tail (diamonds' y of 31.8 and 58.9 mm where
+# the rest reach 10.5; nycflights13's wind of 1,048 mph where the rest reach 43). Followed linearly, three
+# such values in Boston's train rows raised rmse from 3.12 to 4.68 (bench/RESULTS.md, stop 27).
 TAIL_RANK = 4
 TAIL_FACTOR = 3.0
 UNBOUNDED = float(np.finfo(np.float32).max)
