@@ -85,25 +85,26 @@ def train_and_validation_numbers(prepared):
 
 
 def held_value_notes(model, prepared) -> list[str]:
-    """Warnings for values tabm's unclipped copy holds as likely typing errors (``dlw.models.tabm.tail_bounds``)."""
-    if "robust_scale_unclipped" not in {layer.name for layer in model.layers}:
+    """Warnings for values tabm's unclipped copy holds as likely typing errors (``dlw.models.tabm.tail_bounds``),
+    decided with that copy's own scaling, on the rows it was bounded on."""
+    unclipped = {layer.name: layer for layer in model.layers}.get("robust_scale_unclipped")
+    if unclipped is None:
         return []
     from dlw.models.tabm import held_value_warnings
 
-    return held_value_warnings(train_and_validation_numbers(prepared), prepared.schema.numeric_input_names)
+    return held_value_warnings(train_and_validation_numbers(prepared), unclipped.centre, unclipped.inv_scale, prepared.schema.numeric_input_names)
 
 
 def _build_tabm(config, prepared, objective, backbone):
     from dlw.models.tabm import build_tabm
 
     m = config.model
-    rows = train_and_validation_numbers(prepared)
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
         bins=tabm_bins(config, prepared.count("train")), linear_numbers=tabm_linear_numbers(config, prepared.problem.task),
         seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
-        bound_numeric=rows,
+        bound_numeric=train_and_validation_numbers(prepared),
     )
     return model, None
 

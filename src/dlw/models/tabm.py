@@ -83,10 +83,10 @@ def tail_bounds(train_numeric: np.ndarray, centre, inv_scale) -> tuple[np.ndarra
     return low.astype(np.float32), high.astype(np.float32)
 
 
-def held_value_warnings(numeric: np.ndarray, names: list[str]) -> list[str]:
-    """One line per column side with ``isolated_values`` (among the train and validation rows), which the unclipped copy holds."""
-    centre, inv = robust_scale_stats(numeric)
-    z, isolated = isolated_values(numeric, centre, inv)
+def held_value_warnings(numeric: np.ndarray, centre, inv_scale, names: list[str]) -> list[str]:
+    """One line per column side with ``isolated_values`` among ``numeric`` (the rows ``tail_bounds`` read, scaled
+    by the same ``centre`` and ``inv_scale``), which the unclipped copy holds."""
+    z, isolated = isolated_values(numeric, np.asarray(centre), np.asarray(inv_scale))
     lines = []
     for j, name in enumerate(names):
         for past, furthest in ((isolated[:, j] & (z[:, j] > 0), np.max), (isolated[:, j] & (z[:, j] < 0), np.min)):
