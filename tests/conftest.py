@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-# Short training for tests: a few epochs are enough on the synthetic tables below.
-FAST = ["train.epochs=30", "train.early_stopping.patience=10", "model.hidden_layers=[32,16]"]
+# Short training for tests: a few epochs are enough on the synthetic tables below (one learning-rate
+# cycle: a regression table's further cycles are tested in tests/test_tabm.py and tests/test_resume.py).
+FAST = ["train.epochs=30", "train.early_stopping.patience=10", "model.hidden_layers=[32,16]", "train.cycles=1"]
 FAST_CLI = [arg for item in FAST for arg in ("--set", item)]
 
 PLANS = ["basic", "plus", "pro"]
@@ -156,7 +157,7 @@ def regression_run(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("regression_run")
     csv = write_csv(regression_frame(), folder / "houses.csv")
-    overrides = ["train.epochs=60", "train.early_stopping.patience=15", "train.learning_rate=0.01"]
+    overrides = ["train.epochs=60", "train.early_stopping.patience=15", "train.learning_rate=0.01", "train.cycles=1"]
     run = Workflow.from_config(str(csv), target="price", overrides=overrides, quiet=True).train(out=folder / "run")
     return run, csv
 

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import dlw.resume
-from conftest import binary_frame, write_csv
+from conftest import binary_frame, regression_frame, write_csv
 from dlw import Workflow
 from dlw.errors import ConfigError, DataError, DlwError
 
@@ -72,6 +72,35 @@ def test_interrupted_training_resumes_to_the_same_weights(table, tmp_path, monke
     expected = pd.read_csv(whole.path / "history.csv")
     pd.testing.assert_frame_equal(history, expected)  # JAX on a CPU: exactly the same training
     assert resumed.metrics["test"]["log_loss"] == pytest.approx(whole.metrics["test"]["log_loss"], abs=1e-9)
+
+
+def test_a_run_interrupted_in_its_second_cycle_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """A regression table trains a second learning-rate cycle (train.cycles): killed there, it carries on there."""
+    houses = write_csv(regression_frame(300), tmp_path / "houses.csv")
+    overrides = ["train.cycles=2", "train.folds=1"]
+
+    def run(out, **kwargs):
+        return Workflow.from_config(str(houses), target="price", overrides=[*EPOCHS, *overrides], quiet=True).train(out=out, **kwargs)
+
+    whole = run(tmp_path / "whole")
+    expected = pd.read_csv(whole.path / "history.csv")
+    assert expected["cycle"].tolist() == [1] * 6 + [2] * 6  # six epochs of a 6-epoch budget short enough for cycle 2 to help
+    saves = []
+
+    def fake_pause(name: str) -> None:
+        saves.append(name)
+        if saves.count("epoch:2") == 2:  # the second cycle's second epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlw.resume, "pause_point", fake_pause)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    monkeypatch.undo()
+    resumed = run(out, resume=True)
+    assert "resumed after epoch 2 of 6" in (out / "run.log").read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), expected)
+    assert resumed.metrics["test"]["rmse"] == pytest.approx(whole.metrics["test"]["rmse"], abs=1e-9)
 
 
 def test_resume_with_another_config_is_refused_naming_the_key(table, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import regression_frame, run_dlw, write_csv
 from dlw import Workflow
+from dlw.console import QUIET as QUIET_CONSOLE
 from dlw.errors import ConfigError
 from dlw.spec import load_spec
 
@@ -49,6 +50,56 @@ def test_plan_from_the_number_of_train_rows():
     assert (big.train.batch_size, big.train.epochs) == (512, 8)
     fixed = plan_training(load_spec("penguins", overrides=["train.batch_size=64", "train.epochs=7"]), 200_000)
     assert (fixed.train.batch_size, fixed.train.epochs) == (64, 7)
+    assert (small.train.cycles, big.train.cycles) == (1, 1)  # a classification target: one cycle
+
+
+def test_cycles_are_planned_for_regression_tables_up_to_100000_train_rows():
+    from dlw.train import plan_training
+
+    config = load_spec("diabetes")
+    assert [plan_training(config, n, task="regression").train.cycles for n in (200, 100_000, 100_001)] == [3, 3, 1]
+    assert plan_training(config, 200, task="binary").train.cycles == 1
+    assert plan_training(load_spec("diabetes", overrides=["model.kind=mlp"]), 200, task="regression").train.cycles == 1
+    assert plan_training(load_spec("diabetes", overrides=["train.cycles=2"]), 500_000, task="regression").train.cycles == 2
+    with pytest.raises(ConfigError, match=r"train\.cycles"):
+        load_spec("diabetes", overrides=["train.cycles=0"])
+
+
+def cycle_result(losses, seconds=1.0):
+    from dlw.train import TrainResult
+
+    history = pd.DataFrame({"epoch": np.arange(1, len(losses) + 1), "loss": losses, "val_loss": losses})
+    return TrainResult(history, int(np.argmin(losses)) + 1, False, seconds)
+
+
+def test_a_cycle_runs_while_the_one_before_lowered_the_validation_loss_and_is_undone_when_it_does_not_lower_it():
+    import keras
+
+    from dlw.config import TrainConfig
+    from dlw.train import further_cycles
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    start = [w.copy() for w in model.get_weights()]
+    plan = TrainConfig(cycles=3, learning_rate=0.002, epochs=3)
+    rates = []
+
+    def phase_with(losses_by_cycle):
+        def phase(number, settings):
+            rates.append(settings.learning_rate)
+            model.set_weights([w + number for w in start])  # training moved the weights
+            return cycle_result(losses_by_cycle[number])
+        return phase
+
+    # cycle 2 lowers the loss by 10%, earning cycle 3, which does not lower it: undone, its time counted
+    result = further_cycles(cycle_result([0.5, 0.2, 0.3]), model, plan, phase_with({2: [0.25, 0.18, 0.19], 3: [0.2, 0.19, 0.185]}), QUIET_CONSOLE)
+    assert rates == [0.001, 0.0005]
+    assert result.history["cycle"].tolist() == [1, 1, 1, 2, 2, 2] and result.best_epoch == 5 and result.seconds == 3.0
+    assert all(np.array_equal(w, s + 2) for w, s in zip(model.get_weights(), start))  # cycle 2's weights, cycle 3's undone
+
+    # a cycle that lowers the loss by under 0.5% earns no other
+    rates.clear()
+    result = further_cycles(cycle_result([0.5, 0.2]), model, plan, phase_with({2: [0.3, 0.1995], 3: [0.1]}), QUIET_CONSOLE)
+    assert rates == [0.001] and result.history["cycle"].max() == 2 and len(result.history) == 4
 
 
 def test_bins_from_the_number_of_train_rows():

@@ -86,8 +86,9 @@ def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, target: str, path)
 def plot_learning_curves(history: pd.DataFrame, best_epoch: int, path, note: str = "") -> None:
     """Loss and each metric per epoch, train vs validation, with the restored epoch marked."""
     plt = pyplot()
-    names = [c for c in history.columns if c not in ("epoch", "phase") and not c.startswith("val_")]
+    names = [c for c in history.columns if c not in ("epoch", "phase", "cycle") and not c.startswith("val_")]
     tuned_from = int(history.loc[history["phase"] == 2, "epoch"].min()) if "phase" in history and (history["phase"] == 2).any() else None
+    restarts = history.loc[history["cycle"] > 1].groupby("cycle")["epoch"].min().tolist() if "cycle" in history else []
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         ax.plot(history["epoch"], history[name], label="train")
@@ -96,6 +97,8 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, path, note: str
         ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1, label=f"best epoch ({best_epoch})")
         if tuned_from is not None:
             ax.axvline(tuned_from - 0.5, color="tab:red", linestyle="--", linewidth=1, label="fine-tuning starts")
+        for k, start in enumerate(restarts):
+            ax.axvline(start - 0.5, color="tab:green", linestyle="--", linewidth=1, label="a cycle restarts" if k == 0 else None)
         ax.set_xlabel("epoch")
         ax.set_title(name + (f" {note}" if note and name != "accuracy" else ""))
         ax.legend(fontsize=8)

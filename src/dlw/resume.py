@@ -57,7 +57,7 @@ class TrainingCheckpoint:
 
     def phase(self, number: int, epochs: int) -> "PhaseState":
         every = self.config.train.checkpoint_seconds
-        return PhaseState(self.folder / phase_file_name(number, prefix=self.prefix), self.folder / "progress.json", epochs, every=every)
+        return PhaseState(self.folder / phase_file_name(number, prefix=self.prefix), self.folder / "progress.json", epochs, every=every, first=number == 1)
 
     def for_fold(self, k: int, folds: int) -> "TrainingCheckpoint":
         """The checkpoint of cross-fitted network ``k`` of ``folds`` (this one when there is one network).
@@ -114,8 +114,9 @@ def check_same_run(saved: dict, current: dict, source: str) -> None:
 class PhaseState:
     """One training phase's saved state: read on resume, rewritten after every epoch."""
 
-    def __init__(self, path: Path, progress: Path, epochs: int, *, every: float = 0.0):
+    def __init__(self, path: Path, progress: Path, epochs: int, *, every: float = 0.0, first: bool = True):
         self.path, self.progress, self.epochs = path, progress, epochs
+        self.first = first  # a network's first phase: where the console says that progress is saved
         self.every = every  # seconds between saves: short epochs are not slowed by a save each
 
     def load(self) -> dict | None:

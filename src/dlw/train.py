@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,12 +29,21 @@ class TrainResult:
     stopped_early: bool
     seconds: float
 
-    def then(self, second: "TrainResult") -> "TrainResult":
-        """This phase followed by another (fine-tuning): one history, epochs numbered on."""
-        first = self.history.assign(phase=1)
-        later = second.history.assign(phase=2, epoch=second.history["epoch"] + len(first))
+    def then(self, second: "TrainResult", *, part: str = "phase") -> "TrainResult":
+        """This part of the training followed by another: one history, epochs numbered on.
+
+        ``part`` names the column that numbers the parts: ``phase`` (fine-tuning) or ``cycle``.
+        """
+        first = self.history if part in self.history else self.history.assign(**{part: 1})
+        later = second.history.assign(**{part: int(first[part].max()) + 1}, epoch=second.history["epoch"] + len(first))
         history = pd.concat([first, later], ignore_index=True)
         return TrainResult(history, len(first) + second.best_epoch, second.stopped_early, self.seconds + second.seconds)
+
+    def lowest_validation_loss(self) -> float | None:
+        """The lowest ``val_loss`` of the history; None when it has none."""
+        if "val_loss" not in self.history or self.history["val_loss"].isna().all():
+            return None
+        return float(self.history["val_loss"].min())
 
 
 @dataclass
@@ -54,6 +63,13 @@ MIN_EPOCHS = 4
 # 800,000 left a 32,000-row table at 24 epochs, short of its best (diamonds: rmse 559 against 545 at
 # 47 epochs; bench/RESULTS.md); 2,000,000 lets 3,000 steps bind up to about 60,000 train rows.
 MAX_ROWS_SEEN = 2_000_000
+# train.cycles (auto: MAX_CYCLES for tabm on regression targets of up to MAX_CYCLED_ROWS train rows). A cycle
+# that lowered the validation loss by CYCLE_GAIN earns another at CYCLE_RATE times its peak rate; measured
+# in bench/RESULTS.md ("Stop 28"). Past MAX_CYCLED_ROWS the 336,776-row table's 150 s goal keeps one.
+MAX_CYCLES = 3
+MAX_CYCLED_ROWS = 100_000
+CYCLE_RATE = 0.5
+CYCLE_GAIN = 0.005
 
 
 def train_network(
@@ -78,7 +94,7 @@ def train_network(
         from dlw.resume import TrainingCheckpoint
 
         checkpoint = TrainingCheckpoint.open(checkpoint_in, config)
-    config = plan_training(config, prepared.count("train"))
+    config = plan_training(config, prepared.count("train"), task=prepared.problem.task)
     distribution = apply_distribution(config, console)  # before any variable is created
     folds = prepared.splits.fold_count if prepared.splits is not None else 1
     networks = []
@@ -136,16 +152,17 @@ def fold_summary(k: int, result: TrainResult) -> dict:
     return {**summary, "fit_seconds": round(result.seconds, 3)}
 
 
-def plan_training(config, n_train: int):
-    """``config`` with the batch size and epoch budget left at ``auto`` chosen from the train rows.
+def plan_training(config, n_train: int, *, task: str | None = None):
+    """``config`` with the batch size, epoch budget and cycles left at ``auto`` chosen from the train rows (and ``task``).
 
     About 50 steps an epoch (batch 2^round(log2(n / 50)), between 32 and 512) and about
     3,000 steps in all, at most 100 epochs and at most 2,000,000 rows seen in all (so a
-    200,000-row table trains 8 epochs), never under 4 epochs. Measured on the development
-    tables (bench/tables.py): see bench/RESULTS.md.
+    200,000-row table trains 8 epochs), never under 4 epochs. Up to ``MAX_CYCLES`` cycles
+    for tabm on a regression target of up to ``MAX_CYCLED_ROWS`` train rows, else one.
+    Measured on the development tables (bench/tables.py): see bench/RESULTS.md.
     """
     train = config.train
-    if train.batch_size != "auto" and train.epochs != "auto":
+    if "auto" not in (train.batch_size, train.epochs, train.cycles):
         return config
     n = max(int(n_train), 1)
     batch = train.batch_size if train.batch_size != "auto" else int(np.clip(2 ** round(math.log2(max(n / 50, 1))), 32, 512))
@@ -153,40 +170,72 @@ def plan_training(config, n_train: int):
     epochs = train.epochs
     if epochs == "auto":
         epochs = max(MIN_EPOCHS, min(math.ceil(TARGET_STEPS / steps), MAX_EPOCHS, max(1, MAX_ROWS_SEEN // n)))
+    cycles = train.cycles
+    if cycles == "auto":
+        cycles = MAX_CYCLES if config.model.kind == "tabm" and task == "regression" and n <= MAX_CYCLED_ROWS else 1
     planned = config.model_copy(deep=True)
-    planned.train.batch_size, planned.train.epochs = int(batch), int(epochs)
+    planned.train.batch_size, planned.train.epochs, planned.train.cycles = int(batch), int(epochs), int(cycles)
     return planned
 
 
 def fit_phases(model, base, prepared, objective, config, console: Console, callbacks=(), checkpoint=None) -> TrainResult:
-    """Compile and fit; for a pretrained backbone with ``fine_tune``, a second phase at a lower rate."""
+    """Compile and fit: the cycles ``train.cycles`` allows, then for a pretrained backbone with ``fine_tune`` a phase at a lower rate."""
     tc = config.train
-    fitted = compile_model(model, objective, tc, steps_per_epoch=math.ceil(prepared.count("train") / tc.batch_size), kind=config.model.kind)
-    seed = tc.seed
-    x, y = prepared.fit_data("train", config, shuffle=True, seed=seed)
-    vx, vy = prepared.fit_data("validation", config, shuffle=False, seed=seed)
+    steps = math.ceil(prepared.count("train") / tc.batch_size)
+    x, y = prepared.fit_data("train", config, shuffle=True, seed=tc.seed)
+    vx, vy = prepared.fit_data("validation", config, shuffle=False, seed=tc.seed)
     weights = class_weights(prepared.problem, prepared.targets["train"], tc.class_weight)
     if weights:
         console.say("    class weights in the loss (train.class_weight): " + ", ".join(f"{prepared.problem.classes[i]!s} {w:.3g}" for i, w in weights.items()))
     elif balanced_offsets(prepared.problem, prepared.targets["train"], tc.class_weight):
         console.say("    imbalanced classes (train.class_weight: auto): an unweighted loss; each class's probability is divided by its share of the train rows to decide")
-    phase1 = checkpoint.phase(1, tc.epochs) if checkpoint is not None else None
-    result = fit(fitted, x, y, vx, vy, tc, console, extra_callbacks=callbacks, class_weight=weights, checkpoint=phase1)
+
+    def phase(number: int, settings: TrainConfig) -> TrainResult:
+        fitted = compile_model(model, objective, settings, steps_per_epoch=steps, kind=config.model.kind)
+        state = checkpoint.phase(number, settings.epochs) if checkpoint is not None else None
+        return fit(fitted, x, y, vx, vy, settings, console, extra_callbacks=callbacks, class_weight=weights, checkpoint=state)
+
+    result = phase(1, tc)
     how = "early stopping" if result.stopped_early else "the epoch limit"
     console.say(f"    stopped after {len(result.history)} epochs ({how}); weights of epoch {result.best_epoch} kept; {result.seconds:.1f} s")
+    result = further_cycles(result, model, tc, phase, console)
     ft = config.model.fine_tune
     if base is None or ft is None:
         return result
     from dlw.models.pretrained import unfreeze_top
 
     trainable = unfreeze_top(base, ft.layers)
-    phase2 = tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs, "schedule": "constant"})
-    compile_model(model, objective, phase2)
     console.say(f"    fine-tuning: {trainable} top layer(s) of the backbone unfrozen, lr {ft.learning_rate:g}, up to {ft.epochs} epochs")
-    phase2_state = checkpoint.phase(2, ft.epochs) if checkpoint is not None else None
-    second = fit(model, x, y, vx, vy, phase2, console, extra_callbacks=callbacks, class_weight=weights, checkpoint=phase2_state)
+    second = phase(tc.cycles + 1, tc.model_copy(update={"learning_rate": ft.learning_rate, "epochs": ft.epochs, "schedule": "constant"}))
     console.say(f"    fine-tuning stopped after {len(second.history)} epochs; weights of its epoch {second.best_epoch} kept; {second.seconds:.1f} s")
     return result.then(second)
+
+
+def further_cycles(result: TrainResult, model, train: TrainConfig, phase, console: Console) -> TrainResult:
+    """``result`` followed by the cycles after the first that ``train.cycles`` allows and the validation loss earns.
+
+    Cycle k restarts the schedule from the best weights so far at ``CYCLE_RATE`` times cycle
+    k - 1's peak rate; it runs only when cycle k - 1 lowered the lowest validation loss by
+    ``CYCLE_GAIN`` (relative), and is undone (its time still counted) when it does not lower it.
+    ``phase(number, settings)`` compiles and fits one cycle.
+    """
+    best, gain, rate = result.lowest_validation_loss(), 1.0, train.learning_rate
+    for number in range(2, train.cycles + 1):
+        if best is None or gain < CYCLE_GAIN:
+            break
+        rate *= CYCLE_RATE
+        kept = model.get_weights()
+        cycle = phase(number, train.model_copy(update={"learning_rate": rate}))
+        loss = cycle.lowest_validation_loss()
+        loss = math.inf if loss is None else loss
+        if loss >= best:
+            model.set_weights(kept)
+            console.say(f"    cycle {number} (peak lr {rate:g}) did not lower the validation loss ({best:.4g}, then {loss:.4g}): undone; {cycle.seconds:.1f} s")
+            return replace(result, seconds=result.seconds + cycle.seconds)
+        gain, best = 1 - loss / best, loss
+        result = result.then(cycle, part="cycle")
+        console.say(f"    cycle {number} (peak lr {rate:g}): validation loss {loss:.4g} ({gain:.1%} lower); weights of epoch {result.best_epoch} kept; {cycle.seconds:.1f} s")
+    return result
 
 
 def compile_model(model, objective, train: TrainConfig, *, steps_per_epoch: int = 1, kind: str = "mlp"):
@@ -250,7 +299,8 @@ def fit(
         return finished_result(state, stopper)
     if saver is not None:
         callbacks.append(saver)  # after the stopper: it restores and saves the stopper's state
-        console.say(f"    resumed after epoch {state['epoch']} of {train.epochs}" if state else "    progress saved after every epoch (--resume)")
+        if state or checkpoint.first:
+            console.say(f"    resumed after epoch {state['epoch']} of {train.epochs}" if state else "    progress saved after every epoch (--resume)")
     callbacks.append(_Progress(train.epochs, console))
     start = time.perf_counter()
     initial = state["epoch"] if state else 0

@@ -132,7 +132,8 @@ class Workflow:
             for warning in warnings:
                 console.warn(warning)
             schedule = ", cosine schedule" if tc.schedule == "cosine" else ""
-            console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}{schedule}")
+            cycles = f", up to {tc.cycles} cycles while the validation loss falls" if tc.cycles > 1 else ""
+            console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}{schedule}{cycles}")
 
         trained = train_network(self.config, prepared, objective, backbone=backbone, console=console, before_fit=announce, checkpoint_in=checkpoint_in, callbacks=self.tracker.callbacks())
         if prepared.problem.is_classification:  # calibrated on the validation split, then the threshold chosen and checked there
@@ -181,7 +182,7 @@ class Workflow:
             "fit_seconds": round(result.seconds, 3),
             "parameters": int(model.count_params()),
             "trainable_parameters": trainable_parameters(model),  # after fine-tuning, when it ran
-            "plan": trained.train.model_dump(mode="json", include={"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule"}),
+            "plan": trained.train.model_dump(mode="json", include={"epochs", "batch_size", "optimizer", "learning_rate", "weight_decay", "schedule", "cycles"}),
             **({"folds": trained.folds} if trained.folds else {}),  # cross-fitted: the figures above are the first network's
         }
         metrics["warnings"] = warnings + metrics.pop("class_warnings", [])
