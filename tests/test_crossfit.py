@@ -115,8 +115,17 @@ def test_a_cross_fitted_run_averages_five_networks_and_checks_out_of_fold(diabet
     np.testing.assert_allclose(reloaded.predict(prepared.frame.loc[prepared.splits.test])["prediction"], predicted, rtol=1e-4)
 
 
+def test_diabetes_with_every_default_learns_the_target(diabetes_run):
+    """Here beside the other test of ``diabetes_run``: the test workers take one file each, and build the fixture once."""
+    metrics = diabetes_run.metrics
+    assert metrics["test"]["r2"] > 0.3
+    assert metrics["test"]["rmse"] < metrics["baselines"]["mean"]["rmse"]
+    assert metrics["training"]["plan"]["cycles"] == 3  # a regression table: up to three learning-rate cycles
+
+
 def test_a_killed_cross_fitted_run_resumes_keeping_the_finished_networks(tmp_path, monkeypatch):
-    overrides = [*SHORT, "train.folds=3", "train.early_stopping=false", "train.epochs=5"]
+    # one cycle each, so that the second "epoch:3" is the second network's (cycles resume: tests/test_resume.py)
+    overrides = [*SHORT, "train.folds=3", "train.early_stopping=false", "train.epochs=5", "train.cycles=1"]
     whole = Workflow.from_config("diabetes", overrides=overrides, quiet=True).train(out=tmp_path / "whole")
     seen = []
 

@@ -72,6 +72,7 @@ def _train(tmp_path, name, env, *extra):
     return json.loads((folder / "run.json").read_text()), json.loads((folder / "metrics.json").read_text()), (folder / "run.log").read_text()
 
 
+@pytest.mark.slow  # CI time (stop 28): over 45 s in the default suite on 2 cores
 def test_data_parallel_on_two_devices_matches_one(tmp_path):
     manifest, metrics, log = _train(tmp_path, "two", TWO_DEVICES, "--set", "train.distribute=data_parallel")
     assert manifest["distribution"]["strategy"] == "data_parallel"

@@ -291,6 +291,7 @@ def test_cli_predict_writes_paths_and_probabilities(photos_run, tmp_path):
     assert len(preds) == 5 and (preds["prediction"] == "one").mean() >= 0.8
 
 
+@pytest.mark.slow  # CI time (stop 28): over 45 s in the default suite on 2 cores
 def test_tuning_an_image_folder(tmp_path):
     """`dlw tune` on images: the CNN's default search space, and best/ a normal image run."""
     from dlw.spec import load_spec

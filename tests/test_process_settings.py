@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from dlw._backend import compilation_cache_folder, keep_freed_memory
 
@@ -38,6 +39,7 @@ def counted_train(out: Path, cache: Path) -> tuple[int, int]:
     return int(words[words.index("HITS") + 1]), int(words[words.index("MISSES") + 1])
 
 
+@pytest.mark.slow  # CI time (stop 28): over 45 s in the default suite on 2 cores
 def test_a_second_process_reuses_the_first_ones_programs_and_predicts_the_same(tmp_path):
     cache = tmp_path / "jax-cache"
     first_hits, first_misses = counted_train(tmp_path / "first", cache)

@@ -268,6 +268,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow  # CI time (stop 28): over 45 s in the default suite on 2 cores
 def test_two_workers_share_one_postgresql_study(postgres_url, tmp_path):
     _two_workers(postgres_url, tmp_path / "out")
 
