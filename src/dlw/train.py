@@ -39,11 +39,11 @@ class TrainResult:
         history = pd.concat([first, later], ignore_index=True)
         return TrainResult(history, len(first) + second.best_epoch, second.stopped_early, self.seconds + second.seconds)
 
-    def lowest_validation_loss(self) -> float | None:
-        """The lowest ``val_loss`` of the history; None when it has none."""
-        if "val_loss" not in self.history or self.history["val_loss"].isna().all():
+    def kept_validation_loss(self) -> float | None:
+        """``val_loss`` at ``best_epoch``, the weights the model holds (the lowest, when early stopping watches it); None without one."""
+        if "val_loss" not in self.history or pd.isna(self.history["val_loss"].iloc[self.best_epoch - 1]):
             return None
-        return float(self.history["val_loss"].min())
+        return float(self.history["val_loss"].iloc[self.best_epoch - 1])
 
 
 @dataclass
@@ -147,8 +147,8 @@ def seeded(config, seed: int):
 def fold_summary(k: int, result: TrainResult) -> dict:
     """What metrics.json says of cross-fitted network ``k``'s training."""
     summary = {"fold": k + 1, "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
-    if "val_loss" in result.history:
-        summary["best_val_loss"] = float(result.history["val_loss"].iloc[result.best_epoch - 1])  # on its own fold: out of sample
+    if result.kept_validation_loss() is not None:
+        summary["best_val_loss"] = result.kept_validation_loss()  # on its own fold: out of sample
     return {**summary, "fit_seconds": round(result.seconds, 3)}
 
 
@@ -215,18 +215,18 @@ def further_cycles(result: TrainResult, model, train: TrainConfig, phase, consol
     """``result`` followed by the cycles after the first that ``train.cycles`` allows and the validation loss earns.
 
     Cycle k restarts the schedule from the best weights so far at ``CYCLE_RATE`` times cycle
-    k - 1's peak rate; it runs only when cycle k - 1 lowered the lowest validation loss by
+    k - 1's peak rate; it runs only when cycle k - 1 lowered the kept weights' validation loss by
     ``CYCLE_GAIN`` (relative), and is undone (its time still counted) when it does not lower it.
     ``phase(number, settings)`` compiles and fits one cycle.
     """
-    best, gain, rate = result.lowest_validation_loss(), 1.0, train.learning_rate
+    best, gain, rate = result.kept_validation_loss(), 1.0, train.learning_rate
     for number in range(2, train.cycles + 1):
         if best is None or gain < CYCLE_GAIN:
             break
         rate *= CYCLE_RATE
         kept = model.get_weights()
         cycle = phase(number, train.model_copy(update={"learning_rate": rate}))
-        loss = cycle.lowest_validation_loss()
+        loss = cycle.kept_validation_loss()
         loss = math.inf if loss is None else loss
         if loss >= best:
             model.set_weights(kept)
