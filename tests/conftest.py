@@ -15,8 +15,16 @@ os.environ["KERAS_HOME"] = _KERAS_HOME
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Compiled programs are kept for this session only (never in the user's ~/.cache), shared by every test process.
-os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dlw-tests-jax-cache-")
+# Compiling is about half of a small table's run on a CPU, and the tests' networks are small and train
+# for seconds: XLA's CPU code generated without LLVM's optimizations compiles faster (test_golden.py:
+# 58 s -> 38 s) and still reproduces the recorded outputs. Stop 29 in bench/RESULTS.md has the suite's times.
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# Compiled programs are kept for this session only (never in the user's ~/.cache), shared by every test process:
+# pytest-xdist's workers inherit the folder the controlling process made, and the CLI's subprocesses a worker's.
+if "DLW_TESTS_JAX_CACHE" not in os.environ:
+    os.environ["DLW_TESTS_JAX_CACHE"] = tempfile.mkdtemp(prefix="dlw-tests-jax-cache-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["DLW_TESTS_JAX_CACHE"]
 from dlw._backend import keep_compiled_programs  # noqa: E402
 
 keep_compiled_programs()
@@ -222,3 +230,19 @@ def bench_module(name: str):
         return importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+# --- the order the two test workers take files in -------------------------------------------
+# With --dist loadfile a worker takes a whole file, and the other sits idle while the last one
+# finishes, so the longest files go first and the many short ones fill in at the end: the files
+# over 50 s of the default suite, longest first (stop 29, `pytest --durations=0` on 2 cores, two
+# workers: 351 s for test_workflow.py down to 56 s). A file not named here goes after these.
+LONGEST_FILES_FIRST = (
+    "test_workflow.py", "test_cli.py", "test_images.py", "test_tune.py", "test_tabm.py", "test_columns.py", "test_crossfit.py",
+    "test_classes.py", "test_honest_tables.py", "test_resume.py", "test_share.py", "test_fuzz.py", "test_pretrained.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept

@@ -192,7 +192,7 @@ def test_the_model_line_says_what_embeddings_auto_became_and_the_model_reloads(t
     import keras
 
     path = write_csv(regression_frame(1000), tmp_path / "houses.csv")  # 600 train rows: both embeddings, 16 bins
-    run = Workflow.from_config(str(path), target="price", overrides=["train.epochs=1", "model.ensemble=2", "train.folds=1"], quiet=True).train(out=tmp_path / "run")
+    run = Workflow.from_config(str(path), target="price", overrides=["train.epochs=1", "model.ensemble=2", "train.folds=1", "train.cycles=1"], quiet=True).train(out=tmp_path / "run")
     assert "piecewise-linear and periodic number embeddings (16 bins, beside the scaled numbers, clipped and unclipped)" in (run.path / "run.log").read_text()
     encoded, _ = run.schema.encode(pd.read_csv(path).head(20))
     inputs = {k: v for k, v in encoded.items() if k in {t.name for t in run.model.inputs}}
@@ -217,7 +217,7 @@ CPUS = Path(__file__).parent / "data" / "cpus.csv"
 
 
 def cpus_run(tmp_path, numbers: str):
-    overrides = [f"model.numbers={numbers}", "train.folds=1"]  # one network: the test is about how numbers enter
+    overrides = [f"model.numbers={numbers}", "train.folds=1", "train.cycles=1"]  # one network, one cycle: the test is about how numbers enter
     return Workflow.from_config(str(CPUS), target="perf", overrides=overrides, quiet=True).train(out=tmp_path / numbers)
 
 
