@@ -281,3 +281,26 @@ def test_typing_errors_in_the_train_and_validation_rows_do_not_spoil_the_network
     assert any(w.startswith("column 'mmax': 1 value(s) far past the rest of its tail (6e+06, where the furthest other is 64000)") for w in said), said
     assert {"mmax", "mmin", "chmax"} <= {w.split("'")[1] for w in said}
     assert not [w for w in clean.metrics["warnings"] if w.startswith(("column 'mmax'", "column 'mmin'", "column 'chmax'"))]
+
+
+# A model.keras saved by stop 28's code (regression_frame(1000), two members, two epochs): its robust-scaling
+# statistics and bin edges were constants then, and are non-trainable weights since stop 29.
+SAVED_BEFORE = Path(__file__).parent / "data" / "tabm_saved_before_stop_29.keras"
+
+
+def test_statistics_are_held_as_weights_and_a_model_saved_before_still_loads_to_the_same_predictions():
+    import keras
+
+    model = keras.saving.load_model(SAVED_BEFORE, safe_mode=True)
+    recorded = np.load(SAVED_BEFORE.with_suffix(".npz"))
+    inputs = {name.removeprefix("input_"): recorded[name] for name in recorded.files if name.startswith("input_")}
+    np.testing.assert_allclose(np.asarray(model.predict(inputs, verbose=0)), recorded["prediction"], rtol=1e-5, atol=1e-6)
+
+    scale, bins = model.get_layer("robust_scale_unclipped"), model.get_layer("numeric_embedding")
+    assert [w.name for w in scale.non_trainable_weights] == ["centre", "inv_scale", "low", "high"]
+    np.testing.assert_allclose(np.asarray(scale.non_trainable_weights[0]), scale.centre)
+    assert [w.name for w in bins.non_trainable_weights] == ["left", "inv_width"] and len(bins.trainable_weights) == 2
+    # the weights, not a copy compiled in, are what the layer reads
+    before = np.asarray(scale(inputs["numeric"]))
+    scale.non_trainable_weights[0].assign(np.asarray(scale.centre) + 1.0)
+    assert not np.allclose(np.asarray(scale(inputs["numeric"])), before)

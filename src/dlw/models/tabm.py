@@ -97,6 +97,27 @@ def held_value_warnings(numeric: np.ndarray, centre, inv_scale, names: list[str]
     return lines
 
 
+def held_weight(layer, name: str, values):
+    """A non-trainable weight of ``layer`` holding ``values`` (train statistics, bin edges), which its config also keeps.
+
+    As weights rather than constants they are inputs of the compiled programs, not part of them:
+    the cross-fitted networks, whose statistics differ, then share one set of programs, and a
+    first run on a table compiles about half as long (bench/RESULTS.md, stop 29).
+    """
+    values = np.asarray(values, dtype="float32")
+    return layer.add_weight(name=name, shape=values.shape, initializer=keras.initializers.Constant(values), trainable=False)
+
+
+def load_own_or_held(layer, store) -> None:
+    """Load ``layer``'s weights; from a ``model.keras`` saved before stop 29 those it held as constants are absent and keep their config values."""
+    held = {id(v) for v in layer.held}
+    saved = [v for v in layer.trainable_weights + layer.non_trainable_weights if id(v) not in held]
+    if len(store.keys()) == len(layer.weights) or len(store.keys()) != len(saved):
+        return keras.layers.Layer.load_own_variables(layer, store)
+    for i, variable in enumerate(saved):
+        variable.assign(store[f"{i}"])
+
+
 def smooth_clip(z, bound: float = 3.0):
     """RealMLP's smooth clipping z / sqrt(1 + (z / bound)^2): identity near 0, |z| < bound."""
     return z / ops.sqrt(1.0 + ops.square(z / bound))
@@ -123,15 +144,17 @@ class RobustScale(keras.layers.Layer):
         self.low = None if low is None else [float(v) for v in np.asarray(low).reshape(-1)]
         self.high = None if high is None else [float(v) for v in np.asarray(high).reshape(-1)]
 
+    def build(self, input_shape):
+        self.held = [held_weight(self, name, getattr(self, name)) for name in ("centre", "inv_scale", "low", "high") if getattr(self, name) is not None]
+
     def call(self, x):
-        c = ops.convert_to_tensor(np.asarray(self.centre, dtype="float32"))
-        s = ops.convert_to_tensor(np.asarray(self.inv_scale, dtype="float32"))
-        z = (ops.cast(x, "float32") - c) * s
+        z = (ops.cast(x, "float32") - self.held[0]) * self.held[1]
         if self.low is None:
             return z
-        low = ops.convert_to_tensor(np.asarray(self.low, dtype="float32"))
-        high = ops.convert_to_tensor(np.asarray(self.high, dtype="float32"))
-        return ops.minimum(ops.maximum(z, low), high)
+        return ops.minimum(ops.maximum(z, self.held[2]), self.held[3])
+
+    def load_own_variables(self, store):
+        load_own_or_held(self, store)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -202,14 +225,17 @@ class PiecewiseLinearEmbedding(keras.layers.Layer):
         init = keras.initializers.RandomUniform(-lim, lim, seed=self.seed)
         self.kernel = self.add_weight(name="kernel", shape=(f, nb, d), initializer=init)
         self.bias = self.add_weight(name="bias", shape=(f, d), initializer=init)
+        self.held = [held_weight(self, "left", self._left), held_weight(self, "inv_width", self._inv_width)]
 
     def call(self, x):
-        left = ops.convert_to_tensor(self._left)
-        inv_w = ops.convert_to_tensor(self._inv_width)
+        left, inv_w = self.held
         enc = ops.clip((ops.expand_dims(x, -1) - left) * inv_w, 0.0, 1.0)  # zero-width bins -> 0
         h = ops.einsum("bfn,fnd->bfd", enc, self.kernel) + self.bias
         h = ops.relu(h)
         return ops.reshape(h, (-1, self._n_features * self.d_embedding))
+
+    def load_own_variables(self, store):
+        load_own_or_held(self, store)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self._n_features * self.d_embedding)
