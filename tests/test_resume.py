@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -175,3 +176,16 @@ def test_sigkill_halfway_then_resume_through_the_cli(table, tmp_path):
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_state_saved_by_another_dlw_version_is_refused_in_one_line_naming_the_file():
+    """Stop 29 made tabm's train statistics weights: a state saved before holds fewer variables than the model."""
+    import keras
+
+    from dlw.resume import check_saved_variables_fit
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    fits = {"variables": [np.asarray(v) for v in model.variables], "file": "run/.partial/checkpoint/phase1.npz"}
+    check_saved_variables_fit(model, fits)
+    with pytest.raises(ConfigError, match=r"phase1\.npz holds 1 variables that do not fit this model's 2 .*--overwrite instead of --resume"):
+        check_saved_variables_fit(model, {**fits, "variables": fits["variables"][:1]})

@@ -129,6 +129,7 @@ class PhaseState:
                 count = state["counts"][group]
                 state[group] = [data[f"{group}_{i}"] for i in range(count)]
             state["numpy_random"] = (str(data["rng_kind"]), data["rng_keys"], *state["rng_rest"])
+        state["file"] = str(self.path)
         return state
 
     def save(self, *, model, stopper, history: list[dict], done: bool, seconds: float) -> None:
@@ -161,8 +162,19 @@ def stopper_state(stopper) -> dict | None:
     return {"wait": int(stopper.wait), "best": best, "best_epoch": int(stopper.best_epoch), "stopped_epoch": int(stopper.stopped_epoch)}
 
 
+def check_saved_variables_fit(model, state: dict) -> None:
+    """Raise ``ConfigError`` when the saved variables are not this model's (a state saved by another dlw version)."""
+    saved = [tuple(np.shape(v)) for v in state["variables"]]
+    if saved != [tuple(v.shape) for v in model.variables]:
+        raise ConfigError(
+            f"--resume: {state.get('file', 'the saved training state')} holds {len(saved)} variables that do not fit this model's "
+            f"{len(model.variables)} (it was saved by another version of dlw); pass --overwrite instead of --resume to start afresh"
+        )
+
+
 def finish_restored(model, stopper, state: dict) -> bool:
     """For a phase the killed run had finished (or early stopping had ended): its final weights back; True then."""
+    check_saved_variables_fit(model, state)
     stopped = bool(state["stopper"] and state["stopper"]["stopped_epoch"] > 0)
     if not (state["done"] or stopped):
         return False
@@ -175,6 +187,7 @@ def finish_restored(model, stopper, state: dict) -> bool:
 
 def restore(model, stopper, state: dict) -> None:
     """Put ``state`` back into a freshly built and compiled ``model`` and its early stopping."""
+    check_saved_variables_fit(model, state)
     for variable, value in zip(model.variables, state["variables"], strict=True):
         variable.assign(value)
     optimizer = model.optimizer
