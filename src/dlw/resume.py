@@ -174,7 +174,6 @@ def check_saved_variables_fit(model, state: dict) -> None:
 
 def finish_restored(model, stopper, state: dict) -> bool:
     """For a phase the killed run had finished (or early stopping had ended): its final weights back; True then."""
-    check_saved_variables_fit(model, state)
     stopped = bool(state["stopper"] and state["stopper"]["stopped_epoch"] > 0)
     if not (state["done"] or stopped):
         return False
@@ -187,7 +186,6 @@ def finish_restored(model, stopper, state: dict) -> bool:
 
 def restore(model, stopper, state: dict) -> None:
     """Put ``state`` back into a freshly built and compiled ``model`` and its early stopping."""
-    check_saved_variables_fit(model, state)
     for variable, value in zip(model.variables, state["variables"], strict=True):
         variable.assign(value)
     optimizer = model.optimizer

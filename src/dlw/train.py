@@ -147,8 +147,9 @@ def seeded(config, seed: int):
 def fold_summary(k: int, result: TrainResult) -> dict:
     """What metrics.json says of cross-fitted network ``k``'s training."""
     summary = {"fold": k + 1, "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
-    if result.kept_validation_loss() is not None:
-        summary["best_val_loss"] = result.kept_validation_loss()  # on its own fold: out of sample
+    kept = result.kept_validation_loss()
+    if kept is not None:
+        summary["best_val_loss"] = kept  # on its own fold: out of sample
     return {**summary, "fit_seconds": round(result.seconds, 3)}
 
 
@@ -331,9 +332,11 @@ def resumed_state(model, stopper, checkpoint):
     """``(saved state or None, the checkpoint callback or None)``; no callback when the saved phase was finished."""
     if checkpoint is None:
         return None, None
-    from dlw.resume import CheckpointCallback, finish_restored
+    from dlw.resume import CheckpointCallback, check_saved_variables_fit, finish_restored
 
     state = checkpoint.load()
+    if state is not None:
+        check_saved_variables_fit(model, state)  # once, before either way of putting it back
     if state is not None and finish_restored(model, stopper, state):
         return state, None
     return state, CheckpointCallback(checkpoint, stopper, state)
