@@ -37,10 +37,15 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli_run(workdir) -> Path:
-    """``dlw train customers.csv --target label --set ... --out run`` once for the module."""
-    proc = run_dlw("train", "customers.csv", "--target", "label", *FAST_CLI, "--out", "run", cwd=workdir)
+def cli_train(workdir) -> subprocess.CompletedProcess:
+    """``dlw train customers.csv -t label --set ... -s ... --out run`` once for the module (short and long options)."""
+    proc = run_dlw("train", "customers.csv", "-t", "label", *FAST_CLI[:-2], "-s", FAST_CLI[-1], "--out", "run", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cli_run(workdir, cli_train) -> Path:
     return workdir / "run"
 
 
@@ -146,14 +151,11 @@ def test_train_a_csv_with_target_and_sets(cli_run):
     assert metrics["task"] == "binary" and metrics["test"]["accuracy"] >= 0.8
 
 
-def test_train_prints_steps_on_stderr_and_nothing_on_stdout(tmp_path):
-    write_csv(binary_frame(n=200), tmp_path / "d.csv")
-    proc = run_dlw("train", "d.csv", "-t", "label", "-s", "train.epochs=2", "--out", "r", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == ""
-    for step in ("[1] problem", "[3] data", "[6] training", "[8] measured", "run folder: r"):
-        assert step in proc.stderr
-    assert "hist_gradient_boosting" in proc.stderr
+def test_train_prints_steps_on_stderr_and_nothing_on_stdout(cli_train):
+    assert cli_train.stdout == ""
+    for step in ("[1] problem", "[3] data", "[6] training", "[8] measured", "run folder: run"):
+        assert step in cli_train.stderr
+    assert "hist_gradient_boosting" in cli_train.stderr
 
 
 @pytest.mark.slow  # 24 s; the default suite runs `dlw run` in test_columns.py and test_images.py

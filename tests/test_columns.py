@@ -380,7 +380,7 @@ def test_a_column_that_alone_predicts_the_target_is_named_with_the_key_to_leave_
     assert float(notes[0].split("(R^2 ")[1].split()[0]) >= 0.99
     assert notes[0].endswith("leave it out (--set data.types.price_band=ignore)")
     proc = run_dlw("train", str(path), "--target", "price", "--out", str(tmp_path / "run"),
-                   "--set", "data.types.price_band=ignore", "--set", "train.epochs=1", "--set", "train.folds=1", cwd=tmp_path)
+                   "--set", "data.types.price_band=ignore", "--set", "train.epochs=1", "--set", "train.folds=1", "--set", "train.cycles=1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "alone predicts" not in proc.stderr and "alone predicts" not in proc.stdout
 

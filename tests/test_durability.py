@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 
 import dlw.data.loaders
-from conftest import binary_frame, write_csv
+from conftest import TEXT_BUCKETS, binary_frame, write_csv
 from dlw import Workflow
 from dlw.errors import exit_status_and_line
 from dlw.runs import RunWriter
 
-EPOCHS = ["train.epochs=4", "model.ensemble=4"]
+EPOCHS = ["train.epochs=4", "model.ensemble=4", TEXT_BUCKETS]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

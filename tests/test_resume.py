@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 
 import dlw.resume
-from conftest import binary_frame, regression_frame, write_csv
+from conftest import TEXT_BUCKETS, binary_frame, regression_frame, write_csv
 from dlw import Workflow
 from dlw.errors import ConfigError, DataError, DlwError
 
-EPOCHS = ["train.epochs=6", "model.ensemble=4", "train.checkpoint_seconds=0"]  # a save after every epoch, so the kill points are exact
+EPOCHS = ["train.epochs=6", "model.ensemble=4", "train.checkpoint_seconds=0", TEXT_BUCKETS]  # a save after every epoch, so the kill points are exact
 
 
 @pytest.fixture

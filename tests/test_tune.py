@@ -190,7 +190,7 @@ def test_tune_refuses_a_folder_that_is_not_a_tuning_folder(tmp_path):
 # --- several workers on one storage ----------------------------------------------------------
 
 
-def _two_workers(url: str, out: Path, trials: int = 6) -> None:
+def _two_workers(url: str, out: Path, trials: int = 4) -> None:
     """Start two `dlw tune` processes on one storage and study; check the study they leave."""
     args = ["tune", "penguins", "--trials", trials, "--storage", url, "--study", "shared", "--out", out, *QUICK_CLI]
     env = dict(os.environ)
@@ -206,7 +206,7 @@ def _two_workers(url: str, out: Path, trials: int = 6) -> None:
     assert len(set(params)) == len(params), "two trials drew the same parameters"
     # Both workers ran trials.
     for _, stderr in outputs:
-        assert "trial " in stderr and "/6 (#" in stderr, stderr[-2000:]
+        assert "trial " in stderr and f"/{trials} (#" in stderr, stderr[-2000:]
     assert (out / "best" / "run.json").is_file() and (out / "tuning.csv").is_file()
 
 

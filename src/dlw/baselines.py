@@ -109,7 +109,9 @@ def scaler_for(dense: bool, scaled_columns: int | None):
 
     if scaled_columns is None:
         return StandardScaler(with_mean=dense)
-    return ColumnTransformer([("scaled", StandardScaler(with_mean=dense), slice(0, scaled_columns))], remainder="passthrough")
+    # Both blocks named by slices: a "passthrough" remainder is a list of every TF-IDF column's index, which
+    # scikit-learn checks one by one at every fit and transform (3 s of a 120-row text table's evaluate).
+    return ColumnTransformer([("scaled", StandardScaler(with_mean=dense), slice(0, scaled_columns)), ("tf_idf", "passthrough", slice(scaled_columns, None))])
 
 
 def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: int | None = None) -> Fitted:
