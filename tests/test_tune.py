@@ -104,7 +104,7 @@ def test_search_space_default_and_round_trip():
 
 
 def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeypatch):
-    """4 trials; every trial trains on train rows and is scored on validation rows only; then 1 more."""
+    """3 trials; every trial trains on train rows and is scored on validation rows only; then 1 more."""
     import dlw
     from dlw import tune as tune_module
     from dlw import train as train_module
@@ -121,7 +121,7 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
 
     monkeypatch.setattr(train_module, "fit_phases", spy)
     out = tmp_path / "tuned"
-    config = load_spec("penguins", overrides=[*QUICK, "tune.trials=4"])
+    config = load_spec("penguins", overrides=[*QUICK, "tune.trials=3"])
     start = time.perf_counter()
     result = tune_module.tune(config, out=out, console=QUIET)
     first_seconds = time.perf_counter() - start
@@ -129,7 +129,7 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
     for name in ("tuning.csv", "best.yaml", "history.png", "importances.png", "study.db", "tune.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "tuning.csv")
-    assert len(table) == 4
+    assert len(table) == 3
     assert {"number", "state", "value", "duration_s", "model.hidden_layers", "model.dropout", "train.learning_rate", "train.batch_size"} <= set(table.columns)
     assert set(table["state"]) <= {"COMPLETE", "PRUNED"}
     assert (table["duration_s"] > 0).all()
@@ -137,7 +137,7 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
     # Trials saw train and validation only; the one training that saw the test split is the best config's run.
     splits = Splits.load(out / "best" / "splits.json")
     trials, final = seen[:-1], seen[-1]
-    assert len(trials) == 4 and all(call["callbacks"] == 1 for call in trials)
+    assert len(trials) == 3 and all(call["callbacks"] == 1 for call in trials)
     for call in trials:
         assert call["splits"] == ["train", "validation"]
         assert call["rows"] == {"train": len(splits.train), "validation": len(splits.validation)}
@@ -145,7 +145,7 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
 
     # best.yaml is a config that trains the best trial again; best/ is a normal run folder.
     best = yaml.safe_load((out / "best.yaml").read_text())
-    assert (out / "best.yaml").read_text().startswith("# dlw tune: the best of 4 finished trial(s)")
+    assert (out / "best.yaml").read_text().startswith("# dlw tune: the best of 3 finished trial(s)")
     row = table.loc[table["number"] == result.best_number].iloc[0]
     assert best["train"]["learning_rate"] == pytest.approx(row["train.learning_rate"])
     assert best["train"]["batch_size"] == row["train.batch_size"]
@@ -156,23 +156,23 @@ def test_tune_penguins_outputs_resume_and_untouched_test_split(tmp_path, monkeyp
     assert rows["prediction"].iloc[0] == "Adelie"
     assert run.metrics["test"]["accuracy"] >= 0.9
     # ... whose report tells the tuning story: the trials, the best settings, Optuna's plots.
-    assert len(pd.read_csv(out / "best" / "tuning.csv")) == 4
+    assert len(pd.read_csv(out / "best" / "tuning.csv")) == 3
     html = (out / "best" / "report.html").read_text()
     tuning = html[html.index("7. Tuning") : html.index("8. Performance")]
-    assert "4</strong> trial(s) tried" in tuning and "Best settings" in tuning and "train.learning_rate" in tuning
+    assert "3</strong> trial(s) tried" in tuning and "Best settings" in tuning and "train.learning_rate" in tuning
     assert tuning.count("data:image/png;base64,") == 2
 
-    # Resumable: the same storage, a larger target: the study continues from 4 to 5 trials.
+    # Resumable: the same storage, a larger target: the study continues from 3 to 4 trials.
     seen.clear()
-    again = tune_module.tune(load_spec("penguins", overrides=[*QUICK, "tune.trials=5"]), out=out, console=QUIET)
-    assert again.finished == 5 and len(pd.read_csv(out / "tuning.csv")) == 5
+    again = tune_module.tune(load_spec("penguins", overrides=[*QUICK, "tune.trials=4"]), out=out, console=QUIET)
+    assert again.finished == 4 and len(pd.read_csv(out / "tuning.csv")) == 4
     assert len([c for c in seen if c["splits"] == ["train", "validation"]]) == 1
     # Nothing left to do: no trial, and the best run folder is reused when the best did not change.
     seen.clear()
-    third = tune_module.tune(load_spec("penguins", overrides=[*QUICK, "tune.trials=5"]), out=out, console=QUIET)
-    assert third.finished == 5 and third.best_number == again.best_number
+    third = tune_module.tune(load_spec("penguins", overrides=[*QUICK, "tune.trials=4"]), out=out, console=QUIET)
+    assert third.finished == 4 and third.best_number == again.best_number
     assert seen == []
-    print(f"4 trials and the best run: {first_seconds:.1f} s")
+    print(f"3 trials and the best run: {first_seconds:.1f} s")
 
 
 def test_tune_refuses_a_folder_that_is_not_a_tuning_folder(tmp_path):
