@@ -163,13 +163,20 @@ def stopper_state(stopper) -> dict | None:
 
 
 def check_saved_variables_fit(model, state: dict) -> None:
-    """Raise ``ConfigError`` when the saved variables are not this model's (a state saved by another dlw version)."""
-    saved = [tuple(np.shape(v)) for v in state["variables"]]
-    if saved != [tuple(v.shape) for v in model.variables]:
-        raise ConfigError(
-            f"--resume: {state.get('file', 'the saved training state')} holds {len(saved)} variables that do not fit this model's "
-            f"{len(model.variables)} (it was saved by another version of dlw); pass --overwrite instead of --resume to start afresh"
-        )
+    """Raise ``ConfigError`` when the saved variables, the model's or its optimizer's, are not this run's (another dlw version's)."""
+    held = [("variables", model.variables)]
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and "optimizer" in state:
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        held.append(("optimizer variables", optimizer.variables))  # stop 30's cycles hold their rates there
+    for what, current in held:
+        saved = [tuple(np.shape(v)) for v in state[what.split()[0]]]
+        if saved != [tuple(v.shape) for v in current]:
+            raise ConfigError(
+                f"--resume: {state.get('file', 'the saved training state')} holds {len(saved)} {what} that do not fit this model's "
+                f"{len(current)} (it was saved by another version of dlw); pass --overwrite instead of --resume to start afresh"
+            )
 
 
 def finish_restored(model, stopper, state: dict) -> bool:

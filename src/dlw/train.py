@@ -261,17 +261,17 @@ def make_optimizer(train: TrainConfig, total_steps: int):
     """
     import keras
 
-    rate = train.learning_rate
-    if train.schedule == "cosine":
-        warmup = max(1, int(0.05 * total_steps))
-        rate = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=train.learning_rate * 0.01, decay_steps=max(1, total_steps - warmup), alpha=0.0,
-            warmup_target=train.learning_rate, warmup_steps=warmup,
-        )
-    settings = {"learning_rate": rate}
-    if train.optimizer == "adamw":
-        settings["weight_decay"] = train.weight_decay
-    return keras.optimizers.get({"class_name": train.optimizer, "config": settings})
+    settings = {"weight_decay": train.weight_decay} if train.optimizer == "adamw" else {}
+    if train.schedule != "cosine":
+        return keras.optimizers.get({"class_name": train.optimizer, "config": {**settings, "learning_rate": train.learning_rate}})
+    warmup = max(1, int(0.05 * total_steps))
+    steps = dict(warmup_steps=warmup, decay_steps=max(1, total_steps - warmup))
+    if train.cycles > 1:  # the cycles share one compiled step (dlw.schedules); one cycle keeps Keras's own schedule
+        from dlw.schedules import held_peak_cosine
+
+        return held_peak_cosine(train.optimizer, settings, start=train.learning_rate * 0.01, peak=train.learning_rate, **steps)
+    rate = keras.optimizers.schedules.CosineDecay(initial_learning_rate=train.learning_rate * 0.01, alpha=0.0, warmup_target=train.learning_rate, **steps)
+    return keras.optimizers.get({"class_name": train.optimizer, "config": {**settings, "learning_rate": rate}})
 
 
 def fit(

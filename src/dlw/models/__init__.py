@@ -196,9 +196,12 @@ def load_network(path):
     import dlw.calibration  # noqa: F401  (registers the dlw layers the file may name)
     import dlw.models.tabm  # noqa: F401
     import dlw.models.text_bag  # noqa: F401
+    import dlw.schedules  # noqa: F401  (an MLP trained in cycles on a cosine schedule saves its optimizer's)
 
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        # Not compiled: dlw predicts with it, and an optimizer built again would not hold the saved
+        # one's variables (an MLP's held schedule rates: a warning for nothing).
+        return keras.models.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
         if "safe_mode" not in str(exc):
             raise
