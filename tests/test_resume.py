@@ -190,9 +190,9 @@ def test_a_state_saved_by_another_dlw_version_is_refused_in_one_line_naming_the_
     with pytest.raises(ConfigError, match=r"phase1\.npz holds 1 variables that do not fit this model's 2 .*--overwrite instead of --resume"):
         check_saved_variables_fit(model, {**fits, "variables": fits["variables"][:1]})
     # A cycled run's optimizer holds its two rates since stop 30: a state saved before has two fewer.
-    from dlw.schedules import held_peak_cosine
+    from test_schedules import held_adamw
 
-    model.compile(optimizer=held_peak_cosine("adamw", {}, start=1e-5, peak=1e-3, warmup_steps=2, decay_steps=8), loss="mse")
+    model.compile(optimizer=held_adamw(start=1e-5, peak=1e-3, warmup_steps=2, decay_steps=8), loss="mse")
     model.optimizer.build(model.trainable_variables)
     saved = {**fits, "optimizer": [np.asarray(v) for v in model.optimizer.variables]}
     check_saved_variables_fit(model, saved)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 import keras
-from dlw.schedules import HeldPeakCosineDecay, held_peak_cosine
+from dlw.schedules import HeldPeakCosineDecay
+
+
+def held_adamw(*, start: float, peak: float, warmup_steps: int, decay_steps: int, **settings):
+    """AdamW on the held schedule, as dlw.train.make_optimizer builds it for a run with cycles."""
+    schedule = HeldPeakCosineDecay(initial_learning_rate=start, decay_steps=decay_steps, alpha=0.0, warmup_target=peak, warmup_steps=warmup_steps)
+    return schedule.hold_in(keras.optimizers.AdamW(learning_rate=schedule, **settings))
 
 
 def rates(optimizer, steps) -> np.ndarray:
@@ -18,7 +24,7 @@ def rates(optimizer, steps) -> np.ndarray:
 
 
 def test_held_rates_follow_keras_cosine_decay_and_save_as_numbers():
-    optimizer = held_peak_cosine("adamw", {"weight_decay": 0.01}, start=2e-5, peak=2e-3, warmup_steps=15, decay_steps=285)
+    optimizer = held_adamw(start=2e-5, peak=2e-3, warmup_steps=15, decay_steps=285, weight_decay=0.01)
     stock = keras.optimizers.schedules.CosineDecay(2e-5, 285, alpha=0.0, warmup_target=2e-3, warmup_steps=15)
     held = {v.name: v for v in optimizer.variables if v.name in ("start_learning_rate", "peak_learning_rate")}
     assert len(held) == 2  # inputs of the compiled step, not constants in it

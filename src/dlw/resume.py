@@ -164,14 +164,14 @@ def stopper_state(stopper) -> dict | None:
 
 def check_saved_variables_fit(model, state: dict) -> None:
     """Raise ``ConfigError`` when the saved variables, the model's or its optimizer's, are not this run's (another dlw version's)."""
-    held = [("variables", model.variables)]
+    held = [("variables", "variables", model.variables)]
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and "optimizer" in state:
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-        held.append(("optimizer variables", optimizer.variables))  # stop 30's cycles hold their rates there
-    for what, current in held:
-        saved = [tuple(np.shape(v)) for v in state[what.split()[0]]]
+        held.append(("optimizer", "optimizer variables", optimizer.variables))  # stop 30's cycles hold their rates there
+    for key, what, current in held:
+        saved = [tuple(np.shape(v)) for v in state[key]]
         if saved != [tuple(v.shape) for v in current]:
             raise ConfigError(
                 f"--resume: {state.get('file', 'the saved training state')} holds {len(saved)} {what} that do not fit this model's "

@@ -15,25 +15,20 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="dlw")
 class HeldPeakCosineDecay(keras.optimizers.schedules.CosineDecay):
-    """``CosineDecay`` with warm-up whose start and target rates can be variables (``held_peak_cosine``).
+    """``CosineDecay`` with warm-up whose start and target rates ``hold_in`` moves into an optimizer's variables.
 
     Its config holds their values, so a saved optimizer loads as a plain schedule of the same rates.
     """
+
+    def hold_in(self, optimizer):
+        """``optimizer``, whose schedule this is, with the start and target rates held in two of its variables."""
+        constant = keras.initializers.Constant
+        self.initial_learning_rate = optimizer.add_variable((), initializer=constant(self.initial_learning_rate), name="start_learning_rate")
+        self.warmup_target = optimizer.add_variable((), initializer=constant(self.warmup_target), name="peak_learning_rate")
+        return optimizer
 
     def get_config(self):
         config = super().get_config()
         for key in ("initial_learning_rate", "warmup_target"):
             config[key] = float(ops.convert_to_numpy(config[key]))
         return config
-
-
-def held_peak_cosine(optimizer_class: str, settings: dict, *, start: float, peak: float, warmup_steps: int, decay_steps: int):
-    """A Keras optimizer (``optimizer_class`` with ``settings``) on a warm-up + cosine schedule whose rates are its own variables."""
-    schedule = HeldPeakCosineDecay(
-        initial_learning_rate=start, decay_steps=decay_steps, alpha=0.0, warmup_target=peak, warmup_steps=warmup_steps
-    )
-    optimizer = keras.optimizers.get({"class_name": optimizer_class, "config": {**settings, "learning_rate": schedule}})
-    constant = keras.initializers.Constant
-    schedule.initial_learning_rate = optimizer.add_variable((), initializer=constant(start), name="start_learning_rate")
-    schedule.warmup_target = optimizer.add_variable((), initializer=constant(peak), name="peak_learning_rate")
-    return optimizer

@@ -262,16 +262,19 @@ def make_optimizer(train: TrainConfig, total_steps: int):
     import keras
 
     settings = {"weight_decay": train.weight_decay} if train.optimizer == "adamw" else {}
-    if train.schedule != "cosine":
-        return keras.optimizers.get({"class_name": train.optimizer, "config": {**settings, "learning_rate": train.learning_rate}})
-    warmup = max(1, int(0.05 * total_steps))
-    steps = dict(warmup_steps=warmup, decay_steps=max(1, total_steps - warmup))
-    if train.cycles > 1:  # the cycles share one compiled step (dlw.schedules); one cycle keeps Keras's own schedule
-        from dlw.schedules import held_peak_cosine
+    rate = train.learning_rate
+    held = train.schedule == "cosine" and train.cycles > 1  # the cycles share one compiled step (dlw.schedules)
+    if train.schedule == "cosine":
+        from dlw.schedules import HeldPeakCosineDecay
 
-        return held_peak_cosine(train.optimizer, settings, start=train.learning_rate * 0.01, peak=train.learning_rate, **steps)
-    rate = keras.optimizers.schedules.CosineDecay(initial_learning_rate=train.learning_rate * 0.01, alpha=0.0, warmup_target=train.learning_rate, **steps)
-    return keras.optimizers.get({"class_name": train.optimizer, "config": {**settings, "learning_rate": rate}})
+        warmup = max(1, int(0.05 * total_steps))
+        schedule = HeldPeakCosineDecay if held else keras.optimizers.schedules.CosineDecay
+        rate = schedule(
+            initial_learning_rate=train.learning_rate * 0.01, decay_steps=max(1, total_steps - warmup), alpha=0.0,
+            warmup_target=train.learning_rate, warmup_steps=warmup,
+        )
+    optimizer = keras.optimizers.get({"class_name": train.optimizer, "config": {**settings, "learning_rate": rate}})
+    return rate.hold_in(optimizer) if held else optimizer
 
 
 def fit(
@@ -337,8 +340,8 @@ def resumed_state(model, stopper, checkpoint):
     state = checkpoint.load()
     if state is not None:
         check_saved_variables_fit(model, state)  # once, before either way of putting it back
-    if state is not None and finish_restored(model, stopper, state):
-        return state, None
+        if finish_restored(model, stopper, state):
+            return state, None
     return state, CheckpointCallback(checkpoint, stopper, state)
 
 

@@ -196,7 +196,6 @@ def load_network(path):
     import dlw.calibration  # noqa: F401  (registers the dlw layers the file may name)
     import dlw.models.tabm  # noqa: F401
     import dlw.models.text_bag  # noqa: F401
-    import dlw.schedules  # noqa: F401  (an MLP trained in cycles on a cosine schedule saves its optimizer's)
 
     try:
         # Not compiled: dlw predicts with it, and an optimizer built again would not hold the saved
