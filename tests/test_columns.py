@@ -186,6 +186,9 @@ def test_the_date_ordering_a_time_split_is_a_feature_unless_ignored_and_a_random
 # --- free text ----------------------------------------------------------------------
 
 
+TEXT_RUN = ["train.epochs=25", "data.text.buckets=1024", "model.text_dim=8", "model.ensemble=4"]  # enough to learn reviews()' words
+
+
 def reviews(n: int = 240, seed: int = 5) -> pd.DataFrame:
     """Reviews whose words carry the label: 'great' reviews praise, 'other' ones complain."""
     rng = np.random.default_rng(seed)
@@ -215,8 +218,7 @@ def test_a_text_column_is_learned_saved_and_reloaded_without_pickle(tmp_path):
     path = write_csv(reviews(), tmp_path / "reviews.csv")
     from dlw.workflow import Workflow, load
 
-    overrides = ["train.epochs=25", "data.text.buckets=1024", "model.text_dim=8", "model.ensemble=4"]
-    run = Workflow.from_config(str(path), target="score", overrides=overrides, quiet=True).train(out=tmp_path / "run")
+    run = Workflow.from_config(str(path), target="score", overrides=TEXT_RUN, quiet=True).train(out=tmp_path / "run")
     schema = json.loads((run.path / "schema.json").read_text())
     review = next(f for f in schema["features"] if f["name"] == "review")
     assert review["kind"] == "text" and review["encoding"]["buckets"] == 1024 and review["encoding"]["word_ngrams"] == [1, 2]
@@ -228,6 +230,18 @@ def test_a_text_column_is_learned_saved_and_reloaded_without_pickle(tmp_path):
     new = pd.DataFrame({"review": ["the tea arrived delicious perfect", "my box arrived stale refund awful"], "stars_hidden": [0.0, 0.0]})
     predicted = again.predict(new)
     assert list(predicted["prediction"]) == ["great", "other"]
+
+
+def test_a_table_whose_only_input_is_text_trains_with_every_baseline(tmp_path):
+    # Found on modeldata's fine-food reviews (product is ID-like, so review is the one input): the
+    # linear baseline standardized a block of zero columns and the run ended in an internal error.
+    path = write_csv(reviews().drop(columns=["stars_hidden"]), tmp_path / "reviews.csv")
+    from dlw.workflow import Workflow
+
+    run = Workflow.from_config(str(path), target="score", overrides=TEXT_RUN, quiet=True).train(out=tmp_path / "run")
+    assert [f["name"] for f in json.loads((run.path / "schema.json").read_text())["features"]] == ["review"]
+    assert run.metrics["baselines"]["linear"]["accuracy"] >= 0.9  # the n-grams carry the label
+    assert run.metrics["test"]["accuracy"] >= 0.9
 
 
 def test_text_forced_by_data_types_and_empty_text_is_one_line(tmp_path):
