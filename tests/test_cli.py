@@ -100,6 +100,19 @@ def test_script_entry_point_works():
     assert proc.returncode == 0 and proc.stdout.startswith("dlw ")
 
 
+def test_a_librarys_warning_reaches_the_user_as_one_line_once(capsys):
+    """scikit-learn's ConvergenceWarning is ten lines with a source path and advice pages."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from dlw.cli import say_warning_once
+
+    text = "lbfgs failed to converge after 2000 iteration(s) (status=1):\nSTOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
+    for _ in range(3):
+        say_warning_once(ConvergenceWarning(text), ConvergenceWarning, "/site-packages/sklearn/_logistic.py", 599)
+    said = capsys.readouterr().err
+    assert said == "warning: lbfgs failed to converge after 2000 iteration(s) (status=1): (ConvergenceWarning)\n"
+
+
 # --- init, train, run ------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
@@ -124,6 +125,7 @@ def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: 
     more than the network's whole training. ``scaled_columns``: see ``scaler_for``.
     """
     from scipy import sparse
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.metrics import log_loss, mean_squared_error
     from sklearn.pipeline import make_pipeline
@@ -143,11 +145,18 @@ def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: 
         make = lambda a: make_pipeline(scaler_for(dense, scaled_columns), Ridge(alpha=a))  # noqa: E731
         loss = lambda m: mean_squared_error(yv, m.predict(xv))  # noqa: E731
     started = time.perf_counter()
-    with sklearn_threads():
+    with sklearn_threads(), warnings.catch_warnings():
+        # A weakly regularized candidate on nearly separable rows stops at max_iter (scikit-learn
+        # then prints a ten-line warning per fit); the validation loss judges it all the same,
+        # and whether the kept one converged is recorded below.
+        warnings.simplefilter("ignore", ConvergenceWarning)
         scores = {value: loss(make(value).fit(x[sample], y[sample])) for value in grid}
         best = min(scores, key=scores.get)
         model = make(best).fit(x, y)
-    return Fitted(output_of(model, problem, features), {key: best}, time.perf_counter() - started)
+    chosen = {key: best}
+    if n_classes and np.max(model[-1].n_iter_) >= model[-1].max_iter:
+        chosen["converged"] = False
+    return Fitted(output_of(model, problem, features), chosen, time.perf_counter() - started)
 
 
 def fit_linear(prepared, seed: int) -> Fitted:

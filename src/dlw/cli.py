@@ -410,7 +410,19 @@ def main() -> None:
     # NumPy's arithmetic warnings (overflow, invalid value) are not for the user: dlw checks the
     # numbers itself and says what is wrong in one line (issue 14).
     warnings.simplefilter("ignore", RuntimeWarning)
+    warnings.showwarning = say_warning_once
     app(prog_name="dlw")
+
+
+_SAID: set = set()  # the warnings said in this process
+
+
+def say_warning_once(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning as one line, once per distinct text: no source path, no advice pages."""
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    if text not in _SAID:
+        _SAID.add(text)
+        print(f"warning: {text} ({category.__name__})", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,10 @@ class TablePrepared(Prepared):
 
         blocks = []
         if "numeric" in inputs:
-            blocks.append(sparse.csr_matrix(inputs["numeric"].astype("float64")))
+            # Centred here because a sparse matrix's scaler cannot centre: an uncentred column far
+            # from zero (a year, fgl's silicon at 72.6 +- 0.8) left lbfgs unconverged after 2,000
+            # iterations, a weaker baseline than its regularization grid promised.
+            blocks.append(sparse.csr_matrix(inputs["numeric"].astype("float64") - self.train_number_means()))
         if "categorical" in inputs:
             codes = inputs["categorical"]
             n, c = codes.shape
@@ -95,6 +98,12 @@ class TablePrepared(Prepared):
             blocks.append(self.text_baseline().svd(inputs))
             categorical += [False] * blocks[-1].shape[1]
         return np.hstack(blocks), np.asarray(categorical)
+
+    def train_number_means(self) -> np.ndarray:
+        """Each column of the ``numeric`` input's mean over the train rows (computed once)."""
+        if getattr(self, "_number_means", None) is None:
+            self._number_means = self.inputs["train"]["numeric"].astype("float64").mean(axis=0)
+        return self._number_means
 
     def text_baseline(self):
         """The text columns' TF-IDF and SVD for the baselines (``dlw.text.TextBaselineFeatures``), fitted on the train rows once."""
