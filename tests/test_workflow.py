@@ -322,6 +322,9 @@ def test_predict_handles_missing_values_and_unseen_categories(binary_run):
     out = run.predict(rows, console=console)
     assert out[["prob_churn", "prob_stay"]].notna().all().all()
     assert any("'plan'" in line and "'platinum'" in line and "unknown" in line for line in console.lines)
+    # tenure is never missing in the table: its median is a guess the model never learned to weigh
+    assert any("'tenure'" in line and "never were" in line and "median" in line for line in console.lines)
+    assert not any("'usage'" in line for line in console.lines)  # missing in training too: the model has its indicator
 
 
 def test_predict_without_a_required_column_names_it(binary_run):
@@ -471,6 +474,8 @@ def test_next_run_reports_then_resumes_the_partial_folder_of_a_dead_process(tmp_
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(binary_csv), str(out)], capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert len(list((tmp_path / "runs").glob(".again.partial-*"))) == 1
+    with pytest.raises(DlwError, match=r"run folder not found, but a run killed .* finish it with: Workflow.train\(\.\.\., resume=True\)"):
+        dlw.load(out)
     wf = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=2"], quiet=True)
     with pytest.raises(DlwError, match="killed after its training .2 epochs. had finished"):  # the trained epochs are kept, not cleared
         wf.train(out=out)

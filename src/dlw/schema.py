@@ -231,6 +231,12 @@ class Schema:
                 values.append(np.clip(np.where(absent, fill, block), -biggest, biggest))
                 if f.indicator:
                     indicators.append(absent.any(axis=1, keepdims=True).astype("float32"))
+                elif absent.any():
+                    what = "its train medians" if f.kind == "date" else f"the train median ({f.median:g})"
+                    warnings.append(
+                        f"column {f.name!r}: {int(absent.any(axis=1).sum())} value(s) missing, which the train rows never were; "
+                        f"read as {what}, a guess the model was not trained to weigh"
+                    )
             inputs["numeric"] = np.hstack(values + indicators).astype("float32")
         if self.text_features:
             inputs.update(self._text_inputs(frame))
