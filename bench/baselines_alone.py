@@ -1,11 +1,11 @@
-"""The linear baseline alone on real tables: its test figures, what it chose and its fit time.
+"""One baseline alone on real tables: its test figures, what it chose and its fit time.
 
-The linear baseline is half of every verdict, so a change to how it reads a table is measured
+The baselines are half of every verdict, so a change to how one reads a table is measured
 here on the development and held-out tables of ``bench/tables.py`` without training a network
-(seconds per table instead of minutes). Run it at two commits (or with a switch) and compare.
+(seconds per table instead of minutes). Run it at two commits and compare.
 
-    python bench/linear_baseline.py                       # every table of bench/tables.py
-    python bench/linear_baseline.py --tables cells Default --json out.jsonl
+    python bench/baselines_alone.py                       # the linear baseline, every table of bench/tables.py
+    python bench/baselines_alone.py --baseline hist_gradient_boosting --tables Boston MASS/fgl:type --seeds 42 0 1
 
 Results, with the command that produced them, are kept in bench/RESULTS.md.
 """
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tables import HELD_OUT, TABLES, table_csv  # noqa: E402
 
 
-def linear_figures(path: Path, target: str, seed: int) -> dict:
-    from dlw.baselines import fit_linear
+def baseline_figures(path: Path, target: str, seed: int, baseline: str) -> dict:
+    from dlw.baselines import FITTERS
     from dlw.console import QUIET
     from dlw.data.kinds import prepare
     from dlw.evaluate import score
@@ -36,7 +36,7 @@ def linear_figures(path: Path, target: str, seed: int) -> dict:
     config = load_spec(str(path), target=target, overrides=[f"data.split.seed={seed}", f"train.seed={seed}"])
     prepared = prepare(config, QUIET)
     started = time.perf_counter()
-    fitted = fit_linear(prepared, seed)
+    fitted = FITTERS[baseline](prepared, seed)
     seconds = time.perf_counter() - started
     test = score(prepared.problem, prepared.targets["test"], fitted.predict(prepared.inputs["test"]))
     return {"test": test, "chosen": fitted.chosen, "seconds": round(seconds, 2)}
@@ -45,19 +45,20 @@ def linear_figures(path: Path, target: str, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", nargs="*", default=[*TABLES, *HELD_OUT])
+    parser.add_argument("--baseline", default="linear", choices=["linear", "hist_gradient_boosting"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[42])
     parser.add_argument("--json", type=Path, help="append one JSON line per run here")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="dlw-linear-bench-"))
+    folder = Path(tempfile.mkdtemp(prefix="dlw-baselines-bench-"))
     for name in args.tables:
         path, target = table_csv(name, folder)
         for seed in args.seeds:
-            figures = linear_figures(path, target, seed)
+            figures = baseline_figures(path, target, seed, args.baseline)
             main_figures = {k: round(v, 5) for k, v in figures["test"].items() if k in ("rmse", "accuracy", "roc_auc", "log_loss")}
             print(f"{name:<16} seed {seed:<3} {main_figures}  chose {figures['chosen']}  {figures['seconds']:.1f} s", flush=True)
             if args.json:
                 with args.json.open("a") as out:
-                    out.write(json.dumps({"table": name, "seed": seed, **figures}) + "\n")
+                    out.write(json.dumps({"table": name, "seed": seed, "baseline": args.baseline, **figures}) + "\n")
 
 
 if __name__ == "__main__":
