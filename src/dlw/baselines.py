@@ -12,7 +12,8 @@ none ever sees the test split:
   category codes (native categorical splits), with early stopping on dlw's own validation
   split and a budget of 3,000 iterations. At scikit-learn's default of 100 iterations it
   underfits large tables badly (rmse 11.55 against 3.32 for AutoGluon on a 337,000-row
-  table, MEASURED.md).
+  table, MEASURED.md). On up to 20,000 train rows its smallest leaf (2, 5, 10 or 20 rows)
+  is chosen on the validation split: scikit-learn's 20 left a 20-row table no split.
 - ``logistic_pixels``: logistic (or ridge) regression on raw pixels scaled down to at
   most 16x16 (images).
 - ``persistence`` (with ``checks.persistence: <column>``, regression): "tomorrow = today",
@@ -39,6 +40,9 @@ from dlw.data.prepared import sample_positions
 
 BOOSTING_ITERATIONS = 3000
 BOOSTING_PATIENCE = 50
+BOOSTING_LEAF = 20  # scikit-learn's min_samples_leaf, kept above BOOSTING_GRID_ROWS
+BOOSTING_LEAF_GRID = (2, 5, 10, 20)
+BOOSTING_GRID_ROWS = 20_000
 LINEAR_C_GRID = tuple(10.0**e for e in range(-4, 3))
 RIDGE_ALPHA_GRID = tuple(10.0**e for e in range(-2, 5))
 GRID_ROWS = 20_000
@@ -127,7 +131,6 @@ def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: 
     from scipy import sparse
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.metrics import log_loss, mean_squared_error
     from sklearn.pipeline import make_pipeline
 
     problem = prepared.problem
@@ -139,18 +142,16 @@ def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: 
     if n_classes:
         key, grid = "C", LINEAR_C_GRID
         make = lambda c: make_pipeline(scaler_for(dense, scaled_columns), LogisticRegression(C=c, max_iter=2000))  # noqa: E731
-        loss = lambda m: log_loss(yv, class_probabilities(m, xv, n_classes), labels=list(range(n_classes)))  # noqa: E731
     else:
         key, grid = "alpha", RIDGE_ALPHA_GRID
         make = lambda a: make_pipeline(scaler_for(dense, scaled_columns), Ridge(alpha=a))  # noqa: E731
-        loss = lambda m: mean_squared_error(yv, m.predict(xv))  # noqa: E731
     started = time.perf_counter()
     with sklearn_threads(), warnings.catch_warnings():
         # A weakly regularized candidate on nearly separable rows stops at max_iter (scikit-learn
         # then prints a ten-line warning per fit); the validation loss judges it all the same,
         # and whether the kept one converged is recorded below.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        scores = {value: loss(make(value).fit(x[sample], y[sample])) for value in grid}
+        scores = {value: validation_loss(make(value).fit(x[sample], y[sample]), xv, yv, n_classes) for value in grid}
         best = min(scores, key=scores.get)
         model = make(best).fit(x, y)
     chosen = {key: best}
@@ -168,23 +169,42 @@ def fit_pixels(prepared, seed: int) -> Fitted:
 
 
 def fit_boosting(prepared, seed: int) -> Fitted:
-    """HistGradientBoosting with early stopping on the validation split, native categorical splits."""
+    """HistGradientBoosting with early stopping on the validation split, native categorical splits.
+
+    On up to ``BOOSTING_GRID_ROWS`` train rows its smallest leaf is chosen on the validation
+    split from ``BOOSTING_LEAF_GRID``: scikit-learn's 20 rows a leaf leaves a 20-row table
+    no split at all (the baseline was the mean), and a 150-row one a few.
+    """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     problem = prepared.problem
     x, categorical = prepared.tree_features(prepared.inputs["train"])
     xv, _ = prepared.tree_features(prepared.inputs["validation"])
+    y, yv = prepared.targets["train"], prepared.targets["validation"]
     settings = dict(
         max_iter=BOOSTING_ITERATIONS, learning_rate=0.1, early_stopping=True, n_iter_no_change=BOOSTING_PATIENCE,
         validation_fraction=None, categorical_features=categorical if categorical.any() else None, random_state=seed,
     )
     cls = HistGradientBoostingClassifier if problem.is_classification else HistGradientBoostingRegressor
-    model = cls(**settings)
+    leaves = BOOSTING_LEAF_GRID if len(y) <= BOOSTING_GRID_ROWS else (BOOSTING_LEAF,)
+    n_classes = len(problem.classes) if problem.is_classification else 0
     started = time.perf_counter()
     with sklearn_threads():
-        model.fit(x, prepared.targets["train"], X_val=xv, y_val=prepared.targets["validation"])
+        fits = {leaf: cls(**settings, min_samples_leaf=leaf).fit(x, y, X_val=xv, y_val=yv) for leaf in leaves}
+        losses = {leaf: validation_loss(model, xv, yv, n_classes) for leaf, model in fits.items()}
+    best = min(losses, key=losses.get)
     seconds = time.perf_counter() - started
-    return Fitted(output_of(model, problem, lambda inputs: prepared.tree_features(inputs)[0]), {"iterations": int(model.n_iter_)}, seconds)
+    chosen = {"iterations": int(fits[best].n_iter_), "min_samples_leaf": best}
+    return Fitted(output_of(fits[best], problem, lambda inputs: prepared.tree_features(inputs)[0]), chosen, seconds)
+
+
+def validation_loss(model, xv, yv, n_classes: int) -> float:
+    """A fitted scikit-learn model's log loss (``n_classes`` > 0) or mean squared error on the validation rows."""
+    from sklearn.metrics import log_loss, mean_squared_error
+
+    if n_classes:
+        return log_loss(yv, class_probabilities(model, xv, n_classes), labels=list(range(n_classes)))
+    return mean_squared_error(yv, model.predict(xv))
 
 
 def fit_persistence(prepared, seed: int) -> Fitted:
