@@ -12,7 +12,7 @@ import pytest
 from conftest import binary_frame, regression_frame, write_csv
 from dlw.data.loaders import read_table
 from dlw.errors import DataError, DlwError
-from dlw.schema import MISSING, UNKNOWN, Schema, load_schema
+from dlw.schema import MISSING, UNKNOWN, Schema, inferred_kind, load_schema
 
 CITIES = ["Zürich", "Besançon", "Málaga", "São Paulo", "Reykjavík"]
 
@@ -246,6 +246,15 @@ def test_sequential_integer_id_is_excluded_and_real_booleans_kept(regression_csv
     schema = Schema.infer(frame, "price")
     assert kinds(schema) == {"area": "numeric", "rooms": "numeric", "district": "categorical", "garden": "boolean"}
     assert "ID-like" in schema.excluded["house_id"]
+
+
+def test_a_name_on_every_row_is_id_like_but_a_repeated_one_is_a_category():
+    """MASS's Cars93 (93 cars): 'Make' ('Acura Integra', ...) differs on every row, so no level
+    is ever seen twice and a test row's is always unseen; under 100 levels it was a category."""
+    makes = pd.Series([f"{brand} {model}" for brand in ("Acura", "Audi", "BMW") for model in "ABCDEFGHIJ"])
+    assert inferred_kind(makes) == "id"
+    assert inferred_kind(pd.concat([makes, makes.head(1)], ignore_index=True)) == "categorical"
+    assert inferred_kind(makes.head(19)) == "categorical"  # too few rows to call it a name per row
 
 
 def test_numeric_column_with_a_few_question_marks_is_numeric(tmp_path):

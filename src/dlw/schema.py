@@ -231,10 +231,10 @@ class Schema:
                 values.append(np.clip(np.where(absent, fill, block), -biggest, biggest))
                 if f.indicator:
                     indicators.append(absent.any(axis=1, keepdims=True).astype("float32"))
-                elif absent.any():
+                elif (blank := int((absent.any(axis=1) & frame[f.name].isna().to_numpy()).sum())):  # unreadable ones are said above
                     what = "its train medians" if f.kind == "date" else f"the train median ({f.median:g})"
                     warnings.append(
-                        f"column {f.name!r}: {int(absent.any(axis=1).sum())} value(s) missing, which the train rows never were; "
+                        f"column {f.name!r}: {blank} value(s) missing, which the train rows never were; "
                         f"read as {what}, a guess the model was not trained to weigh"
                     )
             inputs["numeric"] = np.hstack(values + indicators).astype("float32")
@@ -385,6 +385,8 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
         return "text", ""
     if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
         return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
+    if n >= 20 and n_unique == n:  # a name per row (Cars93's 'Make'): no level is ever seen twice
+        return "id", f"ID-like (a different value on every row: {n} values)"
     return "categorical", ""
 
 
