@@ -82,6 +82,32 @@ def test_balanced_offsets_decide_as_the_balanced_weights_would():
     assert balanced_accuracy_score(y, predicted_classes(proba, offsets)) > balanced_accuracy_score(y, proba.argmax(axis=1)) + 0.05
 
 
+def test_baselines_decide_as_the_network_does():
+    """An unweighted baseline judged on balanced accuracy beside a class-weighted network must decide
+    balanced too: on MASS's fgl (6 glass types, 4% the rarest) the linear baseline's balanced accuracy
+    was 0.498 by its most probable class and is 0.647 so (the network's 0.640)."""
+    from dlw.classes import baseline_decision
+    from dlw.spec import load_spec
+
+    three = Problem("multiclass", "y", ["a", "b", "c"])
+    rare = np.array([0] * 150 + [1] * 120 + [2] * 30)
+    config = load_spec("penguins")
+    offsets = baseline_decision(three, rare, config)
+    weights = class_weights(three, rare, "auto")
+    assert offsets == pytest.approx([np.log(weights[i]) for i in range(3)])
+    assert predicted_classes(np.array([[0.5, 0.3, 0.2]]), offsets)[0] == 2, "0.2 of a 10% class outweighs 0.5 of a 50% one"
+    assert baseline_decision(three, np.array([0] * 45 + [1] * 37 + [2] * 18), config) is None  # not imbalanced: the most probable class
+    assert baseline_decision(three, rare, config.model_copy(update={"train": config.train.model_copy(update={"class_weight": "none"})})) is None
+
+    binary = np.array([0] * 180 + [1] * 20)
+    threshold = baseline_decision(BINARY, binary, config)
+    assert threshold == pytest.approx(0.1), "a 10% class decided as a balanced model would: p > its share"
+    assert threshold == pytest.approx(1 / (1 + np.exp(np.diff(balanced_offsets(BINARY, binary, "auto"))[0])))  # the network's rule
+    chosen = lambda value: config.model_copy(update={"checks": config.checks.model_copy(update={"threshold": value})})  # noqa: E731
+    assert baseline_decision(BINARY, binary, chosen("auto")) is None, "each baseline chooses its own on the validation split"
+    assert baseline_decision(BINARY, binary, chosen(0.3)) == 0.3, "a threshold set by the user is every model's"
+
+
 def test_threshold_chosen_on_validation_separates_a_rare_class_that_0_5_misses():
     rng = np.random.default_rng(1)
     y = (rng.random(2000) < 0.1).astype(int)

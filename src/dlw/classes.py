@@ -97,6 +97,28 @@ def balanced_offsets(problem, y_train: np.ndarray, setting: str) -> list[float] 
     return [float(np.log(w)) if w > 0 else 0.0 for w in balanced_weights(problem, y_train).values()]
 
 
+def baseline_decision(problem, y_train: np.ndarray, config) -> float | list[float] | None:
+    """The decision rule (``predicted_classes``) under which an unweighted baseline decides as the network does.
+
+    Where the network decides as a balanced model would (class weights in its loss, or the
+    ``balanced_offsets`` of an imbalanced binary target), a baseline must too, or a verdict on
+    balanced accuracy compares a balanced network with baselines that favour the largest class
+    (MASS's fgl: linear 0.498 by the most probable class, 0.647 balanced). A binary threshold set
+    in ``checks.threshold`` applies to every model; None leaves the most probable class (or,
+    under ``threshold: auto``, a threshold each baseline chooses on the validation split).
+    """
+    if not problem.is_classification:
+        return None
+    threshold = config.checks.threshold
+    if problem.task == "binary" and threshold != 0.5:
+        return None if threshold == "auto" else float(threshold)
+    setting = config.train.class_weight
+    if class_weights(problem, y_train, setting) is None and balanced_offsets(problem, y_train, setting) is None:
+        return None
+    offsets = [float(np.log(w)) if w > 0 else 0.0 for w in balanced_weights(problem, y_train).values()]
+    return float(1.0 / (1.0 + np.exp(offsets[1] - offsets[0]))) if problem.task == "binary" else offsets
+
+
 def check_main_metric(task: str, setting: str) -> None:
     """A ConfigError naming ``checks.main_metric`` when it does not fit the task."""
     if setting != "auto" and setting not in TASK_METRICS[task]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dlw.advice import advise, say
-from dlw.classes import choose_main_metric, choose_threshold, predicted_classes, unpredicted_class_warnings
+from dlw.classes import baseline_decision, choose_main_metric, choose_threshold, predicted_classes, unpredicted_class_warnings
 from dlw.console import Console
 from dlw.crossfit import validation_network
 from dlw.data.prepared import SPLITS, Prepared
@@ -149,6 +149,9 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
     # Fitted here (dlw evaluate), the baselines predict only the splits asked for, when asked.
     fitted = fitting.result() if fitting is not None else fit_baselines(prepared, prepared.splits.seed or 0)
     thresholds = {} if thresholds is None else thresholds
+    rule = baseline_decision(problem, prepared.targets["train"], prepared.config)
+    if rule is not None:
+        thresholds.update({name: rule for name in fitted})
     if problem.task == "binary" and prepared.config.checks.threshold == "auto":
         for name, f in fitted.items():
             proba = f.predict_split("validation", prepared.inputs["validation"])
