@@ -231,6 +231,14 @@ def progress_summary(partial: Path) -> str:
     return f"a training killed {when} left its progress in {partial}"
 
 
+def missing_run_message(out: Path) -> str:
+    """Why there is no run folder at ``out``: a killed run's kept progress and the command that finishes it, or none at all."""
+    kept = sorted((p for p in stale_partials(out) if holds_training_progress(p)), key=lambda p: p.stat().st_mtime)
+    if kept:
+        return f"{out}: run folder not found, but {progress_summary(kept[-1])}; finish it with: {resume_command(kept[-1])}"
+    return f"{out}: run folder not found; train one with `dlw train ... --out {out}`"
+
+
 def resume_command(partial: Path) -> str:
     """The command that continues the run in ``partial``, as recorded when it started."""
     identity = read_json_or_none(partial / CHECKPOINT / "identity.json") or {}

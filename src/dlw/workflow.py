@@ -33,18 +33,7 @@ from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
 from dlw.models import MODEL_KINDS, describe_model, held_value_notes, load_network
 from dlw.problem import Problem
-from dlw.runs import (
-    RunFiles,
-    RunWriter,
-    holds_training_progress,
-    is_run_folder,
-    progress_summary,
-    resume_command,
-    run_manifest,
-    stale_partials,
-    write_atomic,
-    write_json,
-)
+from dlw.runs import RunFiles, RunWriter, is_run_folder, missing_run_message, run_manifest, write_atomic, write_json
 from dlw.spec import load_spec, validate
 from dlw.tracking import track_run
 
@@ -238,10 +227,7 @@ class Run:
     def __init__(self, path: str | Path, model=None):
         self.path = Path(path)
         if not self.path.is_dir():
-            kept = sorted((p for p in stale_partials(self.path) if holds_training_progress(p)), key=lambda p: p.stat().st_mtime)
-            if kept:
-                raise DlwError(f"{self.path}: run folder not found, but {progress_summary(kept[-1])}; finish it with: {resume_command(kept[-1])}")
-            raise DlwError(f"{self.path}: run folder not found; train one with `dlw train ... --out {self.path}`")
+            raise DlwError(missing_run_message(self.path))
         if not is_run_folder(self.path):
             raise DlwError(f"{self.path}: not a dlw run folder (no run.json); pass the folder `dlw train` wrote")
         raw = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
