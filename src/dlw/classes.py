@@ -94,7 +94,17 @@ def balanced_offsets(problem, y_train: np.ndarray, setting: str) -> list[float] 
     """
     if setting != "auto" or problem.task != "binary" or not is_imbalanced(problem, y_train):
         return None
+    return log_balanced_weights(problem, y_train)
+
+
+def log_balanced_weights(problem, y_train: np.ndarray) -> list[float]:
+    """Each class's log balanced weight (0 for a class absent from the train rows): the offsets of a balanced decision."""
     return [float(np.log(w)) if w > 0 else 0.0 for w in balanced_weights(problem, y_train).values()]
+
+
+def offsets_as_threshold(offsets: list[float]) -> float:
+    """The binary threshold that decides as ``offsets`` do: the second class when p > 1 / (1 + e^(o1 - o0))."""
+    return float(1.0 / (1.0 + np.exp(offsets[1] - offsets[0])))
 
 
 def baseline_decision(problem, y_train: np.ndarray, config) -> float | list[float] | None:
@@ -115,8 +125,8 @@ def baseline_decision(problem, y_train: np.ndarray, config) -> float | list[floa
     setting = config.train.class_weight
     if class_weights(problem, y_train, setting) is None and balanced_offsets(problem, y_train, setting) is None:
         return None
-    offsets = [float(np.log(w)) if w > 0 else 0.0 for w in balanced_weights(problem, y_train).values()]
-    return float(1.0 / (1.0 + np.exp(offsets[1] - offsets[0]))) if problem.task == "binary" else offsets
+    offsets = log_balanced_weights(problem, y_train)
+    return offsets_as_threshold(offsets) if problem.task == "binary" else offsets
 
 
 def check_main_metric(task: str, setting: str) -> None:
@@ -233,8 +243,8 @@ def validation_decisions(prepared, model, config, calibration: dict | None = Non
         threshold = choose_threshold(y_val, proba_val, metric)
     elif problem.task == "binary" and checks.threshold != 0.5:
         threshold = float(checks.threshold)
-    elif problem.task == "binary" and kept is not None:  # as a probability: p > 1 / (1 + e^(o1 - o0))
-        threshold = float(1.0 / (1.0 + np.exp(kept[1] - kept[0])))
+    elif problem.task == "binary" and kept is not None:
+        threshold = offsets_as_threshold(kept)
     elif kept is not None:
         offsets = [float(o) for o in kept]
     predicted = predicted_classes(proba_val, threshold if threshold is not None else offsets)

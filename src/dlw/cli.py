@@ -419,7 +419,8 @@ _SAID: set = set()  # the warnings said in this process
 
 def say_warning_once(message, category, filename, lineno, file=None, line=None) -> None:
     """A library's warning as one line, once per distinct text: no source path, no advice pages."""
-    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    lines = str(message).strip().splitlines()
+    text = lines[0] if lines else category.__name__
     if text not in _SAID:
         _SAID.add(text)
         print(f"warning: {text} ({category.__name__})", file=sys.stderr, flush=True)
