@@ -16,7 +16,7 @@ import pytest
 import zstandard
 
 from conftest import binary_frame, regression_frame, run_dlw, write_csv
-from dlw.dates import clock_minutes, date_features, fit_date_encoding, looks_like_clock_times, parse_dates
+from dlw.dates import clock_minutes, date_feature_names, date_features, fit_date_encoding, looks_like_clock_times, parse_dates
 from dlw.errors import DataError
 from dlw.schema import Schema, load_schema
 from dlw.spec import load_spec
@@ -53,6 +53,38 @@ def test_dates_in_any_timezone_are_read_as_utc():
     parsed = parse_dates(values)
     assert list(parsed.dt.hour) == [10, 10, 10, 0]
     assert str(parsed.dt.tz) == "UTC"
+
+
+def weekday_of(block: np.ndarray, names: list[str], column: str) -> np.ndarray:
+    """The weekday (0 is Monday) a date column's (sin, cos) pair encodes."""
+    angle = np.arctan2(block[:, names.index(f"{column} (weekday sin)")], block[:, names.index(f"{column} (weekday cos)")])
+    return np.rint(np.mod(angle, 2 * np.pi) * 7 / (2 * np.pi)).astype(int) % 7
+
+
+@pytest.mark.parametrize("written", ["parquet zone", "text offset"])
+def test_calendar_parts_are_read_on_the_clock_a_date_was_written_in(written):
+    days = pd.date_range("2021-03-01", periods=40, freq="D", tz="Asia/Tokyo")  # local midnights, 15:00 UTC the day before
+    values = pd.Series(days) if written == "parquet zone" else pd.Series(days.strftime("%Y-%m-%dT%H:%M:%S+09:00"))
+    encoding = fit_date_encoding(values)
+    assert "hour" not in encoding["parts"]  # in UTC every value would have had an hour of 15
+    block = date_features(values, encoding)
+    names = date_feature_names("day", encoding)
+    assert weekday_of(block, names, "day").tolist() == list(days.weekday)
+    assert block[:, names.index("day (year)")].tolist() == [2021.0] * 40
+    elapsed = block[:, names.index("day (elapsed)")]
+    assert elapsed[0] == 0.0 and np.allclose(np.diff(elapsed), 1.0)  # instants, in UTC
+
+
+def test_an_encoding_kept_before_the_written_clock_still_reads_in_utc():
+    values = pd.Series(["2021-03-01T00:00:00+09:00", "2021-03-02T00:00:00+09:00", "2021-03-03T00:00:00+09:00"])
+    encoding = fit_date_encoding(values)
+    old = {**encoding, "parts": [*encoding["parts"][:-1], "hour", "elapsed"]}
+    del old["clock"]
+    block = date_features(values, old)
+    names = date_feature_names("day", old)
+    assert weekday_of(block, names, "day").tolist() == [6, 0, 1]  # Sunday to Tuesday in UTC, as such a model was trained
+    hour = np.arctan2(block[:, names.index("day (hour sin)")], block[:, names.index("day (hour cos)")])
+    assert np.allclose(np.mod(hour, 2 * np.pi), 2 * np.pi * 15 / 24)
 
 
 def test_date_encoding_is_learned_from_train_rows_and_kept_as_json(tmp_path):

@@ -1,8 +1,8 @@
 """Date and date-time columns as numbers a network can learn from.
 
-A date column is parsed to UTC (ISO strings such as ``2013-01-01T10:00:00Z``, any
-timezone offset, ``31/01/2013``, year-only values such as ``2007``) and becomes these
-numeric inputs, every choice learned from the train rows only:
+A date column is parsed (ISO strings such as ``2013-01-01T10:00:00Z``, any timezone
+offset, ``31/01/2013``, year-only values such as ``2007``) and becomes these numeric
+inputs, every choice learned from the train rows only:
 
 - ``year``;
 - ``month``, ``weekday`` and ``yearday`` as cyclic (sin, cos) pairs, when the train rows
@@ -10,10 +10,16 @@ numeric inputs, every choice learned from the train rows only:
 - ``hour`` as a cyclic pair, when any train value has a time of day;
 - ``elapsed``: days since the earliest train date.
 
+The calendar parts (year to hour) are read on the clock each value was written in: a
+Tokyo midnight, ``2013-01-07T00:00:00+09:00`` or a Parquet column in ``Asia/Tokyo``, is a
+Monday at hour 0, not a Sunday at 15:00 UTC. Elapsed days and a chronological split
+compare instants, in UTC. (Encodings kept before this rule have no ``clock`` key and read
+every part in UTC, as they were trained.)
+
 The encoding is a plain dict kept in ``schema.json`` (no pickle)::
 
     {"origin": "2013-01-01T00:00:00+00:00", "parts": ["year", "month", ...],
-     "dayfirst": false, "medians": [...]}
+     "dayfirst": false, "clock": "written", "medians": [...]}
 
 Unparseable values are missing: each derived number then takes its train median.
 
@@ -50,6 +56,8 @@ DATE_NAME = re.compile(r"(date|year|time|day|when|timestamp|_at$|_on$)", re.IGNO
 # A numeric column reads as HHMM clock times only with this many distinct values over this many
 # hours: 40 integers with minutes under 60 by chance is 0.6 ** 40, and 0-59 alone (a minute column) is not one.
 CLOCK_VALUES, CLOCK_HOURS = 40, 6
+# A zone or offset after a time of day, dropped to read the time as written.
+OFFSET_AFTER_TIME = re.compile(r"(\d:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 CYCLES = {"month": 12.0, "weekday": 7.0, "yearday": 365.25, "hour": 24.0}
 SECONDS_PER_DAY = 86400.0
 
@@ -108,22 +116,39 @@ def parse_dates(values: pd.Series, *, dayfirst: bool = False) -> pd.Series:
     return parsed.where(parsed.notna(), as_year)
 
 
+def written_clock_dates(values: pd.Series, parsed: pd.Series, *, dayfirst: bool = False) -> pd.Series:
+    """``values`` as naive timestamps on the clock they were written in (``parsed`` is their ``parse_dates``).
+
+    A time zone or an offset is dropped, not converted: ``12:30+02:00`` is 12:30.
+    """
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    text = values.astype("string").str.strip()
+    bare = text.str.replace(OFFSET_AFTER_TIME, r"\1", regex=True)
+    if not (bare != text).any():  # nothing written with an offset: the UTC reading is the written one
+        return parsed.dt.tz_localize(None)
+    return parse_dates(bare, dayfirst=dayfirst).dt.tz_localize(None)
+
+
 def fit_date_encoding(train: pd.Series, *, dayfirst: bool | None = None) -> dict:
     """The date encoding learned from the train rows: which parts, the earliest date, the medians.
 
     Raises ValueError when no train value is a date (the caller names the column).
     """
     dayfirst = is_dayfirst(train) if dayfirst is None else dayfirst
-    parsed = parse_dates(train, dayfirst=dayfirst).dropna()
-    if parsed.empty:
+    instants = parse_dates(train, dayfirst=dayfirst)
+    if instants.isna().all():
         raise ValueError("no value is a date")
+    parsed = written_clock_dates(train, instants, dayfirst=dayfirst).dropna()
     parts = ["year"]
     year_only = bool(((parsed.dt.month == 1) & (parsed.dt.day == 1)).all())
     parts += [] if year_only else [p for p, n in (("month", parsed.dt.month), ("weekday", parsed.dt.weekday), ("yearday", parsed.dt.dayofyear)) if n.nunique() > 1]
     if ((parsed.dt.hour != 0) | (parsed.dt.minute != 0)).any():
         parts.append("hour")
     parts.append("elapsed")
-    encoding = {"origin": parsed.min().isoformat(), "parts": parts, "dayfirst": bool(dayfirst), "medians": []}
+    encoding = {"origin": instants.min().isoformat(), "parts": parts, "dayfirst": bool(dayfirst), "clock": "written", "medians": []}
     derived = date_features(train, encoding)
     encoding["medians"] = [float(v) if np.isfinite(v) else 0.0 for v in np.nanmedian(derived, axis=0)]
     return encoding
@@ -139,14 +164,17 @@ def date_feature_names(name: str, encoding: dict) -> list[str]:
 
 def date_features(values: pd.Series, encoding: dict) -> np.ndarray:
     """``(n, len(date_feature_names))`` float64 numbers; ``nan`` where a value is not a date."""
-    parsed = parse_dates(values.reset_index(drop=True), dayfirst=encoding.get("dayfirst", False))
+    values = values.reset_index(drop=True)
+    dayfirst = encoding.get("dayfirst", False)
+    instants = parse_dates(values, dayfirst=dayfirst)
+    parsed = written_clock_dates(values, instants, dayfirst=dayfirst) if encoding.get("clock") == "written" else instants
     columns = []
     for part in encoding["parts"]:
         if part == "year":
             columns.append(parsed.dt.year.astype("float64"))
         elif part == "elapsed":
             origin = pd.Timestamp(encoding["origin"])
-            columns.append((parsed - origin).dt.total_seconds() / SECONDS_PER_DAY)
+            columns.append((instants - origin).dt.total_seconds() / SECONDS_PER_DAY)
         else:
             phase = 2 * np.pi * _position(parsed, part) / CYCLES[part]
             columns += [np.sin(phase), np.cos(phase)]
