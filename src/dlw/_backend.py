@@ -34,9 +34,10 @@ def ensure_backend(default: str = DEFAULT_BACKEND) -> str:
 
 COMPILATION_CACHE_BYTES = 1 << 30
 # glibc's malloc: the heap's free top is never given back to the system (M_TRIM_THRESHOLD at its
-# largest) and grows 64 MiB at a time (M_TOP_PAD); on up to 4 cores, one arena for every thread
+# largest), grows 64 MiB at a time (M_TOP_PAD) and serves large blocks too (M_MMAP_MAX 0: no block
+# is mapped on its own, to be unmapped when freed); on up to 4 cores, one arena for every thread
 # (M_ARENA_MAX), so that no thread's heap is unmapped and faulted in again.
-MALLOC_SETTINGS = {-1: 2**31 - 1, -2: 64 << 20}
+MALLOC_SETTINGS = {-1: 2**31 - 1, -2: 64 << 20, -4: 0}
 FEW_CORES_MALLOC_SETTINGS = {-8: 1}
 
 
@@ -46,9 +47,12 @@ def keep_freed_memory() -> bool:
     XLA on a CPU allocates each step's buffers afresh, and boosting (fitted alongside) its
     histograms; with glibc's defaults the freed heap top is given back and every page faults
     in again. On nycflights13's 336,776 rows: 27 million page faults and 55-61 s of system time
-    in a 158-166 s `dlw train`; with these settings 152 s, 41 s of system time and a peak of 1.2
-    GB instead of 1.4, the same weights (bench/RESULTS.md). Linux with glibc only, and never
-    when the user tuned malloc (``MALLOC_*`` or ``GLIBC_TUNABLES`` in the environment).
+    in a 158-166 s `dlw train`; with the heap kept, 152 s, 41 s of system time and a peak of 1.2
+    GB instead of 1.4, the same weights. Buffers above glibc's mmap threshold (at most 32 MiB,
+    and 128 KiB once the trim threshold is set) were still mapped afresh at every step: 31.9
+    million faults and 120 s of system time in a 346 s run; served from the heap as well, 0.55
+    million, 7.7 s and 289 s, the same peak and rmse (bench/RESULTS.md). Linux with glibc only,
+    and never when the user tuned malloc (``MALLOC_*`` or ``GLIBC_TUNABLES`` in the environment).
     """
     import ctypes
 
