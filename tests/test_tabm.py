@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import dlw
 from conftest import regression_frame, run_dlw, write_csv
 from dlw import Workflow
 from dlw.console import QUIET as QUIET_CONSOLE
@@ -148,6 +152,24 @@ def test_tabm_saves_without_pickle_and_reloads_in_safe_mode_to_the_same_predicti
     proc = run_dlw("predict", run.path, tmp_path / "rows.csv", "--output", tmp_path / "out.csv")  # a fresh process: safe_mode load
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(pd.read_csv(tmp_path / "out.csv")["prediction"].to_numpy(), in_memory, rtol=1e-5)
+
+
+def test_model_keras_loads_with_keras_alone_after_importing_dlw_layers(tabm_run):
+    """What the README tells a user who wants the network without dlw's workflow; every registered class is there."""
+    _, run = tabm_run
+    script = (
+        "import sys, keras, dlw.layers\n"
+        "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+        "print(type(model.get_layer('output')).__name__)\n"
+        "print(sorted(name for name in keras.saving.get_custom_objects() if name.startswith('dlw>')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(run.path / "model.keras")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head, registered = proc.stdout.strip().splitlines()[-2:]
+    assert head == "EnsembleHead"
+    source = "\n".join(p.read_text() for p in Path(dlw.__file__).parent.rglob("*.py"))
+    declared = re.findall(r"@keras\.saving\.register_keras_serializable\([^)]*\)\nclass (\w+)", source)
+    assert len(declared) >= 11 and registered == str(sorted(f"dlw>{name}" for name in declared))
 
 
 def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
