@@ -303,6 +303,15 @@ def test_all_missing_columns_are_excluded_and_dates_kept():
     assert "missing" in schema.excluded["nothing"]
 
 
+def test_a_few_multi_word_levels_that_repeat_are_categorical_and_varied_sentences_text():
+    engines = pd.Series(["Fixed wing multi engine", "Fixed wing single engine", "Rotorcraft rotor blade type"] * 40)
+    answers = pd.Series(["Strongly agree with the statement", "Somewhat disagree with the statement"] * 3)  # 3 rows a level
+    sentences = pd.Series([f"the {i}th review of this product was fine" for i in range(120)])
+    kinds = {name: Schema.infer(pd.DataFrame({name: column, "y": range(len(column))}), "y").features[0].kind
+             for name, column in (("type", engines), ("answer", answers), ("review", sentences))}
+    assert kinds == {"type": "categorical", "answer": "text", "review": "text"}
+
+
 def test_text_booleans_and_yes_no():
     frame = pd.DataFrame({"flag": ["Yes", "no", "YES", None] * 5, "tf": ["true", "false"] * 10, "label": [0, 1] * 10})
     schema = Schema.infer(frame, "label").fit(frame)

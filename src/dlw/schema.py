@@ -37,6 +37,7 @@ MAX_CATEGORIES = 100  # a column with at most this many levels keeps every one
 # embedding per level, so a 35-level or a 900-level column is kept, not cut to one-hot size.
 # A level seen once cannot be learned; it trains the <unknown> level that unseen values get.
 MAX_LEVELS = 1000
+REPEATED_LEVEL = 5  # rows a level of a multi-word column has on average for the column to be categorical, not text
 UNKNOWN, MISSING = "<unknown>", "<missing>"
 _RESERVED_LEVELS = (UNKNOWN, MISSING)
 RESERVED_LEVELS = len(_RESERVED_LEVELS)  # ids every categorical column holds besides its vocabulary
@@ -381,7 +382,9 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
             return kind, note
         return "numeric", (f"non-numbers read as missing: {', '.join(map(repr, bad))}" if len(bad) else "")
     sample = text.head(200)
-    if sample.str.split().str.len().mean() >= 4:
+    # Several words a value, unless a few levels repeat (planes' 'Fixed wing multi engine', a survey's
+    # answers): each such level is learned whole, as a category, not as n-grams.
+    if sample.str.split().str.len().mean() >= 4 and not (n_unique <= MAX_CATEGORIES and n >= REPEATED_LEVEL * n_unique):
         return "text", ""
     if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
         return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
