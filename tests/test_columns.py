@@ -75,6 +75,13 @@ def test_calendar_parts_are_read_on_the_clock_a_date_was_written_in(written):
     assert elapsed[0] == 0.0 and np.allclose(np.diff(elapsed), 1.0)  # instants, in UTC
 
 
+def test_a_date_columns_year_range_is_the_year_the_network_reads():
+    days = pd.date_range("2021-01-01", periods=30, freq="D", tz="Asia/Tokyo")  # the first is 2020-12-31 15:00 UTC
+    frame = pd.DataFrame({"day": days, "y": range(30)})
+    day = Schema.infer(frame, "y").fit(frame).features[0]
+    assert day.kind == "date" and (day.min, day.max) == (2021.0, 2021.0)
+
+
 def test_an_encoding_kept_before_the_written_clock_still_reads_in_utc():
     values = pd.Series(["2021-03-01T00:00:00+09:00", "2021-03-02T00:00:00+09:00", "2021-03-03T00:00:00+09:00"])
     encoding = fit_date_encoding(values)

@@ -436,8 +436,8 @@ def _fit_encoding(f: Feature, column: pd.Series) -> None:
     except ValueError as exc:
         raise DataError(f"column {f.name!r}: {exc} in the train rows; dlw cannot learn a {f.kind} feature from it (data.types: {{{f.name}: ignore}})") from None
     if f.kind == "date":
-        years = parse_dates(column, dayfirst=f.encoding["dayfirst"]).dt.year.dropna()
-        f.min, f.max = float(years.min()), float(years.max())
+        years = date_features(column, f.encoding)[:, 0]  # the year part, always first: the range the network reads
+        f.min, f.max = float(np.nanmin(years)), float(np.nanmax(years))
         described = f"date as {', '.join(f.encoding['parts'])} (since {f.encoding['origin'][:10]})"
     else:
         e = f.encoding

@@ -193,9 +193,7 @@ def load_network(path):
     """A saved ``model.keras``, loaded in Keras's safe mode once dlw's own layers are registered."""
     import keras
 
-    import dlw.calibration  # noqa: F401  (registers the dlw layers the file may name)
-    import dlw.models.tabm  # noqa: F401
-    import dlw.models.text_bag  # noqa: F401
+    import dlw.layers  # noqa: F401  (registers the dlw layers the file may name)
 
     try:
         # Not compiled: dlw predicts with it, and an optimizer built again would not hold the saved
