@@ -323,6 +323,24 @@ def test_unknown_backbone_layer(saved_cnn, tmp_path):
     assert "did you mean 'features'?" in message and "dense_1" in message and "\n" not in message
 
 
+def test_a_backbone_naming_dlw_layers_loads_in_a_fresh_process(tmp_path):
+    """A calibrated dlw run's model ends in dlw's TemperatureScaling: the backbone loader registers it."""
+    from dlw.calibration import TemperatureScaling
+
+    images = keras.Input((8, 8, 3))
+    hidden = keras.layers.Dense(8, name="feat")(keras.layers.Flatten()(images))
+    probabilities = TemperatureScaling(1.5, name="calibration")(keras.layers.Dense(3, activation="softmax")(hidden))
+    keras.Model(images, probabilities).save(tmp_path / "calibrated.keras")
+    script = textwrap.dedent("""
+        import sys
+        from dlw.models.pretrained import load_backbone, resolve_backbone
+        print(load_backbone(resolve_backbone(sys.argv[1], base_dir=sys.argv[2])).name)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, "calibrated.keras", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].endswith("_cut")
+
+
 def test_bad_backbone_files(tmp_path):
     (tmp_path / "empty_run").mkdir()
     with pytest.raises(ConfigError, match=r"folder without model.keras"):

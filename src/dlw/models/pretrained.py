@@ -474,6 +474,8 @@ def load_backbone(spec: BackboneSpec):
 
     if spec.kind == "application":
         return _cut(_load_application(spec), spec)
+    import dlw.layers  # noqa: F401  (a dlw run's model names dlw's own layers, e.g. its calibration)
+
     try:
         model = keras.models.load_model(spec.path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - a file Keras cannot load is the user's to fix
