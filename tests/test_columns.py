@@ -195,6 +195,7 @@ def test_clock_times_written_hhmm_are_read_as_minutes_after_midnight(tmp_path):
     assert [f.name for f in plain.features if f.encoding] == ["sched_arr_time"]
 
 
+@pytest.mark.slow
 def test_a_delay_from_two_clock_times_is_linear_once_they_are_read_as_times(tmp_path):
     from dlw.workflow import Workflow
 

@@ -123,6 +123,7 @@ def test_diabetes_with_every_default_learns_the_target(diabetes_run):
     assert metrics["training"]["plan"]["cycles"] == 3  # a regression table: up to three learning-rate cycles
 
 
+@pytest.mark.slow
 def test_a_killed_cross_fitted_run_resumes_keeping_the_finished_networks(tmp_path, monkeypatch):
     # one cycle each, so that the second "epoch:3" is the second network's (cycles resume: tests/test_resume.py)
     overrides = [*SHORT, "train.folds=3", "train.early_stopping=false", "train.epochs=5", "train.cycles=1"]

@@ -65,6 +65,7 @@ def test_episode_configs_are_valid(examples_copy, tmp_path):
     assert len(list((examples_copy / "digit_folders" / "five-to-nine").rglob("*.png"))) == 100
 
 
+@pytest.mark.slow
 def test_weather_episode_measures_the_network_against_tomorrow_equals_today(examples_copy, tmp_path):
     import pandas as pd
 

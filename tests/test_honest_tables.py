@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import dlw
 from conftest import FAST, binary_frame, run_dlw, write_csv
@@ -102,6 +103,7 @@ def test_small_data_warnings_give_the_numbers(tmp_path):
     assert log.count("fewer than 50 training") == 1, "a warning is logged once"
 
 
+@pytest.mark.slow
 def test_cli_sufficiency_trains_on_fractions_of_the_train_split(tmp_path):
     csv = write_csv(binary_frame(n=400, seed=7), tmp_path / "customers.csv")
     # A small network for a few epochs: the test is about the fractions, not how well each learns.

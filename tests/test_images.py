@@ -102,6 +102,7 @@ def test_predict_a_nested_folder_of_new_images(photos_run, tmp_path):
     assert (out["prediction"] == truth).mean() >= 0.8
 
 
+@pytest.mark.slow
 def test_the_default_cnn_on_a_folder_it_was_not_tuned_to(tmp_path):
     """No overrides at all: digits 3, 5, 8 and 9 (the classes most alike) as 12x12 grey PNGs/JPEGs."""
     write_folder(tmp_path / "alike", [3, 5, 8, 9], size=12, mode="L")
@@ -126,6 +127,7 @@ def test_a_csv_of_image_paths_trains_and_predicts(photos, tmp_path):
     assert len(out) == len(rows) - 2  # the missing file and the broken PNG are skipped
 
 
+@pytest.mark.slow
 def test_same_seed_same_splits_and_metrics(photos, tmp_path):
     overrides = ["train.epochs=3", "checks.bootstrap=200"]
     first = train(photos, tmp_path / "a", overrides)
@@ -211,6 +213,7 @@ def test_transfer_from_digits_0_4_beats_training_from_scratch_on_20_per_class(tm
 # --- the command line -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_cli_trains_an_image_folder_on_tensorflow_without_its_start_up_chatter(photos, tmp_path):
     """KERAS_BACKEND unset, as for a user: dlw picks TensorFlow for a CNN on a CPU, and TensorFlow's log stays out of the console."""
     proc = run_dlw("train", str(photos), "--out", str(tmp_path / "run"), "--set", "train.epochs=1", "--quiet",

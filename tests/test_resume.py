@@ -75,6 +75,7 @@ def test_interrupted_training_resumes_to_the_same_weights(table, tmp_path, monke
     assert resumed.metrics["test"]["log_loss"] == pytest.approx(whole.metrics["test"]["log_loss"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_in_its_second_cycle_resumes_to_the_same_weights(tmp_path, monkeypatch):
     """A regression table trains a second learning-rate cycle (train.cycles): killed there, it carries on there."""
     houses = write_csv(regression_frame(300), tmp_path / "houses.csv")

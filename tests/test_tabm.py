@@ -243,6 +243,7 @@ def cpus_run(tmp_path, numbers: str):
     return Workflow.from_config(str(CPUS), target="perf", overrides=overrides, quiet=True).train(out=tmp_path / numbers)
 
 
+@pytest.mark.slow
 def test_unclipped_numbers_follow_a_long_tail_on_a_real_table(tmp_path):
     # Measured while writing (seed 42): rmse 112.9 with the numbers clipped, 51.5 with them also
     # unclipped, 55.5 for the ridge baseline; the test split holds the fastest machines.
@@ -285,6 +286,7 @@ def test_a_typing_error_is_held_in_the_unclipped_copy_and_no_genuine_tail_value_
     np.testing.assert_array_equal(np.asarray(again(typed.astype("float32"))), out)
 
 
+@pytest.mark.slow
 def test_typing_errors_in_the_train_and_validation_rows_do_not_spoil_the_network(tmp_path):
     # Measured while writing (seed 42, one network): rmse 54.1 with the bounds (clean 48.3; cpus's two
     # machines with chmin 52 are held too) and 167.9 without them (clean 51.4): a validation row followed

@@ -136,6 +136,7 @@ def test_tensorboard_event_files_hold_each_epoch(tracked_run):
             assert values == pytest.approx(history[prefix + name].tolist(), rel=1e-6), (split, name)
 
 
+@pytest.mark.slow
 def test_a_study_logs_one_nested_run_per_trial(tmp_path, monkeypatch):
     from dlw.spec import load_spec
     from dlw.tune import tune

@@ -210,6 +210,7 @@ def _two_workers(url: str, out: Path, trials: int = 4) -> None:
     assert (out / "best" / "run.json").is_file() and (out / "tuning.csv").is_file()
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path):
     _two_workers(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path / "out")
 
@@ -276,6 +277,7 @@ def test_two_workers_share_one_postgresql_study(postgres_url, tmp_path):
 # --- Ctrl-C ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_running_trial_failed_and_keeps_the_rest(tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     # Trials of 100 epochs: with compiled programs cached, a 15-epoch trial ends in under a second, before the Ctrl-C lands in it.

@@ -545,7 +545,9 @@ def test_default_run_folder_is_runs_slash_name(tmp_path, binary_csv, monkeypatch
 
 # iris's test split is 30 rows (one row is 0.033): tabm reaches 0.867 there, the lesson's MLP 0.90 and
 # the baselines 0.933; the verdict says no clear difference (bench/RESULTS.md, issue 11).
-@pytest.mark.parametrize("name, bar", [("iris", 0.86), ("wine", 0.9), ("breast_cancer", 0.93)])
+# iris stays in the default suite; the other two (32 s together) run with -m slow.
+@pytest.mark.parametrize("name, bar", [("iris", 0.86), pytest.param("wine", 0.9, marks=pytest.mark.slow),
+                                       pytest.param("breast_cancer", 0.93, marks=pytest.mark.slow)])
 def test_builtin_classification_sets_with_the_default_config(tmp_path, name, bar):
     run = Workflow.from_config(name, quiet=True).train(out=tmp_path / name)
     check_metrics_shape(run.metrics, "binary" if name == "breast_cancer" else "multiclass")
