@@ -229,9 +229,12 @@ class PiecewiseLinearEmbedding(keras.layers.Layer):
 
     def call(self, x):
         left, inv_w = self.held
-        enc = ops.clip((ops.expand_dims(x, -1) - left) * inv_w, 0.0, 1.0)  # zero-width bins -> 0
-        h = ops.einsum("bfn,fnd->bfd", enc, self.kernel) + self.bias
-        h = ops.relu(h)
+        # Feature-major (f, batch, n_bins): one batched matmul per feature, which XLA's CPU
+        # backend runs 1.5x faster than the same einsum batch-major (bench/RESULTS.md, stop 33).
+        x_t = ops.expand_dims(ops.transpose(x), -1)
+        enc = ops.clip((x_t - ops.expand_dims(left, 1)) * ops.expand_dims(inv_w, 1), 0.0, 1.0)  # zero-width bins -> 0
+        h = ops.transpose(ops.matmul(enc, self.kernel), (1, 0, 2))
+        h = ops.relu(h + self.bias)
         return ops.reshape(h, (-1, self._n_features * self.d_embedding))
 
     def load_own_variables(self, store):
@@ -265,9 +268,9 @@ class PeriodicEmbedding(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(f, d), initializer=init)
 
     def call(self, x):
-        z = 2.0 * math.pi * ops.expand_dims(x, -1) * self.freq
+        z = 2.0 * math.pi * ops.expand_dims(ops.transpose(x), -1) * ops.expand_dims(self.freq, 1)  # feature-major, as above
         z = ops.concatenate([ops.cos(z), ops.sin(z)], axis=-1)
-        h = ops.relu(ops.einsum("bfm,fmd->bfd", z, self.kernel) + self.bias)
+        h = ops.relu(ops.transpose(ops.matmul(z, self.kernel), (1, 0, 2)) + self.bias)
         return ops.reshape(h, (-1, self.n_features * self.d_embedding))
 
     def compute_output_shape(self, input_shape):
