@@ -123,6 +123,17 @@ def test_year_only_dates_become_year_and_elapsed():
     assert Schema.infer(frame, "y").features[0].kind == "date"  # named like a date, written as text
 
 
+def test_each_row_gets_the_numbers_of_its_own_date_when_dates_repeat():
+    # Dates are read once per distinct value and broadcast: every row must still get its own.
+    values = pd.Series(["2021-03-01T00:00+09:00", None, "2013-01-01T10:00:00Z", "junk", "2021-03-01T00:00+09:00",
+                        "2013-07-04T12:30:00+02:00", None, "2013-01-01T10:00:00Z"] * 3, index=range(100, 124))
+    encoding = fit_date_encoding(values)
+    together = date_features(values, encoding)
+    one_by_one = np.vstack([date_features(values.iloc[[i]], encoding) for i in range(len(values))])
+    np.testing.assert_array_equal(together, one_by_one)
+    assert np.isnan(together[[1, 3, 6]]).all() and not np.isnan(together[[0, 2, 4, 5, 7]]).any()
+
+
 def test_unparseable_dates_are_missing_and_counted():
     values = ["2021-01-%02d" % d for d in range(1, 29)] + ["soon", "never"]
     frame = pd.DataFrame({"day": values, "y": range(30)})
