@@ -15,6 +15,7 @@ from dlw.calibration import TemperatureScaling
 from dlw.models.tabm import (
     CategoricalEmbedding,
     EnsembleAdapter,
+    EnsembleDense,
     EnsembleHead,
     EnsembleMean,
     PeriodicEmbedding,
@@ -28,6 +29,7 @@ from dlw.schedules import HeldPeakCosineDecay
 __all__ = [
     "CategoricalEmbedding",
     "EnsembleAdapter",
+    "EnsembleDense",
     "EnsembleHead",
     "EnsembleMean",
     "HashedBagEmbedding",
