@@ -186,6 +186,25 @@ def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
     assert np.std(per_member, axis=1).mean() > 0, "the members differ"
 
 
+def test_the_folded_first_layer_computes_what_the_adapter_and_a_dense_layer_compute():
+    import keras
+
+    from dlw.models.tabm import EnsembleAdapter, EnsembleDense
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 10)).astype("float32")
+    folded = EnsembleDense(4, 6, activation="relu", seed=3, kernel_seed=5)
+    adapter, dense = EnsembleAdapter(4, seed=3), keras.layers.Dense(6, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed=5))
+    np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(dense(adapter(x))), rtol=1e-5, atol=1e-6)  # the same initial weights
+    r, kernel, bias = rng.normal(size=(4, 10)), rng.normal(size=(10, 6)), rng.normal(size=6)
+    folded.set_weights([r, kernel, bias])
+    adapter.set_weights([r])
+    dense.set_weights([kernel, bias])
+    out = np.asarray(folded(x))
+    assert out.shape == (64, 4, 6) and (out > 0).mean() > 0.3
+    np.testing.assert_allclose(out, np.asarray(dense(adapter(x))), rtol=1e-4, atol=1e-5)
+
+
 def test_tabm_has_its_own_search_space_and_every_value_is_valid():
     from dlw.spec import check_search_space
     from dlw.tune import search_space
