@@ -38,7 +38,6 @@ def _run_in_kernel(code: str, cwd) -> list[dict]:
     return messages
 
 
-@pytest.mark.slow
 def test_progress_is_one_line_updated_in_place_in_a_kernel(tmp_path):
     messages = _run_in_kernel(TRAIN, tmp_path)
     printed = "".join(m["content"].get("text", "") for m in messages if m["msg_type"] == "stream")
