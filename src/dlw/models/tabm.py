@@ -363,7 +363,7 @@ class EnsembleDense(keras.layers.Layer):
     Member i computes ``activation((x * r_i) @ kernel + bias)``, as ``EnsembleAdapter`` then a
     ``Dense`` do, with the same weights; it is computed as ``x @ (r_i * kernel)``, one (batch, D) x
     (D, k * units) product, so no (batch, k, D) copy of the input is made. On flights' shapes
-    (8 members, 440 inputs, batch 512) a training step took 1.8x less time on a CPU (bench/RESULTS.md).
+    (8 members, 440 inputs, batch 512) a training step took 1.4-1.8x less time on a CPU (bench/tabm_step.py).
     """
 
     def __init__(self, k: int, units: int, activation=None, seed: int | None = None, kernel_seed: int | None = None, **kwargs):
