@@ -603,13 +603,16 @@ def test_baselines_fit_in_their_own_thread_while_the_network_trains(tmp_path, bi
 
     def timed_baselines(*args, **kwargs):
         seen["baselines"] = [time.perf_counter(), threading.current_thread().name]
+        seen["switch"] = sys.getswitchinterval()
         return real_baselines(*args, **kwargs)
 
     monkeypatch.setattr(dlw.train, "fit", timed_fit)
     monkeypatch.setattr(dlw.baselines, "fit_baselines", timed_baselines)
+    before = sys.getswitchinterval()
     run = Workflow.from_config(str(binary_csv), target="label", overrides=["train.epochs=3"], quiet=True).train(out=tmp_path / "run")
     started, thread = seen["baselines"]
     assert thread == "dlw-baselines" and started < seen["fit"][1], "fitted beside the network's training, not after it"
+    assert seen["switch"] == dlw.baselines.BACKGROUND_SWITCH_INTERVAL < before == sys.getswitchinterval(), "the GIL changes hands sooner only meanwhile"
     assert set(run.metrics["baselines"]) == {"majority", "linear", "hist_gradient_boosting"}
 
 

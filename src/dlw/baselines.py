@@ -27,6 +27,7 @@ seconds its fit took.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import warnings
@@ -43,6 +44,11 @@ BOOSTING_PATIENCE = 50
 BOOSTING_LEAF = 20  # scikit-learn's min_samples_leaf, kept above BOOSTING_GRID_ROWS
 BOOSTING_LEAF_GRID = (2, 5, 10, 20)
 BOOSTING_GRID_ROWS = 3_000  # above it the choice bought nothing measurable and slowed the network beside it
+# While the baselines fit beside the network, the training loop's Python (each step's dispatch) waits
+# for the GIL behind boosting's Python, up to the interpreter's switch interval (5 ms) each time: on
+# the 336,776-row table an epoch took 17-20 s beside boosting against 8-12 s alone, and 14-16 s at
+# 0.1-0.5 ms (bench/RESULTS.md, stop 33).
+BACKGROUND_SWITCH_INTERVAL = 0.0005
 LINEAR_C_GRID = tuple(10.0**e for e in range(-4, 3))
 RIDGE_ALPHA_GRID = tuple(10.0**e for e in range(-2, 5))
 GRID_ROWS = 20_000
@@ -303,21 +309,31 @@ def fit_baselines_in_background(prepared) -> Future:
     on 336,776 rows boosting's 74 s no longer follow the network's 100 s. Their outputs on the
     validation and test splits are computed there too (``Fitted.predict_split``). The seed is the
     split's, so the baselines are the same whenever they are fitted. A daemon thread: a
-    training stopped with Ctrl-C does not wait for the baselines.
+    training stopped with Ctrl-C does not wait for the baselines. Meanwhile the interpreter's
+    switch interval is ``BACKGROUND_SWITCH_INTERVAL``, so the training loop gets the GIL back sooner.
     """
     future: Future = Future()
 
+    def fitted_with_outputs() -> dict[str, Fitted]:
+        fitted = fit_baselines(prepared, prepared.splits.seed or 0)
+        with sklearn_threads():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
+            for f in fitted.values():
+                for split in ("validation", "test"):
+                    if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
+                        f.known[split] = (prepared.inputs[split], f.predict(prepared.inputs[split]))
+        return fitted
+
     def work() -> None:
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, BACKGROUND_SWITCH_INTERVAL))
         try:
-            fitted = fit_baselines(prepared, prepared.splits.seed or 0)
-            with sklearn_threads():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
-                for f in fitted.values():
-                    for split in ("validation", "test"):
-                        if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
-                            f.known[split] = (prepared.inputs[split], f.predict(prepared.inputs[split]))
-            future.set_result(fitted)
+            fitted = fitted_with_outputs()
         except BaseException as exc:  # handed to whoever asks for the result
+            sys.setswitchinterval(previous)
             future.set_exception(exc)
+        else:
+            sys.setswitchinterval(previous)  # before the result: whoever waits for it gets the process as it was
+            future.set_result(fitted)
 
     threading.Thread(target=work, name="dlw-baselines", daemon=True).start()
     return future
