@@ -616,6 +616,19 @@ def test_baselines_fit_in_their_own_thread_while_the_network_trains(tmp_path, bi
     assert set(run.metrics["baselines"]) == {"majority", "linear", "hist_gradient_boosting"}
 
 
+def test_overlapping_background_fits_give_the_switch_interval_back_only_after_the_last():
+    from dlw.baselines import BACKGROUND_SWITCH_INTERVAL, quick_gil_handover
+
+    before = sys.getswitchinterval()
+    first, second = quick_gil_handover(), quick_gil_handover()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first: the second still runs
+    assert sys.getswitchinterval() == BACKGROUND_SWITCH_INTERVAL
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
+
+
 def test_a_baseline_that_fails_in_the_background_fails_the_run_with_its_error(tmp_path, binary_csv, monkeypatch):
     import dlw.baselines
 

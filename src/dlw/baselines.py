@@ -32,6 +32,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,6 +50,24 @@ BOOSTING_GRID_ROWS = 3_000  # above it the choice bought nothing measurable and 
 # the 336,776-row table an epoch took 17-20 s beside boosting against 8-12 s alone, and 14-16 s at
 # 0.1-0.5 ms (bench/RESULTS.md, stop 33).
 BACKGROUND_SWITCH_INTERVAL = 0.0005
+_switching = {"lock": threading.Lock(), "fits": 0, "before": None}  # background fits under way, the interval before the first
+
+
+@contextmanager
+def quick_gil_handover():
+    """The interpreter's switch interval at ``BACKGROUND_SWITCH_INTERVAL`` while any background fit runs; as it was after the last."""
+    with _switching["lock"]:
+        if _switching["fits"] == 0:
+            _switching["before"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching["before"], BACKGROUND_SWITCH_INTERVAL))
+        _switching["fits"] += 1
+    try:
+        yield
+    finally:
+        with _switching["lock"]:
+            _switching["fits"] -= 1
+            if _switching["fits"] == 0:
+                sys.setswitchinterval(_switching["before"])
 LINEAR_C_GRID = tuple(10.0**e for e in range(-4, 3))
 RIDGE_ALPHA_GRID = tuple(10.0**e for e in range(-2, 5))
 GRID_ROWS = 20_000
@@ -324,15 +343,12 @@ def fit_baselines_in_background(prepared) -> Future:
         return fitted
 
     def work() -> None:
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(min(previous, BACKGROUND_SWITCH_INTERVAL))
         try:
-            fitted = fitted_with_outputs()
+            with quick_gil_handover():  # left before the result: whoever waits for it gets the process as it was
+                fitted = fitted_with_outputs()
         except BaseException as exc:  # handed to whoever asks for the result
-            sys.setswitchinterval(previous)
             future.set_exception(exc)
         else:
-            sys.setswitchinterval(previous)  # before the result: whoever waits for it gets the process as it was
             future.set_result(fitted)
 
     threading.Thread(target=work, name="dlw-baselines", daemon=True).start()
