@@ -328,6 +328,11 @@ class CategoricalEmbedding(keras.layers.Layer):
 # ---------------------------------------------------------------------------------
 # TabM-mini ensemble
 # ---------------------------------------------------------------------------------
+def member_signs(k: int, d: int, seed: int | None) -> np.ndarray:
+    """(k, d) random +-1: each member's initial multipliers (``EnsembleAdapter`` and ``EnsembleDense`` alike)."""
+    return np.where(np.random.default_rng(seed).random((k, d)) < 0.5, -1.0, 1.0).astype("float32")
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class EnsembleAdapter(keras.layers.Layer):
     """TabM-mini: (batch, D) -> (batch, k, D), member i sees x * r_i.
@@ -343,8 +348,7 @@ class EnsembleAdapter(keras.layers.Layer):
 
     def build(self, input_shape):
         d = int(input_shape[-1])
-        signs = np.where(np.random.default_rng(self.seed).random((self.k, d)) < 0.5, -1.0, 1.0).astype("float32")
-        self.r = self.add_weight(name="r", shape=(self.k, d), initializer=keras.initializers.Constant(signs))
+        self.r = self.add_weight(name="r", shape=(self.k, d), initializer=keras.initializers.Constant(member_signs(self.k, d, self.seed)))
 
     def call(self, x):
         return ops.expand_dims(x, 1) * self.r
@@ -373,8 +377,7 @@ class EnsembleDense(keras.layers.Layer):
 
     def build(self, input_shape):
         d = int(input_shape[-1])
-        signs = np.where(np.random.default_rng(self.seed).random((self.k, d)) < 0.5, -1.0, 1.0).astype("float32")  # as EnsembleAdapter
-        self.r = self.add_weight(name="r", shape=(self.k, d), initializer=keras.initializers.Constant(signs))
+        self.r = self.add_weight(name="r", shape=(self.k, d), initializer=keras.initializers.Constant(member_signs(self.k, d, self.seed)))
         self.kernel = self.add_weight(name="kernel", shape=(d, self.units), initializer=keras.initializers.GlorotUniform(seed=self.kernel_seed))
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
