@@ -334,6 +334,8 @@ SAVED_BEFORE = Path(__file__).parent / "data" / "tabm_saved_before_stop_29.keras
 def test_statistics_are_held_as_weights_and_a_model_saved_before_still_loads_to_the_same_predictions():
     import keras
 
+    import dlw.layers  # noqa: F401  (registers what the file names; run alone, nothing else has)
+
     model = keras.saving.load_model(SAVED_BEFORE, safe_mode=True)
     recorded = np.load(SAVED_BEFORE.with_suffix(".npz"))
     inputs = {name.removeprefix("input_"): recorded[name] for name in recorded.files if name.startswith("input_")}
