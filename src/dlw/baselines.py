@@ -50,24 +50,6 @@ BOOSTING_GRID_ROWS = 3_000  # above it the choice bought nothing measurable and 
 # the 336,776-row table an epoch took 17-20 s beside boosting against 8-12 s alone, and 14-16 s at
 # 0.1-0.5 ms (bench/RESULTS.md, stop 33).
 BACKGROUND_SWITCH_INTERVAL = 0.0005
-_switching = {"lock": threading.Lock(), "fits": 0, "before": None}  # background fits under way, the interval before the first
-
-
-@contextmanager
-def quick_gil_handover():
-    """The interpreter's switch interval at ``BACKGROUND_SWITCH_INTERVAL`` while any background fit runs; as it was after the last."""
-    with _switching["lock"]:
-        if _switching["fits"] == 0:
-            _switching["before"] = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switching["before"], BACKGROUND_SWITCH_INTERVAL))
-        _switching["fits"] += 1
-    try:
-        yield
-    finally:
-        with _switching["lock"]:
-            _switching["fits"] -= 1
-            if _switching["fits"] == 0:
-                sys.setswitchinterval(_switching["before"])
 LINEAR_C_GRID = tuple(10.0**e for e in range(-4, 3))
 RIDGE_ALPHA_GRID = tuple(10.0**e for e in range(-2, 5))
 GRID_ROWS = 20_000
@@ -96,6 +78,26 @@ def sklearn_threads():
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2))
+
+
+_switching = {"lock": threading.Lock(), "fits": 0, "before": None}  # background fits under way, the interval before the first
+
+
+@contextmanager
+def quick_gil_handover():
+    """The interpreter's switch interval at ``BACKGROUND_SWITCH_INTERVAL`` while any background fit runs; as it was after the last."""
+    with _switching["lock"]:
+        if _switching["fits"] == 0:
+            _switching["before"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching["before"], BACKGROUND_SWITCH_INTERVAL))
+        _switching["fits"] += 1
+    try:
+        yield
+    finally:
+        with _switching["lock"]:
+            _switching["fits"] -= 1
+            if _switching["fits"] == 0:
+                sys.setswitchinterval(_switching["before"])
 
 
 def class_probabilities(model, x, n_classes: int) -> np.ndarray:
