@@ -70,7 +70,7 @@ def test_calendar_parts_are_read_on_the_clock_a_date_was_written_in(written):
     block = date_features(values, encoding)
     names = date_feature_names("day", encoding)
     assert weekday_of(block, names, "day").tolist() == list(days.weekday)
-    assert block[:, names.index("day (year)")].tolist() == [2021.0] * 40
+    assert "day (year)" not in names  # one year in the train rows: a constant, not an input
     elapsed = block[:, names.index("day (elapsed)")]
     assert elapsed[0] == 0.0 and np.allclose(np.diff(elapsed), 1.0)  # instants, in UTC
 
@@ -80,6 +80,20 @@ def test_a_date_columns_year_range_is_the_year_the_network_reads():
     frame = pd.DataFrame({"day": days, "y": range(30)})
     day = Schema.infer(frame, "y").fit(frame).features[0]
     assert day.kind == "date" and (day.min, day.max) == (2021.0, 2021.0)
+
+
+def test_a_year_is_an_input_only_when_the_train_rows_span_more_than_one():
+    one = pd.Series(pd.date_range("2013-01-01", periods=365, freq="D").strftime("%Y-%m-%d"))
+    encoding = fit_date_encoding(one)
+    assert encoding["parts"] == ["month", "weekday", "yearday", "elapsed"]
+    assert date_features(one, encoding).shape == (365, 7)
+    two = pd.concat([one, pd.Series(["2014-01-01"])], ignore_index=True)
+    assert fit_date_encoding(two)["parts"][0] == "year"
+    frame = pd.DataFrame({"day": one, "y": range(365)})  # a schema saved before this rule keeps its year part and reads it
+    old = {**encoding, "parts": ["year", *encoding["parts"]]}
+    assert date_features(one, old)[:, 0].tolist() == [2013.0] * 365
+    day = Schema.infer(frame, "y").fit(frame).features[0]
+    assert "year" not in day.encoding["parts"] and (day.min, day.max) == (2013.0, 2013.0)
 
 
 def test_an_encoding_kept_before_the_written_clock_still_reads_in_utc():
@@ -101,7 +115,7 @@ def test_date_encoding_is_learned_from_train_rows_and_kept_as_json(tmp_path):
     when = schema.features[0]
     assert when.kind == "date"
     assert when.encoding["origin"].startswith("2020-03-01T08:00")
-    assert when.encoding["parts"] == ["year", "month", "weekday", "yearday", "hour", "elapsed"]
+    assert when.encoding["parts"] == ["month", "weekday", "yearday", "hour", "elapsed"]  # the train rows are all in 2020
     schema.save(tmp_path / "schema.json")
     again = load_schema(tmp_path / "schema.json")
     inputs, warnings = again.encode(later)

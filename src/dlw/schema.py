@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dlw.dates import (
-    clock_minutes, date_feature_names, date_features, fit_date_encoding, is_dayfirst, looks_like_clock_times, looks_like_dates, parse_dates,
+    clock_minutes, date_feature_names, date_features, date_years, fit_date_encoding, is_dayfirst, looks_like_clock_times, looks_like_dates, parse_dates,
 )
 from dlw.errors import DataError
 from dlw.runs import write_json
@@ -436,7 +436,7 @@ def _fit_encoding(f: Feature, column: pd.Series) -> None:
     except ValueError as exc:
         raise DataError(f"column {f.name!r}: {exc} in the train rows; dlw cannot learn a {f.kind} feature from it (data.types: {{{f.name}: ignore}})") from None
     if f.kind == "date":
-        years = date_features(column, f.encoding)[:, 0]  # the year part, always first: the range the network reads
+        years = date_years(column, f.encoding)  # on the clock the network reads them, so a one-year column's range is that year
         f.min, f.max = float(np.nanmin(years)), float(np.nanmax(years))
         described = f"date as {', '.join(f.encoding['parts'])} (since {f.encoding['origin'][:10]})"
     else:
