@@ -28,6 +28,10 @@ from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema, inferred_kind
 
 # HistGradientBoosting's native categorical splits take codes 0..254 (max_bins 255).
 BOOSTING_CATEGORIES = 255
+# Rows a prediction call computes at once. The number embeddings' (rows, columns, bins) intermediates
+# grow with it: in the permutation importance of Chicago's five cross-fitted networks (50 columns, 96
+# bins) 4,096 rows a batch peaked at 1.25 GB and 1,024 at 0.88 GB, in the same time (bench/RESULTS.md).
+PREDICT_BATCH = 1024
 
 
 @dataclass
@@ -44,7 +48,7 @@ class TablePrepared(Prepared):
 
     def predict_raw(self, model, inputs: dict[str, np.ndarray]) -> np.ndarray:
         names = {t.name for t in model.inputs}
-        return model.predict({k: v for k, v in inputs.items() if k in names}, batch_size=4096, verbose=0)
+        return model.predict({k: v for k, v in inputs.items() if k in names}, batch_size=PREDICT_BATCH, verbose=0)
 
     def baseline_features(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return baseline_matrix(inputs, self.schema)
