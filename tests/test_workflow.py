@@ -629,6 +629,48 @@ def test_overlapping_background_fits_give_the_switch_interval_back_only_after_th
     assert sys.getswitchinterval() == before
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: half of them is all of them")
+def test_background_predictions_take_every_core_once_the_run_waits_for_them(binary_csv, monkeypatch):
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    import dlw.baselines
+    from dlw.console import QUIET
+    from dlw.data.kinds import prepare
+    from dlw.spec import load_spec
+
+    prepared = prepare(load_spec(str(binary_csv), target="label"), QUIET)
+    monkeypatch.setattr(dlw.baselines, "PREDICT_CHUNK", 20)  # several chunks of the validation and test splits
+    monkeypatch.setitem(dlw.baselines.FITTERS, "linear", dlw.baselines.FITTERS["trivial"])  # boosting alone predicts through OpenMP
+    real_output_of, threads, first = dlw.baselines.output_of, [], threading.Event()
+
+    class Observed:  # the fitted model, noting the OpenMP threads each prediction runs on
+        def __init__(self, model):
+            self.model = model
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def predict_proba(self, x):
+            threads.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"))
+            first.set()
+            while not future.awaited.is_set():  # the first chunk, until the run waits
+                time.sleep(0.01)
+            return self.model.predict_proba(x)
+
+    def observed_output_of(model, problem, features):
+        return real_output_of(Observed(model), problem, features)
+
+    monkeypatch.setattr(dlw.baselines, "output_of", observed_output_of)
+    future = dlw.baselines.fit_baselines_in_background(prepared)
+    assert first.wait(120)
+    fitted = future.result(timeout=120)
+    assert threads[0] == os.cpu_count() // 2 and threads[-1] == os.cpu_count(), threads  # the network's training is over: every core
+    expected = fitted["hist_gradient_boosting"].predict(prepared.inputs["test"])
+    assert np.allclose(fitted["hist_gradient_boosting"].predict_split("test", prepared.inputs["test"]), expected)  # the chunks, joined in order
+
+
 def test_a_baseline_that_fails_in_the_background_fails_the_run_with_its_error(tmp_path, binary_csv, monkeypatch):
     import dlw.baselines
 

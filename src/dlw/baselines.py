@@ -26,6 +26,7 @@ seconds its fit took.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
@@ -68,8 +69,14 @@ class Fitted:
         return outputs if seen is inputs else self.predict(inputs)
 
 
+# Set (in one thread's context) while nothing else computes: the network's run waits for the baselines.
+_cores_free = contextvars.ContextVar("cores_free", default=False)
+# Rows a background baseline predicts at a time: between two, it may take every core (``BaselinesFuture``).
+PREDICT_CHUNK = 8192
+
+
 def sklearn_threads():
-    """Cap scikit-learn's OpenMP threads at half the cores.
+    """Cap scikit-learn's OpenMP threads at half the cores (no cap where ``_cores_free`` is set).
 
     After JAX has started its own thread pool, OpenMP's spinning workers fight it
     for the cores: HistGradientBoosting on 12,000 rows took 21 s instead of 1 s on
@@ -77,7 +84,36 @@ def sklearn_threads():
     """
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=max(1, (os.cpu_count() or 2) // 2))
+    return threadpool_limits(limits=None if _cores_free.get() else max(1, (os.cpu_count() or 2) // 2))
+
+
+class BaselinesFuture(Future):
+    """The background baselines' future; once someone waits for it, nothing else computes, and their
+    remaining predictions take every core (on the 336,776-row table the run waited 13.6 s for
+    boosting's predictions on one core, the other idle: bench/RESULTS.md, stop 34)."""
+
+    def __init__(self):
+        super().__init__()
+        self.awaited = threading.Event()
+
+    def result(self, timeout=None):
+        self.awaited.set()
+        return super().result(timeout)
+
+
+def outputs_in_chunks(fitted: "Fitted", prepared, inputs, awaited: threading.Event):
+    """``fitted.predict(inputs)``, ``PREDICT_CHUNK`` rows at a time on a table, each on every core once ``awaited`` is set."""
+    n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else 0
+    if n <= PREDICT_CHUNK:
+        return fitted.predict(inputs)
+    parts = []
+    for start in range(0, n, PREDICT_CHUNK):
+        token = _cores_free.set(awaited.is_set())
+        try:
+            parts.append(np.asarray(fitted.predict(prepared.take(inputs, np.arange(start, min(n, start + PREDICT_CHUNK))))))
+        finally:
+            _cores_free.reset(token)
+    return np.concatenate(parts)
 
 
 _switching = {"lock": threading.Lock(), "fits": 0, "before": None}  # background fits under way, the interval before the first
@@ -328,20 +364,20 @@ def fit_baselines_in_background(prepared) -> Future:
     Started before the network trains, so the two overlap: scikit-learn works on half the
     cores (``sklearn_threads``) and the network's training on a CPU keeps about one busy, so
     on 336,776 rows boosting's 74 s no longer follow the network's 100 s. Their outputs on the
-    validation and test splits are computed there too (``Fitted.predict_split``). The seed is the
+    validation and test splits are computed there too (``Fitted.predict_split``), on every core
+    once the run waits for them (``BaselinesFuture``). The seed is the
     split's, so the baselines are the same whenever they are fitted. A daemon thread: a
     training stopped with Ctrl-C does not wait for the baselines. Meanwhile the interpreter's
     switch interval is ``BACKGROUND_SWITCH_INTERVAL``, so the training loop gets the GIL back sooner.
     """
-    future: Future = Future()
+    future = BaselinesFuture()
 
     def fitted_with_outputs() -> dict[str, Fitted]:
         fitted = fit_baselines(prepared, prepared.splits.seed or 0)
-        with sklearn_threads():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
-            for f in fitted.values():
-                for split in ("validation", "test"):
-                    if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
-                        f.known[split] = (prepared.inputs[split], f.predict(prepared.inputs[split]))
+        for f in fitted.values():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
+            for split in ("validation", "test"):
+                if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
+                    f.known[split] = (prepared.inputs[split], outputs_in_chunks(f, prepared, prepared.inputs[split], future.awaited))
         return fitted
 
     def work() -> None:

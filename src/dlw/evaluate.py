@@ -107,6 +107,12 @@ def measure(
         result[name] = score(problem, y, outputs[name], problem.decision)
     main = "test" if "test" in evaluated else next(iter(evaluated))
     result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)
+    # The network's own checks first: the baselines may still be predicting in the background.
+    predicted = predicted_classes(outputs[main], problem.decision) if problem.is_classification else outputs[main]
+    if detector is not None:
+        result["ood"] = ood_summary(detector, prepared, evaluated[main][0], main, outputs)
+    if plots_to is not None:
+        plot_errors(problem, evaluated[main][1], predicted, plots_to)
     thresholds = {"network": problem.decision}
     base_outputs = measure_baselines(prepared, evaluated, main, result, thresholds=thresholds, fitting=baselines)
     result["advice"] = advise(
@@ -117,22 +123,18 @@ def measure(
         only = {"persistence": base_outputs["persistence"][main]}
         result["advice_persistence"] = advise(problem.task, result["main_metric"], evaluated[main][1], outputs[main], only, n_boot=bootstrap, seed=prepared.splits.seed or 0)
     if problem.is_classification:
-        predicted = predicted_classes(outputs[main], problem.decision)
         result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes)
-    if detector is not None:
-        flags, scores = score_inputs(detector[0], detector[1], prepared, evaluated[main][0])
-        outputs[f"{main}_ood"] = (flags, scores)
-        result["ood"] = {
-            "rate": detector[0].rate,
-            "split": main,
-            "flag_rate": float(np.mean(flags)),
-            "flagged": int(np.sum(flags)),
-            "n": int(len(flags)),
-        }
-    if plots_to is not None:
-        plot_errors(problem, evaluated[main][1], predicted if problem.is_classification else outputs[main], plots_to)
     say_metrics(result, main, console)
+    if "ood" in result:
+        result["ood"] = result.pop("ood")  # last, as before the checks were reordered: metrics.json keeps its order
     return result
+
+
+def ood_summary(detector, prepared: Prepared, inputs, split: str, outputs: dict) -> dict:
+    """The unfamiliar-input detector's flags on ``split`` (into ``outputs[f"{split}_ood"]``) and their summary."""
+    flags, scores = score_inputs(detector[0], detector[1], prepared, inputs)
+    outputs[f"{split}_ood"] = (flags, scores)
+    return {"rate": detector[0].rate, "split": split, "flag_rate": float(np.mean(flags)), "flagged": int(np.sum(flags)), "n": int(len(flags))}
 
 
 def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict, thresholds: dict | None = None, fitting: Future | None = None) -> dict:

@@ -168,10 +168,10 @@ class Workflow:
         with tensorflow_unseen():
             model.save(folder / "model.keras")
         write_atomic(folder / "history.csv", result.history.to_csv(index=False))
-        note = "(standardized target)" if prepared.target_scaling else ""
-        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", note)
+        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", "(standardized target)" if prepared.target_scaling else "")
         detector = fit_detector(model, prepared, self.config.checks.ood_rate)
         detector[0].save(folder)
+        explanations = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}  # while the baselines may still predict
         outputs: dict = {}
         metrics = measure(model, prepared, self.console, plots_to=folder, detector=detector, outputs=outputs, bootstrap=self.config.checks.bootstrap, baselines=baselines)
         metrics["ood"]["method"] = OOD_METHOD
@@ -189,7 +189,7 @@ class Workflow:
         if trained.calibration is not None:
             metrics["calibration"] = calibration_summary(trained.calibration, prepared.targets["test"], outputs["test"], folder, before=uncalibrated_outputs(model, prepared))
         write_test_predictions(folder, prepared, outputs)
-        metrics["explanations"] = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}
+        metrics["explanations"] = explanations
         return metrics
 
     def evaluate(self, data=None) -> dict:
