@@ -5,7 +5,7 @@ offset, ``31/01/2013``, year-only values such as ``2007``) and becomes these num
 inputs, every choice learned from the train rows only:
 
 - ``year``, when the train rows span more than one (one year is a constant: no network or
-  tree can learn from it, and it cost the 336,776-row flights table 18 of its 440 first-layer inputs);
+  tree can learn from it, and the default network gave it 18 first-layer inputs);
 - ``month``, ``weekday`` and ``yearday`` as cyclic (sin, cos) pairs, when the train rows
   hold more than one of them (year-only dates, all on the first of January, have none);
 - ``hour`` as a cyclic pair, when any train value has a time of day;
