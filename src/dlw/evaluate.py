@@ -109,8 +109,7 @@ def measure(
     result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)
     # The network's own checks first: the baselines may still be predicting in the background.
     predicted = predicted_classes(outputs[main], problem.decision) if problem.is_classification else outputs[main]
-    if detector is not None:
-        result["ood"] = ood_summary(detector, prepared, evaluated[main][0], main, outputs)
+    ood = ood_summary(detector, prepared, evaluated[main][0], main, outputs) if detector is not None else None
     if plots_to is not None:
         plot_errors(problem, evaluated[main][1], predicted, plots_to)
     thresholds = {"network": problem.decision}
@@ -124,9 +123,9 @@ def measure(
         result["advice_persistence"] = advise(problem.task, result["main_metric"], evaluated[main][1], outputs[main], only, n_boot=bootstrap, seed=prepared.splits.seed or 0)
     if problem.is_classification:
         result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes)
+    if ood is not None:
+        result["ood"] = ood
     say_metrics(result, main, console)
-    if "ood" in result:
-        result["ood"] = result.pop("ood")  # last, as before the checks were reordered: metrics.json keeps its order
     return result
 
 
