@@ -89,9 +89,9 @@ def test_a_year_is_an_input_only_when_the_train_rows_span_more_than_one():
     assert date_features(one, encoding).shape == (365, 7)
     two = pd.concat([one, pd.Series(["2014-01-01"])], ignore_index=True)
     assert fit_date_encoding(two)["parts"][0] == "year"
-    frame = pd.DataFrame({"day": one, "y": range(365)})  # a schema saved before this rule keeps its year part and reads it
-    old = {**encoding, "parts": ["year", *encoding["parts"]]}
+    old = {**encoding, "parts": ["year", *encoding["parts"]]}  # a schema saved before this rule keeps its year part and reads it
     assert date_features(one, old)[:, 0].tolist() == [2013.0] * 365
+    frame = pd.DataFrame({"day": one, "y": range(365)})
     day = Schema.infer(frame, "y").fit(frame).features[0]
     assert "year" not in day.encoding["parts"] and (day.min, day.max) == (2013.0, 2013.0)
 

@@ -167,8 +167,7 @@ def date_feature_names(name: str, encoding: dict) -> list[str]:
 def date_features(values: pd.Series, encoding: dict) -> np.ndarray:
     """``(n, len(date_feature_names))`` float64 numbers; ``nan`` where a value is not a date."""
     codes, distinct = distinct_values(values)
-    table = distinct_date_features(distinct, encoding)
-    return np.vstack([table, np.full((1, table.shape[1]), np.nan)])[codes]  # code -1 (missing) takes the last row
+    return per_row(codes, distinct_date_features(distinct, encoding))
 
 
 def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -181,11 +180,15 @@ def distinct_values(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     return codes, pd.Series(distinct)
 
 
+def per_row(codes: np.ndarray, per_value: np.ndarray) -> np.ndarray:
+    """Each row's entry of ``per_value`` (one per distinct value, ``distinct_values``' order); ``nan`` where the code is -1 (missing)."""
+    return np.concatenate([per_value, np.full((1, *per_value.shape[1:]), np.nan)])[codes]
+
+
 def date_years(values: pd.Series, encoding: dict) -> np.ndarray:
     """Each value's year on the clock its calendar parts are read in (``nan`` where not a date): the years a column spans."""
     codes, distinct = distinct_values(values)
-    years = read_distinct(distinct, encoding)[1].dt.year.to_numpy(dtype="float64", na_value=np.nan)
-    return np.append(years, np.nan)[codes]  # code -1 (missing) takes the last value
+    return per_row(codes, read_distinct(distinct, encoding)[1].dt.year.to_numpy(dtype="float64", na_value=np.nan))
 
 
 def read_distinct(values: pd.Series, encoding: dict) -> tuple[pd.Series, pd.Series]:
