@@ -101,10 +101,10 @@ class BaselinesFuture(Future):
         return super().result(timeout)
 
 
-def outputs_in_chunks(fitted: "Fitted", prepared, inputs, awaited: threading.Event):
-    """``fitted.predict(inputs)``, ``PREDICT_CHUNK`` rows at a time on a table, each on every core once ``awaited`` is set."""
-    n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else 0
-    if n <= PREDICT_CHUNK:
+def outputs_in_chunks(fitted: Fitted, prepared, split: str, awaited: threading.Event):
+    """``fitted``'s outputs on ``split``, ``PREDICT_CHUNK`` rows at a time where they are in memory, each on every core once ``awaited`` is set."""
+    inputs, n = prepared.inputs[split], prepared.count(split)
+    if prepared.streamed or n <= PREDICT_CHUNK:
         return fitted.predict(inputs)
     parts = []
     for start in range(0, n, PREDICT_CHUNK):
@@ -377,7 +377,7 @@ def fit_baselines_in_background(prepared) -> Future:
         for f in fitted.values():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
             for split in ("validation", "test"):
                 if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
-                    f.known[split] = (prepared.inputs[split], outputs_in_chunks(f, prepared, prepared.inputs[split], future.awaited))
+                    f.known[split] = (prepared.inputs[split], outputs_in_chunks(f, prepared, split, future.awaited))
         return fitted
 
     def work() -> None:
