@@ -205,6 +205,33 @@ def test_the_folded_first_layer_computes_what_the_adapter_and_a_dense_layer_comp
     np.testing.assert_allclose(out, np.asarray(dense(adapter(x))), rtol=1e-4, atol=1e-5)
 
 
+def test_the_piecewise_linear_embedding_is_its_encoding_times_the_kernel_and_learns_the_same():
+    import jax
+
+    from dlw.models.tabm import PiecewiseLinearEmbedding, quantile_bin_edges
+
+    rng = np.random.default_rng(0)
+    train = np.column_stack([rng.normal(size=500), rng.integers(0, 2, 500), np.full(500, 4.0), rng.exponential(size=500)])
+    edges = quantile_bin_edges(train, 16)  # column 1: one bin and padding; column 2: constant
+    # below the first edge, on edges, inside bins, past the last edge
+    x = np.vstack([train[:200], edges[:, :3].T, edges[:, -1:].T + 5, edges[:, :1].T - 5]).astype("float32")
+    layer = PiecewiseLinearEmbedding(edges, d_embedding=3, seed=1)
+    layer.build(x.shape)
+    kernel, bias = rng.normal(size=(4, 16, 3)).astype("float32"), rng.normal(size=(4, 3)).astype("float32")
+    layer.set_weights([kernel, bias, *[np.asarray(w) for w in layer.non_trainable_weights]])
+
+    def dense(kernel, bias):  # the encoding as Gorishniy et al. write it: 1 left of x, x's fraction of its bin, 0 right
+        width = edges[:, 1:] - edges[:, :-1]
+        encoded = np.where(width > 0, np.clip((x[:, :, None] - edges[None, :, :-1]) / np.where(width > 0, width, 1), 0, 1), 0)
+        return jax.nn.relu(jax.numpy.einsum("bfn,fnd->bfd", encoded, kernel) + bias).reshape(len(x), -1)
+
+    np.testing.assert_allclose(np.asarray(layer(x)), dense(kernel, bias), rtol=1e-5, atol=1e-5)
+    upstream = rng.normal(size=(len(x), 12)).astype("float32")
+    own = jax.grad(lambda k, b: (layer.stateless_call([k, b], [w.value for w in layer.non_trainable_weights], x)[0] * upstream).sum(), (0, 1))(kernel, bias)
+    for mine, theirs in zip(own, jax.grad(lambda k, b: (dense(k, b) * upstream).sum(), (0, 1))(kernel, bias)):
+        np.testing.assert_allclose(np.asarray(mine), np.asarray(theirs), rtol=1e-4, atol=1e-4)
+
+
 def test_tabm_has_its_own_search_space_and_every_value_is_valid():
     from dlw.spec import check_search_space
     from dlw.tune import search_space
