@@ -1,5 +1,6 @@
 """What dlw sets up in a process before JAX starts: compiled programs kept between processes (a second run of
-the same table compiles almost nothing, and predicts the same), and freed memory kept by glibc."""
+the same table compiles almost nothing, and predicts the same), freed memory kept by glibc, and JAX's threads nicer
+than the rest of the process."""
 
 from __future__ import annotations
 
@@ -72,3 +73,32 @@ def test_freed_memory_is_kept_on_linux_unless_the_user_tuned_malloc(monkeypatch)
     assert keep_freed_memory() is True  # glibc accepted every setting
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert keep_freed_memory() is False, "a user's own malloc settings win"
+
+
+# Starts JAX's devices as dlw's training does, computes on them, and prints each thread's name and niceness.
+NICENESS = """
+import glob, os, threading
+from dlw._backend import ensure_backend, start_jax_devices_yielding
+ensure_backend()
+start_jax_devices_yielding()
+start_jax_devices_yielding()  # a second training in the same process: the devices are started already
+import jax, jax.numpy as jnp
+jax.jit(lambda a: jax.nn.relu(a @ a).sum())(jnp.ones((512, 512))).block_until_ready()
+print("MAIN", threading.get_native_id())
+for task in glob.glob(f"/proc/{os.getpid()}/task/*"):
+    stat = open(task + "/stat").read().rsplit(")", 1)[1].split()
+    print("THREAD", os.path.basename(task), open(task + "/comm").read().strip(), stat[16])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness is per thread on Linux only")
+def test_jax_computes_on_threads_nicer_than_the_rest_of_the_process():
+    done = subprocess.run([sys.executable, "-c", NICENESS], env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line.split() for line in done.stdout.splitlines()]
+    main = next(words[1] for words in lines if words[0] == "MAIN")
+    niceness = {tid: (name, int(nice)) for _, tid, name, nice in (words for words in lines if words[0] == "THREAD")}
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness[main][1] == own, "the thread that trains keeps its priority, and so do the baselines' threads it starts"
+    xla = [nice for name, nice in niceness.values() if name.startswith("tf_XLA")]
+    assert xla and set(xla) == {min(own + 5, 19)}, niceness

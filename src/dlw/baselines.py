@@ -363,7 +363,9 @@ def fit_baselines_in_background(prepared) -> Future:
 
     Started before the network trains, so the two overlap: scikit-learn works on half the
     cores (``sklearn_threads``) and the network's training on a CPU keeps about one busy, so
-    on 336,776 rows boosting's 74 s no longer follow the network's 100 s. Their outputs on the
+    on 336,776 rows boosting's 74 s no longer follow the network's 100 s. The network's JAX
+    threads run nicer than this one (``dlw._backend.start_jax_devices_yielding``), so where
+    the two compete for a core, the baselines get it. Their outputs on the
     validation and test splits are computed there too (``Fitted.predict_split``), on every core
     once the run waits for them (``BaselinesFuture``). The seed is the
     split's, so the baselines are the same whenever they are fitted. A daemon thread: a

@@ -98,7 +98,7 @@ def apply_distribution(config: Config, console: Console) -> dict:
     ``{"strategy": "data_parallel", "devices": ["cpu:0", "cpu:1"], "processes": 1}``, goes
     into ``run.json``.
     """
-    from dlw._backend import import_keras
+    from dlw._backend import import_keras, start_jax_devices_yielding
 
     wanted = config.train.distribute
     keras = import_keras()
@@ -111,6 +111,7 @@ def apply_distribution(config: Config, console: Console) -> dict:
             )
         return {"strategy": "none", "devices": 1, "note": f"distribution is only on JAX (backend {backend})"}
     initialize_multihost(console)
+    start_jax_devices_yielding()  # the baselines beside the network get the cores first
     import jax
 
     devices = keras.distribution.list_devices()
