@@ -153,6 +153,13 @@ def test_ragged_rows_name_the_line(tmp_path):
     assert "4 fields" in message and "header has 3" in message
 
 
+def test_a_look_at_a_csv_reads_its_first_rows_and_the_full_read_still_names_a_ragged_line(tmp_path):
+    path = tmp_path / "ragged_late.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i + 1},x\n" for i in range(50)) + "5,6,x,oops\n", encoding="utf-8")
+    assert read_table(str(path), rows=3)["a"].tolist() == [0, 1, 2]
+    assert "line 52" in data_error(path)
+
+
 def test_short_rows_are_not_padded_silently(tmp_path):
     path = tmp_path / "short.csv"
     path.write_text("a,b,label\n1,2,x\n3,4\n5,6,x\n", encoding="utf-8")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -30,7 +31,7 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
-def read_table(source: str, *, sheet: str | None = None, max_memory_mb: int | str = "auto") -> pd.DataFrame:
+def read_table(source: str, *, sheet: str | None = None, max_memory_mb: int | str = "auto", rows: int | None = None) -> pd.DataFrame:
     """Load a built-in name or a table file as a DataFrame with unique column names.
 
     Args:
@@ -39,6 +40,7 @@ def read_table(source: str, *, sheet: str | None = None, max_memory_mb: int | st
         sheet: for Excel, the sheet to read; default the first.
         max_memory_mb: the memory budget (``data.max_memory_mb``): a file that would
             need more to read is refused before it is read (``check_memory_budget``).
+        rows: for a CSV, read only its first ``rows`` data rows (a look at what the file holds).
 
     Returns:
         The table as a DataFrame with at least one column and one row.
@@ -61,7 +63,7 @@ def read_table(source: str, *, sheet: str | None = None, max_memory_mb: int | st
         raise DataError(f"{path}: old-style .xls workbooks are not read; save it as .xlsx (or CSV) and use that")
     else:
         raw = decompressed_bytes(path)
-        frame = _read_json_lines(path, raw) if inner in JSON_LINES_SUFFIXES else _read_csv(path, raw)
+        frame = _read_json_lines(path, raw) if inner in JSON_LINES_SUFFIXES else _read_csv(path, raw, rows)
     if frame.shape[1] == 0:
         raise DataError(f"{path}: no columns found; the first line must be a header of column names")
     if len(frame) == 0:
@@ -201,7 +203,7 @@ def _read_json_lines(path: Path, raw: bytes) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
+def _read_csv(path: Path, raw: bytes, rows: int | None = None) -> pd.DataFrame:
     if not raw.strip():
         raise DataError(f"{path}: the file is empty; expected a header line and data rows")
     if b"\x00" in raw[:_SNIFF_BYTES]:
@@ -219,13 +221,13 @@ def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
     try:
         header = next(records, [])
         _check_header(header, path)
-        _check_field_counts(records, len(header), path)
+        _check_field_counts(records, len(header), path, rows)
     except csv.Error as exc:
         raise DataError(f"{path}: cannot parse as CSV near line {records.line_num} ({_one_line(exc)}); check its quotes and line ends") from None
     # European exports: ';'-separated with decimal commas ("1,5").
     decimal = "," if delimiter != "," and _DECIMAL_COMMA.search(text[:_SNIFF_BYTES]) else "."
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, decimal=decimal, skipinitialspace=True, low_memory=False)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, decimal=decimal, skipinitialspace=True, low_memory=False, nrows=rows)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: {_ragged_message(str(exc), len(header))}") from None
     except pd.errors.EmptyDataError:
@@ -234,9 +236,9 @@ def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
     return frame
 
 
-def _check_field_counts(records, n_header: int, path: Path) -> None:
-    """Every non-blank record after the header must have as many fields (pandas pads short ones silently)."""
-    for record in records:
+def _check_field_counts(records, n_header: int, path: Path, rows: int | None = None) -> None:
+    """Every non-blank record after the header (the first ``rows``) must have as many fields (pandas pads short ones silently)."""
+    for record in itertools.islice(records, rows):
         if record and len(record) != n_header and any(field.strip() for field in record):
             raise DataError(
                 f"{path}: line {records.line_num} has {len(record)} fields but the header has {n_header}; "
