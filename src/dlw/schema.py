@@ -373,9 +373,11 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
         return "boolean", ""
     if looks_like_dates(values, column.name):
         return "date", ""
-    converted = pd.to_numeric(text, errors="coerce")
-    parsed = converted.notna().mean()
+    # Which values read as numbers, decided once a distinct value: a date column's 336,776 rows hold 6,936.
+    counts = text.value_counts(sort=False)
+    parsed = counts[pd.to_numeric(counts.index.to_series(), errors="coerce").notna().to_numpy()].sum() / n
     if parsed >= 0.95:
+        converted = pd.to_numeric(text, errors="coerce")
         bad = text[converted.isna()].unique()[:3]
         kind, note = _numeric_kind(converted.dropna())
         if kind != "numeric":
