@@ -232,8 +232,8 @@ class PiecewiseLinearEmbedding(keras.layers.Layer):
         f, nb, d = self._n_features, self._n_bins, self.d_embedding
         # A value in bin b encodes as 1 in the bins before b, its fraction of b, and 0 after, so its
         # embedding is the sum of the kernel rows before b plus that fraction of row b: two rows
-        # gathered instead of a (batch, features, bins) product, about half the training step's time
-        # in this layer (bench/RESULTS.md, stop 35). Zero-width bins (the padding) count for nothing.
+        # gathered instead of a (batch, features, bins) product, which took this layer's forward and
+        # backward twice as long (bench/RESULTS.md, stop 35). Zero-width bins (the padding) count for nothing.
         kernel = self.kernel * ops.expand_dims(ops.cast(inv_w > 0, self.kernel.dtype), -1)
         before = ops.reshape(ops.cumsum(kernel, axis=1) - kernel, (f * nb, d))
         at_or_past = ops.sum(ops.cast(ops.expand_dims(x, -1) >= left, "int32"), axis=-1)
