@@ -227,11 +227,12 @@ JAX_THREADS_NICENESS = 5
 def start_jax_devices_yielding() -> None:
     """Start JAX's devices from a thread ``JAX_THREADS_NICENESS`` nicer than this one, so their thread pools inherit it.
 
-    Where JAX runs, on Linux (whose niceness is per thread), and only the first time: JAX starts
-    its devices once per process. The calling thread keeps its own priority. Call it after
-    ``jax.distributed.initialize``, which must come before the devices start.
+    Call it where Keras runs on JAX (``dlw.distribute.apply_distribution`` decides that), after
+    ``jax.distributed.initialize``, which must come before the devices start. On Linux only (whose
+    niceness is per thread), and only the first time: JAX starts its devices once per process. The
+    calling thread keeps its own priority.
     """
-    if os.environ.get("KERAS_BACKEND") != "jax" or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
     import jax
 
