@@ -189,3 +189,35 @@ def test_boosting_splits_a_table_of_forty_rows(tmp_path):
     mean = fits["mean"].predict(prepared.inputs["test"])
     y = prepared.targets["test"]
     assert np.sqrt(np.mean((boosting - y) ** 2)) < np.sqrt(np.mean((mean - y) ** 2))
+
+
+def test_boosting_predicts_the_validation_rows_once_to_choose_its_leaf_and_not_at_all_with_one_candidate(tmp_path, monkeypatch):
+    """The chosen candidate's validation outputs are kept for the verdict; one candidate is not predicted on while fitting.
+
+    Before, a lone candidate's validation rows were predicted to choose among one, then again for
+    the verdict: 11 s on the 336,776-row table (bench/RESULTS.md, stop 36).
+    """
+    from sklearn.datasets import load_diabetes
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    import dlw.baselines
+    from dlw.console import QUIET
+    from dlw.data.kinds import prepare
+    from dlw.spec import load_spec
+
+    csv = write_csv(load_diabetes(as_frame=True).frame, tmp_path / "diabetes.csv")
+    prepared = prepare(load_spec(str(csv), target="target"), QUIET)
+    validation = prepared.inputs["validation"]
+    chosen = dlw.baselines.fit_boosting(prepared, 0)
+    assert chosen.known["validation"][0] is validation
+    np.testing.assert_allclose(chosen.predict_split("validation", validation), chosen.predict(validation))
+    assert chosen.chosen["min_samples_leaf"] in dlw.baselines.BOOSTING_LEAF_GRID
+
+    predicted = []
+    real_predict = HistGradientBoostingRegressor.predict
+    monkeypatch.setattr(HistGradientBoostingRegressor, "predict", lambda self, x: predicted.append(len(x)) or real_predict(self, x))
+    monkeypatch.setattr(dlw.baselines, "BOOSTING_GRID_ROWS", 0)
+    lone = dlw.baselines.fit_boosting(prepared, 0)
+    assert predicted == [] and lone.known == {} and lone.chosen["min_samples_leaf"] == dlw.baselines.BOOSTING_LEAF
+    lone.predict_split("validation", validation)
+    assert predicted == [prepared.count("validation")]
