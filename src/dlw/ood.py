@@ -270,9 +270,15 @@ def penultimate_model(model):
 
     network = features_network(model)
     if network is model:
-        return keras.Model(model.inputs, model.get_layer("output").input, name="penultimate")
-    features = keras.Model(network.input, network.get_layer("output").input)
-    return keras.Model(model.input, features(model.input), name="penultimate")
+        inputs, features = model.inputs, model.get_layer("output").input
+    else:
+        inputs, features = model.input, keras.Model(network.input, network.get_layer("output").input)(model.input)
+    if len(features.shape) == 3:
+        # An ensemble's members (rows, members, units): their mean representation, taken in the network. Taken
+        # after predicting, the members' copy held 4 KiB a row, and 0.2 GiB at the top of the 336,776-row
+        # table's peak memory (bench/RESULTS.md, stop 36).
+        features = keras.ops.mean(features, axis=1)
+    return keras.Model(inputs, features, name="penultimate")
 
 
 def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:
@@ -289,8 +295,6 @@ def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:
 def blocks_from_penultimate(penultimate, prepared, inputs) -> dict[str, np.ndarray]:
     """``feature_blocks`` from an already computed penultimate layer (serving computes it with the output)."""
     penultimate = np.asarray(penultimate, dtype="float64")
-    if penultimate.ndim == 3:  # an ensemble's members (rows, members, units): their mean representation
-        penultimate = penultimate.mean(axis=1)
     blocks = {"penultimate": penultimate.reshape(len(penultimate), -1)}
     columns = np.asarray(prepared.baseline_features(inputs), dtype="float64")
     if columns.shape[1]:  # a table of text columns only has none here (its text is in the penultimate layer)
@@ -317,9 +321,9 @@ def fit_detector(model, prepared, rate: float):
     return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks), features
 
 
-# Table rows scored at once: an ensemble's penultimate layer is (rows, members, units), 4 KiB a row
-# in float32, so scoring 65,469 test rows at once held ~1 GiB. A multiple of the prediction batch
-# (4,096), so every batch the network sees is the one it saw unchunked: the same scores.
+# Table rows scored at once: each row's blocks are float64 copies (the penultimate layer and the
+# encoded columns), so the detector's memory stays flat however many rows are scored. A multiple of
+# the prediction batch (1,024), so every batch the network sees is the one it saw unchunked: the same scores.
 SCORE_ROWS = 16_384
 
 
