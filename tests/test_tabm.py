@@ -172,15 +172,20 @@ def test_model_keras_loads_with_keras_alone_after_importing_dlw_layers(tabm_run)
     assert len(declared) >= 11 and registered == str(sorted(f"dlw>{name}" for name in declared))
 
 
-def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
+def members_and_rows(tabm_run, layer_output) -> tuple:
+    """The run's model, the outputs of each member at ``layer_output(output layer)``, and the first 10 rows it reads them from."""
     import keras
 
-    _, run = tabm_run
+    path, run = tabm_run
     model = run.model
-    members = keras.Model(model.inputs, model.get_layer("output").output)
-    inputs, _ = run.schema.encode(pd.read_csv(tabm_run[0]).head(10))
-    both = {k: v for k, v in inputs.items() if k in {t.name for t in model.inputs}}
-    per_member = np.asarray(members.predict(both, verbose=0))
+    inputs, _ = run.schema.encode(pd.read_csv(path).head(10))
+    rows = {k: v for k, v in inputs.items() if k in {t.name for t in model.inputs}}
+    members = keras.Model(model.inputs, layer_output(model.get_layer("output")))
+    return model, np.asarray(members.predict(rows, verbose=0)), rows
+
+
+def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
+    model, per_member, both = members_and_rows(tabm_run, lambda layer: layer.output)
     assert per_member.shape[1] == 8
     np.testing.assert_allclose(np.asarray(model.predict(both, verbose=0)), per_member.mean(axis=1), rtol=1e-5, atol=1e-6)
     assert np.std(per_member, axis=1).mean() > 0, "the members differ"
@@ -188,17 +193,10 @@ def test_the_ensemble_predicts_the_mean_of_its_members(tabm_run):
 
 def test_the_detector_reads_the_members_mean_representation_computed_in_the_network(tabm_run):
     """(rows, units), not a (rows, members, units) copy to average afterwards: 4 KiB a row held 0.2 GiB at the 336,776-row table's peak."""
-    import keras
-
     from dlw.ood import penultimate_model
 
-    _, run = tabm_run
-    model = run.model
-    members = keras.Model(model.inputs, model.get_layer("output").input)
-    inputs, _ = run.schema.encode(pd.read_csv(tabm_run[0]).head(10))
-    both = {k: v for k, v in inputs.items() if k in {t.name for t in model.inputs}}
-    per_member = np.asarray(members.predict(both, verbose=0))
-    features = np.asarray(penultimate_model(model).predict(both, verbose=0))
+    model, per_member, rows = members_and_rows(tabm_run, lambda layer: layer.input)
+    features = np.asarray(penultimate_model(model).predict(rows, verbose=0))
     assert per_member.shape == (10, 8, 128) and features.shape == (10, 128)
     np.testing.assert_allclose(features, per_member.mean(axis=1), rtol=1e-5, atol=1e-6)
 
