@@ -695,3 +695,42 @@ def test_outputs_computed_with_the_fit_serve_only_that_splits_own_inputs():
     np.testing.assert_array_equal(fitted.predict_split("test", other), np.ones(3))
     np.testing.assert_array_equal(fitted.predict_split("validation", mine), np.ones(3))
     assert len(calls) == 2
+
+
+def test_the_baselines_thread_ignores_its_warning_and_leaves_other_threads_filters_as_they_were():
+    """``warnings.catch_warnings`` in the baselines' thread put back the filter list it found, dropping those
+    another thread added meanwhile: requests' ignore of urllib3's SOCKS warning, added while Keras imported it,
+    and the user was warned about PySocks (loans_full_schema from openintro, stop 36)."""
+    import threading
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from dlw.baselines import ignoring
+
+    class Added(UserWarning):
+        pass
+
+    entered, added, said = threading.Event(), threading.Event(), []
+
+    def baseline():
+        with ignoring(ConvergenceWarning):
+            entered.set()
+            assert added.wait(10)
+            warnings.warn("lbfgs failed to converge", ConvergenceWarning)
+
+    before = list(warnings.filters)
+    with warnings.catch_warnings():  # this test's own block, in the main thread: it restores the filters afterwards
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *rest, **kw: said.append(str(message))
+        thread = threading.Thread(target=baseline)
+        thread.start()
+        assert entered.wait(10)
+        warnings.filterwarnings("ignore", category=Added)  # as requests does on import, in another thread
+        added.set()
+        thread.join(10)
+        assert ("ignore", None, Added, None, 0) in warnings.filters, "a filter another thread added was dropped"
+        assert ("ignore", None, ConvergenceWarning, None, 0) not in warnings.filters
+        warnings.warn("left as it was", Added)
+    assert said == [], said  # neither the baseline's warning nor the one the other thread's filter ignores
+    assert warnings.filters == before

@@ -33,7 +33,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -136,6 +136,24 @@ def quick_gil_handover():
                 sys.setswitchinterval(_switching["before"])
 
 
+@contextmanager
+def ignoring(category: type[Warning]):
+    """Ignore ``category`` while the block runs, then remove that one filter: other filters stay as they are.
+
+    ``warnings.catch_warnings`` is not thread-safe: it swaps in a copy of the filter list and puts the
+    old list back on exit, dropping any filter another thread added meanwhile. Used in the baselines'
+    thread, it dropped the one that requests adds while Keras imports it in the main thread, and
+    urllib3's "SOCKS support requires PySocks" reached the user as a warning (stop 36).
+    """
+    entry = ("ignore", None, category, None, 0)
+    warnings.filterwarnings("ignore", category=category)
+    try:
+        yield
+    finally:
+        with suppress(ValueError):  # a catch_warnings block elsewhere already dropped it with its copy
+            warnings.filters.remove(entry)
+
+
 def class_probabilities(model, x, n_classes: int) -> np.ndarray:
     """``predict_proba`` spread over every class index, also those absent from the train rows."""
     proba = np.zeros((x.shape[0], n_classes))
@@ -209,11 +227,10 @@ def fit_regularized(prepared, seed: int, *, features: Callable, scaled_columns: 
         key, grid = "alpha", RIDGE_ALPHA_GRID
         make = lambda a: make_pipeline(scaler_for(dense, scaled_columns), Ridge(alpha=a))  # noqa: E731
     started = time.perf_counter()
-    with sklearn_threads(), warnings.catch_warnings():
-        # A weakly regularized candidate on nearly separable rows stops at max_iter (scikit-learn
-        # then prints a ten-line warning per fit); the validation loss judges it all the same,
-        # and whether the kept one converged is recorded below.
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    # A weakly regularized candidate on nearly separable rows stops at max_iter (scikit-learn
+    # then prints a ten-line warning per fit); the validation loss judges it all the same,
+    # and whether the kept one converged is recorded below.
+    with sklearn_threads(), ignoring(ConvergenceWarning):
         scores = {value: validation_loss(validation_outputs(make(value).fit(x[sample], y[sample]), xv, n_classes), yv, n_classes) for value in grid}
         best = min(scores, key=scores.get)
         model = make(best).fit(x, y)
