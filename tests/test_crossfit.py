@@ -22,6 +22,7 @@ from dlw.console import QUIET
 from dlw.data.kinds import prepare
 from dlw.data.splits import make_splits
 from dlw.errors import ConfigError
+from dlw.spec import load_spec
 
 SHORT = ["train.epochs=12", "train.early_stopping.patience=4", "model.hidden_layers=[32,16]", "model.ensemble=4", "train.checkpoint_seconds=0"]
 
@@ -147,3 +148,29 @@ def test_a_killed_cross_fitted_run_resumes_keeping_the_finished_networks(tmp_pat
     log = (out / "run.log").read_text()
     assert "resumed after epoch 3 of 5" in log
     assert resumed.metrics["test"]["rmse"] == pytest.approx(whole.metrics["test"]["rmse"], rel=1e-9)  # JAX on a CPU: the same five epochs
+
+
+def test_a_cross_fitted_baseline_answers_for_the_validation_rows_with_what_its_first_fit_computed_there(tmp_path, monkeypatch):
+    """The first fold is the run's validation split, its own arrays: boosting's first fit chose its leaf on
+    them, and those outputs are the cross-fitted baseline's, not predicted a second time."""
+    from sklearn.datasets import load_diabetes
+
+    import dlw.baselines
+
+    csv = write_csv(load_diabetes(as_frame=True).frame, tmp_path / "diabetes.csv")
+    prepared = prepare(load_spec(str(csv), target="target"), QUIET)
+    validation = prepared.inputs["validation"]
+    assert prepared.splits.folds and next(prepared.fold_views()).inputs["validation"] is validation
+    real, fits, asked = dlw.baselines.FITTERS["hist_gradient_boosting"], [], []
+
+    def observed(part, seed):
+        fitted = real(part, seed)
+        predict = fitted.predict
+        fitted.predict = lambda inputs: asked.append(inputs) or predict(inputs)
+        fits.append(fitted)
+        return fitted
+
+    monkeypatch.setitem(dlw.baselines.FITTERS, "hist_gradient_boosting", observed)
+    combined = dlw.baselines.crossfit_baselines(prepared, 0)["hist_gradient_boosting"]
+    assert not any(inputs is validation for inputs in asked), "the first fit predicted its validation rows again"
+    np.testing.assert_allclose(combined.predict_split("validation", validation), fits[0].predict(validation))

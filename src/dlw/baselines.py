@@ -448,7 +448,7 @@ def crossfit_baselines(prepared, seed: int) -> dict[str, Fitted]:
             predict=mean_prediction([f.predict for f in fits]),
             chosen={**first.chosen, "folds": len(fits)},
             fit_seconds=sum(f.fit_seconds for f in fits),
-            known={"validation": (validation, first.predict(validation))},
+            known={"validation": (validation, first.predict_split("validation", validation))},
         )
     return combined
 

@@ -106,7 +106,10 @@ class Prepared:
         for k in range(self.splits.fold_count):
             splits = self.splits.fold(k)
             train_at, val_at = (order[np.searchsorted(sorted_rows, rows)] for rows in (splits.train, splits.validation))
-            inputs = {**self.inputs, "train": self.take(pooled, train_at), "validation": self.take(pooled, val_at)}
+            # The first fold is the run's validation split: its own arrays, so that what is computed on them
+            # while fitting (a baseline's validation outputs, ``Fitted.known``) is known to be theirs.
+            validation = self.inputs["validation"] if np.array_equal(splits.validation, self.splits.validation) else self.take(pooled, val_at)
+            inputs = {**self.inputs, "train": self.take(pooled, train_at), "validation": validation}
             yield dataclasses.replace(self, splits=splits, inputs=inputs, targets={**self.targets, "train": y[train_at], "validation": y[val_at]})
 
     def without_folds(self) -> "Prepared":
