@@ -160,6 +160,35 @@ def test_a_look_at_a_csv_reads_its_first_rows_and_the_full_read_still_names_a_ra
     assert "line 52" in data_error(path)
 
 
+def test_a_look_at_a_csv_reads_only_its_first_lines(tmp_path, monkeypatch):
+    path = tmp_path / "long.csv"
+    body = "".join(f"{i},{i % 7},{'xy'[i % 2]}\n" for i in range(600_000))
+    path.write_text("a,b,label\n" + body, encoding="utf-8")
+    opened = []
+    real_open = Path.open
+
+    def counting_open(self, *args, **kwargs):
+        handle = real_open(self, *args, **kwargs)
+        real_read = handle.read
+        handle.read = lambda *a: opened.append(len(chunk := real_read(*a))) or chunk
+        return handle
+
+    def counting_read_bytes(self):
+        opened.append(self.stat().st_size)
+        return real_open(self, "rb").read()
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    monkeypatch.setattr(Path, "read_bytes", counting_read_bytes)
+    look = read_table(str(path), rows=2000)
+    assert look["a"].tolist() == list(range(2000)) and look["label"].tolist()[:3] == ["x", "y", "x"]
+    assert 0 < sum(opened) < path.stat().st_size / 4  # a mebibyte (and the Parquet check's 4 bytes) of 6, not the file
+    # A quoted value that runs past the lines read is cut there, and the rows before it are whole.
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('a,b\n1,"two\nlines"\n3,x\n', encoding="utf-8")
+    assert read_table(str(quoted), rows=1)["a"].tolist() == [1]
+    assert read_table(str(quoted), rows=5)["b"].tolist() == ["two\nlines", "x"]
+
+
 def test_short_rows_are_not_padded_silently(tmp_path):
     path = tmp_path / "short.csv"
     path.write_text("a,b,label\n1,2,x\n3,4\n5,6,x\n", encoding="utf-8")
