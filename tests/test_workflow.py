@@ -569,18 +569,26 @@ def test_a_folder_that_is_not_a_run_is_not_offered_to_overwrite(tmp_path, binary
     assert (out / "thesis.tex").read_text(encoding="utf-8") == "precious"
 
 
-def test_unfamiliar_scores_are_the_same_in_chunks(penguins_run, monkeypatch):
-    """Scoring many rows in chunks (bounded memory) gives exactly the scores of one pass."""
+def test_unfamiliar_scores_are_the_same_in_chunks_and_from_the_predictions_pass(penguins_run, monkeypatch):
+    """Scoring many rows in chunks (bounded memory) gives exactly the scores of one pass; the outputs and features
+    computed in that pass are the model's and the detector's own."""
     import dlw.ood as ood
 
     frame = pd.concat([dlw.data.builtin.BUILTINS["penguins"].load()] * 3, ignore_index=True)  # 1,032 rows
     inputs, _ = penguins_run.prepared.schema.encode(frame)
-    whole = ood.score_inputs(penguins_run.detector, penguins_run.features_model, penguins_run.prepared, inputs)
+    detector, joint = penguins_run.checked
+    raw, *whole = ood.raw_outputs_and_scores(detector, joint, penguins_run.prepared, inputs)
     monkeypatch.setattr(ood, "SCORE_ROWS", 256)
-    chunked = ood.score_inputs(penguins_run.detector, penguins_run.features_model, penguins_run.prepared, inputs)
-    assert len(whole[1]) == len(frame)
+    raw_chunked, *chunked = ood.raw_outputs_and_scores(detector, joint, penguins_run.prepared, inputs)
+    assert len(whole[1]) == len(frame) == len(raw)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-6)
+    np.testing.assert_allclose(raw, raw_chunked, rtol=1e-6)
+    prepared = penguins_run.prepared
+    np.testing.assert_allclose(raw, prepared.predict_raw(penguins_run.model, inputs), rtol=1e-5, atol=1e-7)
+    apart = detector.flags_and_scores(ood.feature_blocks(ood.penultimate_model(penguins_run.model), prepared, inputs))
+    np.testing.assert_array_equal(whole[0], apart[0])
+    np.testing.assert_allclose(whole[1], apart[1], rtol=1e-5)
 
 
 # --- the baselines fit while the network trains -------------------------------------------------

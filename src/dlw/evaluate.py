@@ -18,7 +18,7 @@ from dlw.classes import baseline_decision, choose_main_metric, choose_threshold,
 from dlw.console import Console
 from dlw.crossfit import validation_network
 from dlw.data.prepared import SPLITS, Prepared
-from dlw.ood import score_inputs
+from dlw.ood import raw_outputs_and_scores
 from dlw.plots import plot_confusion_matrix, plot_residuals
 from dlw.problem import Problem
 from dlw.runs import pause_point
@@ -89,8 +89,8 @@ def measure(
     """Step 8: the network and the baselines on the validation and test splits (or ``evaluated``).
 
     Adds the verdict (``advice``: the network against the best baseline, with a
-    bootstrap interval) and, given an unfamiliar-input ``detector`` (with its
-    features model), the share of the measured inputs it flags. The network's
+    bootstrap interval) and, given ``detector`` (an unfamiliar-input detector and its ``outputs_and_features_model``),
+    the share of the test rows (or ``evaluated``'s) it flags, scored in their predictions' pass. The network's
     outputs are left in ``outputs`` when a dict is passed. ``baselines``: the fitted
     baselines' future (``fit_baselines_in_background``), when fitting began earlier.
     """
@@ -100,16 +100,19 @@ def measure(
         evaluated = {name: (prepared.inputs[name], prepared.targets[name]) for name in ("validation", "test")}
     result: dict = {"task": problem.task}
     outputs = {} if outputs is None else outputs
-    for name, (inputs, y) in evaluated.items():
-        # A cross-fitted model's validation rows trained all its networks but the first: it answers for them.
-        network = validation_network(model) if name == "validation" else model
-        outputs[name] = prepared.outputs(network, inputs)
-        result[name] = score(problem, y, outputs[name], problem.decision)
     main = "test" if "test" in evaluated else next(iter(evaluated))
+    for name, (inputs, y) in evaluated.items():
+        if name == main and detector is not None:  # the test rows (or new ones): the predictions and the detector's features in one pass
+            raw, flags, scores = raw_outputs_and_scores(*detector, prepared, inputs)
+            outputs[name], outputs[f"{name}_ood"] = prepared.outputs_from_raw(raw), (flags, scores)
+        else:
+            # A cross-fitted model's validation rows trained all its networks but the first: it answers for them.
+            outputs[name] = prepared.outputs(validation_network(model) if name == "validation" else model, inputs)
+        result[name] = score(problem, y, outputs[name], problem.decision)
     result["main_metric"], result["main_metric_reason"] = choose_main_metric(problem, prepared.targets["train"], prepared.config.checks.main_metric)
     # The network's own checks first: the baselines may still be predicting in the background.
     predicted = predicted_classes(outputs[main], problem.decision) if problem.is_classification else outputs[main]
-    ood = ood_summary(detector, prepared, evaluated[main][0], main, outputs) if detector is not None else None
+    ood = ood_summary(detector[0], main, outputs) if detector is not None else None
     if plots_to is not None:
         plot_errors(problem, evaluated[main][1], predicted, plots_to)
     thresholds = {"network": problem.decision}
@@ -129,11 +132,10 @@ def measure(
     return result
 
 
-def ood_summary(detector, prepared: Prepared, inputs, split: str, outputs: dict) -> dict:
-    """The unfamiliar-input detector's flags on ``split`` (into ``outputs[f"{split}_ood"]``) and their summary."""
-    flags, scores = score_inputs(detector[0], detector[1], prepared, inputs)
-    outputs[f"{split}_ood"] = (flags, scores)
-    return {"rate": detector[0].rate, "split": split, "flag_rate": float(np.mean(flags)), "flagged": int(np.sum(flags)), "n": int(len(flags))}
+def ood_summary(detector, split: str, outputs: dict) -> dict:
+    """The summary of the unfamiliar-input ``detector``'s flags on ``split`` (``outputs[f"{split}_ood"]``)."""
+    flags = outputs[f"{split}_ood"][0]
+    return {"rate": detector.rate, "split": split, "flag_rate": float(np.mean(flags)), "flagged": int(np.sum(flags)), "n": int(len(flags))}
 
 
 def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict, thresholds: dict | None = None, fitting: Future | None = None) -> dict:

@@ -307,7 +307,8 @@ DETECTOR_ROWS = 20_000
 
 
 def fit_detector(model, prepared, rate: float):
-    """Fit on the train split, calibrate on validation so that about ``rate`` of familiar inputs are flagged."""
+    """``(detector, outputs_and_features_model(model))``: fitted on the train split, calibrated on validation so that about
+    ``rate`` of familiar inputs are flagged."""
     features = penultimate_model(model)
     prepared = prepared.with_at_most(DETECTOR_ROWS, ("train", "validation"), seed=0)
     train = feature_blocks(features, prepared, prepared.inputs["train"])
@@ -318,7 +319,7 @@ def fit_detector(model, prepared, rate: float):
             f"{prepared.config.data.source}: the training diverged (the network's outputs are not finite numbers); the inputs "
             "hold extreme values (beyond about 1e30) or the learning rate is too high: rescale or drop those columns, or lower train.learning_rate"
         )
-    return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks), features
+    return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks), outputs_and_features_model(model, features)
 
 
 # Table rows scored at once: each row's blocks are float64 copies (the penultimate layer and the
@@ -327,11 +328,25 @@ def fit_detector(model, prepared, rate: float):
 SCORE_ROWS = 16_384
 
 
-def score_inputs(detector, features_model, prepared, inputs) -> tuple[np.ndarray, np.ndarray]:
-    """``(flags, scores)`` for some inputs (table rows in chunks of ``SCORE_ROWS``)."""
+def outputs_and_features_model(model, features_model=None):
+    """``model``'s output and the detector's features (``penultimate_model``, or ``features_model``) as one two-output model.
+
+    One pass over the inputs instead of two: the 336,776-row table's test rows went through the network
+    once for the predictions and again for the detector (bench/RESULTS.md, stop 37). Serving calls it per request.
+    """
+    import keras
+
+    features_model = penultimate_model(model) if features_model is None else features_model
+    return keras.Model(model.inputs, [model.output, features_model.output], name="outputs_and_features")
+
+
+def raw_outputs_and_scores(detector, joint, prepared, inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(raw outputs, flags, scores)`` for some inputs from one pass of ``joint`` (``outputs_and_features_model``),
+    table rows in chunks of ``SCORE_ROWS``."""
     n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else 0
     if n <= SCORE_ROWS:
-        return detector.flags_and_scores(feature_blocks(features_model, prepared, inputs))
-    parts = [score_inputs(detector, features_model, prepared, prepared.take(inputs, np.arange(start, min(start + SCORE_ROWS, n))))
+        raw, penultimate = prepared.predict_raw(joint, inputs)
+        return (np.asarray(raw), *detector.flags_and_scores(blocks_from_penultimate(penultimate, prepared, inputs)))
+    parts = [raw_outputs_and_scores(detector, joint, prepared, prepared.take(inputs, np.arange(start, min(start + SCORE_ROWS, n))))
              for start in range(0, n, SCORE_ROWS)]
-    return np.concatenate([f for f, _ in parts]), np.concatenate([s for _, s in parts])
+    return tuple(np.concatenate(part) for part in zip(*parts))

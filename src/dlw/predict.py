@@ -7,11 +7,14 @@ kept beside the predictions), an image run reads folders, CSVs of paths or files
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from dlw.classes import predicted_classes
 from dlw.problem import Problem
+from dlw.runs import write_atomic
 
 
 def prediction_frame(output: np.ndarray, problem: Problem, index=None) -> pd.DataFrame:
@@ -23,3 +26,13 @@ def prediction_frame(output: np.ndarray, problem: Problem, index=None) -> pd.Dat
     for i, name in enumerate(classes):
         frame[f"prob_{name}"] = output[:, i]
     return frame
+
+
+def write_test_predictions(folder: Path, prepared, outputs: dict) -> None:
+    """``test_predictions.csv``: each test row (or image path), its target, the prediction and the ood flag."""
+    rows = prepared.frame.loc[prepared.splits.test]
+    predicted = prediction_frame(outputs["test"], prepared.problem, index=rows.index)
+    frame = pd.concat([rows, predicted], axis=1)
+    flags, scores = outputs["test_ood"]
+    frame["ood"], frame["ood_score"] = flags, np.round(scores, 4)
+    write_atomic(folder / "test_predictions.csv", frame.to_csv(index=False))

@@ -197,14 +197,12 @@ class Predictor:
 
     def __init__(self, run):
         model = run.model  # first: loading the model chooses the backend before keras is imported
-        import keras
-
         self.run = run
         self.prepared = run.prepared
         from dlw._backend import inference_function
-        from dlw.ood import penultimate_model
+        from dlw.ood import outputs_and_features_model
 
-        self.network = keras.Model(model.inputs, [model.output, penultimate_model(model).output], name="serving")
+        self.network = outputs_and_features_model(model)
         self.call = inference_function(self.network)
         self.input_names = {t.name for t in model.inputs}
 

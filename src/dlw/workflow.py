@@ -151,6 +151,7 @@ class Workflow:
         from dlw.evaluate import measure
         from dlw.ood import METHOD as OOD_METHOD, fit_detector
         from dlw.plots import plot_learning_curves
+        from dlw.predict import write_test_predictions
         from dlw.sufficiency import trainable_parameters
 
         model, result = trained.model, trained.result
@@ -206,18 +207,6 @@ class Workflow:
         return self.run
 
 
-def write_test_predictions(folder: Path, prepared: Prepared, outputs: dict) -> None:
-    """``test_predictions.csv``: each test row (or image path), its target, the prediction and the ood flag."""
-    from dlw.predict import prediction_frame
-
-    rows = prepared.frame.loc[prepared.splits.test]
-    predicted = prediction_frame(outputs["test"], prepared.problem, index=rows.index)
-    frame = pd.concat([rows, predicted], axis=1)
-    flags, scores = outputs["test_ood"]
-    frame["ood"], frame["ood_score"] = flags, np.round(scores, 4)
-    write_atomic(folder / "test_predictions.csv", frame.to_csv(index=False))
-
-
 class Run:
     """A finished run folder: its config, schema, metrics and model; predicts and re-evaluates.
 
@@ -266,24 +255,27 @@ class Run:
         ``rows`` is a frame or a table file for a table run; for an image run, a folder
         (nested or flat), a CSV of image paths, one image file or a list of paths.
         """
+        from dlw.ood import raw_outputs_and_scores
         from dlw.predict import prediction_frame
 
         shown, inputs, failed, origin = self.prepared.encode_new(rows, console, origin)
-        predicted = prediction_frame(self.prepared.outputs(self.model, inputs), self.problem, index=shown.index)
+        if self.checked is None:
+            raw, flagged = self.prepared.predict_raw(self.model, inputs), []
+        else:  # the detector's flags from the predictions' own pass through the network
+            raw, *flagged = raw_outputs_and_scores(*self.checked, self.prepared, inputs)
+        predicted = prediction_frame(self.prepared.outputs_from_raw(raw), self.problem, index=shown.index)
         kept = shown.drop(columns=[c for c in [*predicted.columns, "ood", "ood_score"] if c in shown.columns])
-        frame = self._flag_unfamiliar(pd.concat([kept, predicted], axis=1), inputs, console, origin)
+        frame = self._flag_unfamiliar(pd.concat([kept, predicted], axis=1), flagged, console, origin)
         if failed:
             console.warn(f"{origin}: {len(failed)} {self.prepared.noun}(s) could not be decoded; their predictions are blank")
             frame.loc[failed, frame.columns[1:]] = None
         return frame
 
-    def _flag_unfamiliar(self, frame: pd.DataFrame, inputs, console: Console, origin: str) -> pd.DataFrame:
-        """Add ``ood`` and ``ood_score`` from the run's detector, and say how many inputs were flagged."""
-        from dlw.ood import score_inputs
-
-        if self.detector is None:
+    def _flag_unfamiliar(self, frame: pd.DataFrame, flagged: list, console: Console, origin: str) -> pd.DataFrame:
+        """Add ``ood`` and ``ood_score`` (``flagged``: the detector's flags and scores, or empty), and say how many inputs were flagged."""
+        if not flagged:
             return frame
-        flags, scores = score_inputs(self.detector, self.features_model, self.prepared, inputs)
+        flags, scores = flagged
         frame["ood"], frame["ood_score"] = flags, np.round(scores, 4)
         what = f"{self.prepared.noun}(s)"
         if flags.any():
@@ -304,12 +296,13 @@ class Run:
         return self._detector
 
     @property
-    def features_model(self):
-        if not hasattr(self, "_features"):
-            from dlw.ood import penultimate_model
+    def checked(self):
+        """``(detector, outputs_and_features_model(model))`` with the run's unfamiliar-input detector, else None."""
+        if not hasattr(self, "_checked"):
+            from dlw.ood import outputs_and_features_model
 
-            self._features = penultimate_model(self.model)
-        return self._features
+            self._checked = (self.detector, outputs_and_features_model(self.model)) if self.detector is not None else None
+        return self._checked
 
     def evaluate(self, data: str | Path | pd.DataFrame | None = None, console: Console = QUIET) -> dict:
         """Step 8 again: on the run's own test split, or on new labelled ``data``.
@@ -327,8 +320,7 @@ class Run:
         self._check_same_data(prepared)
         evaluated = None if data is None else {"data": prepared.encode_labelled(data, console)}
         prepared.problem, prepared.target_scaling = self.problem, self.target_scaling
-        detector = (self.detector, self.features_model) if self.detector is not None else None
-        result = measure(self.model, prepared, console, evaluated=evaluated, detector=detector, bootstrap=self.config.checks.bootstrap)
+        result = measure(self.model, prepared, console, evaluated=evaluated, detector=self.checked, bootstrap=self.config.checks.bootstrap)
         if data is not None:  # result["data"] holds the network's metrics on it
             result["source"] = str(data) if not isinstance(data, pd.DataFrame) else "DataFrame"
         return result
