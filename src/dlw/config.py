@@ -162,11 +162,13 @@ class ModelConfig(_Strict):
         "auto: from 500 train rows piecewise_linear_and_periodic for regression and piecewise_linear for classification; "
         "none below (the bins overfit a few hundred rows).",
     )
-    numbers: Literal["auto", "clipped", "clipped_and_linear"] = Field(
+    numbers: Literal["auto", "clipped", "clipped_and_linear", "clipped_and_log", "clipped_linear_and_log"] = Field(
         "auto",
         description="tabm: how a number is scaled before its embeddings: clipped (robust scaling, then smooth clipping to (-3, 3), "
-        "as RealMLP) or clipped_and_linear (also the robust-scaled number unclipped, so a target that rises with a long-tailed "
-        "number can follow it). auto: clipped_and_linear for regression, clipped for classification.",
+        "as RealMLP); clipped_and_linear (also the robust-scaled number unclipped, so a target that rises with a long-tailed "
+        "number can follow it); clipped_and_log (also the log of each column whose values are >= 0, scaled and clipped, so a "
+        "first layer can form a ratio of two); clipped_linear_and_log (all three). auto: clipped_and_linear for regression, "
+        "clipped for classification.",
     )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
     text_dim: int = Field(32, ge=1, le=512, description="tabm and mlp: width of a text column's learned embedding (the mean of its n-grams' vectors).")

@@ -52,16 +52,18 @@ def tabm_embeddings(config, n_train: int, task: str) -> str:
     return "piecewise_linear_and_periodic" if task == "regression" else "piecewise_linear"
 
 
-def tabm_linear_numbers(config, task: str) -> bool:
-    """Whether tabm's numbers also enter unclipped (``model.numbers``), with ``auto`` decided from the task.
+def tabm_number_copies(config, task: str) -> tuple[str, ...]:
+    """The copies of tabm's numbers beside the clipped ones (``model.numbers``, ``dlw.models.tabm.NUMBER_COPIES``), with ``auto`` decided from the task.
 
     On a regression target that rises with a long-tailed number, the clipped number flattens the tail
-    the error is made of (College's applications: rmse 20-31% lower, bench/RESULTS.md, stop 26).
+    the error is made of (College's applications: rmse 20-31% lower with the unclipped copy, bench/RESULTS.md, stop 26).
     """
+    from dlw.models.tabm import NUMBER_COPIES
+
     chosen = config.model.numbers
     if chosen == "auto":
-        return task == "regression"
-    return chosen == "clipped_and_linear"
+        chosen = "clipped_and_linear" if task == "regression" else "clipped"
+    return NUMBER_COPIES[chosen]
 
 
 # tabm's automatic bin count: one bin per this many train rows, within BINS_RANGE (bench/RESULTS.md).
@@ -102,7 +104,7 @@ def _build_tabm(config, prepared, objective, backbone):
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
-        bins=tabm_bins(config, prepared.count("train")), linear_numbers=tabm_linear_numbers(config, prepared.problem.task),
+        bins=tabm_bins(config, prepared.count("train")), number_copies=tabm_number_copies(config, prepared.problem.task),
         seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
         bound_numeric=train_and_validation_numbers(prepared),
     )
@@ -143,11 +145,13 @@ def _describe_tabm(model, config, backbone, base) -> str:
     layers = [layer for layer in model.layers if type(layer).__name__ in kinds]  # in the order numeric_branch built them
     numbers = " and ".join(kinds[type(layer).__name__] for layer in layers) or "no"
     notes = [f"{len(layer.edges[0]) - 1} bins" for layer in layers if hasattr(layer, "edges")]  # what bins: auto became
-    unclipped = "robust_scale_unclipped" in names  # as numeric_branch built them
+    # the copies as numeric_branch built them
+    copies = ["clipped"] + [copy for layer, copy in (("robust_scale_unclipped", "unclipped"), ("log_numbers", "logged")) if layer in names]
+    scaled = " and ".join(copies) if len(copies) < 3 else f"{', '.join(copies[:-1])} and {copies[-1]}"
     if "numbers_and_embedding" in names:
-        notes.append("beside the scaled numbers, clipped and unclipped" if unclipped else "beside the scaled numbers")
-    elif unclipped:
-        notes.append("the scaled numbers clipped and unclipped")
+        notes.append("beside the scaled numbers" + (f", {scaled}" if len(copies) > 1 else ""))
+    elif len(copies) > 1:
+        notes.append(f"the scaled numbers {scaled}")
     detail = f" ({', '.join(notes)})" if notes else ""
     return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{detail}; {model.count_params():,} parameters"
 

@@ -183,6 +183,73 @@ class RobustScaleClip(RobustScale):
         return {**super().get_config(), "bound": self.bound}
 
 
+# A column gets a log copy when its train values are >= 0 and take at least this many values (a 0/1
+# column's log is the column again).
+LOG_MIN_VALUES = 3
+# Where a column holds zeros, log(x + shift) with shift this quantile of its positive values: the zeros sit
+# below the positives as far as the smallest positives sit below the typical one, not at minus infinity.
+LOG_SHIFT_QUANTILE = 0.05
+
+
+def log_copy_stats(train_numeric: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(columns, floor, shift) of the log copy: the columns whose train values are all >= 0 and take at least
+    ``LOG_MIN_VALUES`` values, and for each the floor and shift of ``log(max(x, floor) + shift)``.
+
+    All positive: floor half the smallest value (a new smaller one is held there), no shift. With zeros:
+    floor 0 and the shift ``LOG_SHIFT_QUANTILE`` of the positive values.
+    """
+    x = np.asarray(train_numeric, dtype=np.float64)
+    columns, floors, shifts = [], [], []
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        low, high = col.min(), col.max()
+        if low < 0 or not ((col > low) & (col < high)).any():
+            continue
+        positive = col[col > 0]
+        columns.append(j)
+        floors.append(low / 2 if low > 0 else 0.0)
+        shifts.append(0.0 if low > 0 else float(np.quantile(positive, LOG_SHIFT_QUANTILE)))
+    return columns, np.asarray(floors, dtype=np.float32), np.asarray(shifts, dtype=np.float32)
+
+
+def logged_columns(numeric: np.ndarray, columns: list[int], floor, shift) -> np.ndarray:
+    """``log(max(x, floor) + shift)`` of ``numeric``'s ``columns``, as ``LogScaleClip`` computes it."""
+    x = np.asarray(numeric, dtype=np.float32)[:, columns]
+    return np.log(np.maximum(x, floor) + shift)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LogScaleClip(keras.layers.Layer):
+    """log(max(x, floor) + shift) of the non-negative columns (``log_copy_stats``), robust-scaled and smoothly clipped.
+
+    Concrete's strength follows the water-cement ratio, and a ratio is a difference of logarithms: a first
+    layer that reads the logs forms it in one unit, where the scaled numbers and their bins need many
+    (bench/RESULTS.md, stops 37-38).
+    """
+
+    def __init__(self, columns, floor, shift, centre, inv_scale, bound: float = 3.0, **kwargs):
+        super().__init__(**kwargs)
+        self.columns = [int(c) for c in columns]
+        self.floor, self.shift = [float(v) for v in np.asarray(floor).reshape(-1)], [float(v) for v in np.asarray(shift).reshape(-1)]
+        self.centre, self.inv_scale = [float(v) for v in np.asarray(centre).reshape(-1)], [float(v) for v in np.asarray(inv_scale).reshape(-1)]
+        self.bound = float(bound)
+
+    def build(self, input_shape):
+        self.held = [held_weight(self, name, getattr(self, name)) for name in ("floor", "shift", "centre", "inv_scale")]
+
+    def call(self, x):
+        floor, shift, centre, inv_scale = self.held
+        z = ops.log(ops.maximum(ops.take(ops.cast(x, "float32"), self.columns, axis=1), floor) + shift)
+        return smooth_clip((z - centre) * inv_scale, self.bound)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.columns))
+
+    def get_config(self):
+        return {**super().get_config(), "columns": self.columns, "floor": self.floor, "shift": self.shift,
+                "centre": self.centre, "inv_scale": self.inv_scale, "bound": self.bound}
+
+
 def quantile_bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     """(d, n_bins + 1) edges from train quantiles; duplicate edges (ties, binary columns)
     are removed and the row padded with its last edge (zero-width bins are masked)."""
@@ -530,24 +597,38 @@ NUMBER_EMBEDDINGS = {
 }
 
 
-def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, linear: bool, bins: int, dim: int, seed: int,
+# The copies of each number beside the clipped one, as model.numbers names them.
+NUMBER_COPIES = {
+    "clipped": (),
+    "clipped_and_linear": ("linear",),
+    "clipped_and_log": ("log",),
+    "clipped_linear_and_log": ("linear", "log"),
+}
+
+
+def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, copies: tuple[str, ...], bins: int, dim: int, seed: int,
                    bound_numeric: np.ndarray | None = None):
     """Robust scaling and smooth clipping, then the numbers' embeddings (``NUMBER_EMBEDDINGS``) beside the scaled numbers, or the scaled numbers alone.
 
-    With ``linear``, each number also enters robust-scaled but unclipped (``RobustScale``), within the
-    ``tail_bounds`` of ``bound_numeric`` (the train and validation rows; default: the train rows).
+    ``copies`` (``NUMBER_COPIES``) adds, beside the clipped numbers, ``linear``: each robust-scaled but
+    unclipped (``RobustScale``), within the ``tail_bounds`` of ``bound_numeric`` (the train and validation
+    rows; default: the train rows); ``log``: the non-negative ones' logs (``LogScaleClip``).
     """
     centre, inv = robust_scale_stats(train_numeric)
     x = RobustScaleClip(centre, inv, name="robust_scale")(numeric_input)
     # The scaled value itself beside its embeddings, as RealMLP's embeddings keep it: the first layer
     # can then follow a number linearly instead of through bins and ReLUs (bench/RESULTS.md).
     parts = [x]
-    if linear:
+    if "linear" in copies:
         low, high = tail_bounds(train_numeric if bound_numeric is None else bound_numeric, centre, inv)
         parts.append(RobustScale(centre, inv, low, high, name="robust_scale_unclipped")(numeric_input))
+    columns, floor, shift = log_copy_stats(train_numeric) if "log" in copies else ([], None, None)
+    if columns:
+        log_centre, log_inv = robust_scale_stats(logged_columns(train_numeric, columns, floor, shift))
+        parts.append(LogScaleClip(columns, floor, shift, log_centre, log_inv, name="log_numbers")(numeric_input))
     kinds = NUMBER_EMBEDDINGS[embeddings]
     if not kinds:
-        return keras.layers.Concatenate(name="numbers_clipped_and_linear")(parts) if linear else x
+        return keras.layers.Concatenate(name="numbers_clipped_and_" + "_and_".join(copies))(parts) if len(parts) > 1 else x
     if "piecewise_linear" in kinds:
         scaled = np.asarray(smooth_clip((np.asarray(train_numeric, dtype="float32") - centre) * inv))
         parts.append(PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x))
@@ -558,7 +639,7 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
 
 
 def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
-               embeddings: str, embedding_dim: int, bins: int, seed: int, linear_numbers: bool = False, text_dim: int = 32,
+               embeddings: str, embedding_dim: int, bins: int, seed: int, number_copies: tuple[str, ...] = (), text_dim: int = 32,
                text_dropout: float = 0.8, bound_numeric: np.ndarray | None = None):
     """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins.
 
@@ -573,7 +654,7 @@ def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden
     if "numeric" in train_inputs:
         numeric = train_inputs["numeric"]
         inputs["numeric"] = keras.Input(shape=(numeric.shape[1],), name="numeric", dtype="float32")
-        parts.append(numeric_branch(inputs["numeric"], numeric, embeddings=embeddings, linear=linear_numbers, bins=bins, dim=embedding_dim, seed=seed,
+        parts.append(numeric_branch(inputs["numeric"], numeric, embeddings=embeddings, copies=number_copies, bins=bins, dim=embedding_dim, seed=seed,
                                     bound_numeric=bound_numeric))
     if "categorical" in train_inputs:
         ranges = list(zip(schema.category_offsets, schema.category_sizes))
