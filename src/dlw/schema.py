@@ -388,11 +388,37 @@ def _infer_kind(column: pd.Series) -> tuple[str, str]:
     # answers): each such level is learned whole, as a category, not as n-grams.
     if sample.str.split().str.len().mean() >= 4 and not (n_unique <= MAX_CATEGORIES and n >= REPEATED_LEVEL * n_unique):
         return "text", ""
-    if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
-        return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
     if n >= 20 and n_unique == n:  # a name per row (Cars93's 'Make'): no level is ever seen twice
         return "id", f"ID-like (a different value on every row: {n} values)"
+    if n_unique > MAX_CATEGORIES and n_unique / n > 0.5:
+        top, count = counts.idxmax(), int(counts.max())
+        if reads_as_labels(text, count):  # as text they made every model worse on openintro's loans (bench/RESULTS.md, stop 38)
+            return "id", (f"labels in words, too many to learn as levels ({len(counts)} distinct in {n} rows, {top!r} {count} times); "
+                          f"data.types: {{{column.name}: text}} reads their words")
+        return "id", f"ID-like ({n_unique} distinct values in {n} rows)"
     return "categorical", ""
+
+
+# A column of many distinct values is labels in words, not IDs (its note says so), when its values are letters (LABEL_LETTERS of
+# their characters), its most frequent one is on at least LABEL_TOP_SHARE of the rows (and 5), and at least
+# LABEL_SHARED_ROWS of the rows hold a word that LABEL_WORD_ROWS other rows hold too (a job title: 'manager'
+# on 239 of 9,167 rows, 'registered nurse' and 'nurse practitioner'). A word on most rows (a prefix) does not count.
+LABEL_LETTERS, LABEL_TOP_SHARE, LABEL_SHARED_ROWS, LABEL_WORD_ROWS = 0.9, 0.01, 0.5, 3
+LABEL_TOP_ROWS, LABEL_SAMPLE = 5, 5_000
+
+
+def reads_as_labels(text: pd.Series, top_count: int) -> bool:
+    """Whether a many-valued column's ``text`` (its values as stripped strings) is short labels in words, not IDs (see ``LABEL_LETTERS``)."""
+    if top_count < max(LABEL_TOP_ROWS, LABEL_TOP_SHARE * len(text)):
+        return False
+    sample = text.sample(min(len(text), LABEL_SAMPLE), random_state=0).str.lower()
+    letters = sample.str.count(r"[a-z ]") / sample.str.len().clip(lower=1)
+    if letters.mean() < LABEL_LETTERS:
+        return False
+    words = sample.str.findall(r"[a-z]{2,}").map(set)
+    rows_of = pd.Series([w for row in words for w in row]).value_counts()
+    shared = set(rows_of.index[(rows_of >= LABEL_WORD_ROWS) & (rows_of <= 0.5 * len(sample))])
+    return bool(words.map(lambda row: bool(row & shared)).mean() >= LABEL_SHARED_ROWS)
 
 
 def kept_levels(counts: pd.Series) -> pd.Index:
