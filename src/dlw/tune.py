@@ -50,7 +50,7 @@ DEFAULT_SPACES: dict[str, dict[str, dict]] = {
     # numbers enter, as RealMLP's space has it: under 500 train rows that alone moved rmse 2.5-10%,
     # down on some tables and up on others, where a weight decay of 3e-4 against 0.01 moved it 0.14% (bench/RESULTS.md, stop 25);
     # and whether they also enter unclipped, which moved rmse 12-40% on long-tailed tables (stop 26), or
-    # logged too, which moved it -3% to +4% (stop 38).
+    # logged too, which moved it -6% to +9% a run (stop 38).
     "tabm": {
         "model.embeddings": {"choice": ["none", "piecewise_linear", "piecewise_linear_and_periodic"]},
         "model.numbers": {"choice": ["clipped", "clipped_and_linear", "clipped_linear_and_log"]},

@@ -183,9 +183,6 @@ class RobustScaleClip(RobustScale):
         return {**super().get_config(), "bound": self.bound}
 
 
-# A column gets a log copy when its train values are >= 0 and take at least this many values (a 0/1
-# column's log is the column again).
-LOG_MIN_VALUES = 3
 # Where a column holds zeros, log(x + shift) with shift this quantile of its positive values: the zeros sit
 # below the positives as far as the smallest positives sit below the typical one, not at minus infinity.
 LOG_SHIFT_QUANTILE = 0.05
@@ -193,7 +190,7 @@ LOG_SHIFT_QUANTILE = 0.05
 
 def log_copy_stats(train_numeric: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
     """(columns, floor, shift) of the log copy: the columns whose train values are all >= 0 and take at least
-    ``LOG_MIN_VALUES`` values, and for each the floor and shift of ``log(max(x, floor) + shift)``.
+    three values (a 0/1 column's log is the column again), and for each the floor and shift of ``log(max(x, floor) + shift)``.
 
     All positive: floor half the smallest value (a new smaller one is held there), no shift. With zeros:
     floor 0 and the shift ``LOG_SHIFT_QUANTILE`` of the positive values.
@@ -205,10 +202,9 @@ def log_copy_stats(train_numeric: np.ndarray) -> tuple[list[int], np.ndarray, np
         low, high = col.min(), col.max()
         if low < 0 or not ((col > low) & (col < high)).any():
             continue
-        positive = col[col > 0]
         columns.append(j)
         floors.append(low / 2 if low > 0 else 0.0)
-        shifts.append(0.0 if low > 0 else float(np.quantile(positive, LOG_SHIFT_QUANTILE)))
+        shifts.append(0.0 if low > 0 else float(np.quantile(col[col > 0], LOG_SHIFT_QUANTILE)))
     return columns, np.asarray(floors, dtype=np.float32), np.asarray(shifts, dtype=np.float32)
 
 
@@ -219,8 +215,9 @@ def logged_columns(numeric: np.ndarray, columns: list[int], floor, shift) -> np.
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class LogScaleClip(keras.layers.Layer):
-    """log(max(x, floor) + shift) of the non-negative columns (``log_copy_stats``), robust-scaled and smoothly clipped.
+class LogScaleClip(RobustScaleClip):
+    """log(max(x, floor) + shift) of the non-negative columns (``log_copy_stats``), then ``RobustScaleClip`` with
+    the logs' own ``centre`` and ``inv_scale``.
 
     Concrete's strength follows the water-cement ratio, and a ratio is a difference of logarithms: a first
     layer that reads the logs forms it in one unit, where the scaled numbers and their bins need many
@@ -228,26 +225,23 @@ class LogScaleClip(keras.layers.Layer):
     """
 
     def __init__(self, columns, floor, shift, centre, inv_scale, bound: float = 3.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(centre, inv_scale, bound, **kwargs)
         self.columns = [int(c) for c in columns]
         self.floor, self.shift = [float(v) for v in np.asarray(floor).reshape(-1)], [float(v) for v in np.asarray(shift).reshape(-1)]
-        self.centre, self.inv_scale = [float(v) for v in np.asarray(centre).reshape(-1)], [float(v) for v in np.asarray(inv_scale).reshape(-1)]
-        self.bound = float(bound)
 
     def build(self, input_shape):
-        self.held = [held_weight(self, name, getattr(self, name)) for name in ("floor", "shift", "centre", "inv_scale")]
+        super().build(input_shape)
+        self.held += [held_weight(self, name, getattr(self, name)) for name in ("floor", "shift")]
 
     def call(self, x):
-        floor, shift, centre, inv_scale = self.held
-        z = ops.log(ops.maximum(ops.take(ops.cast(x, "float32"), self.columns, axis=1), floor) + shift)
-        return smooth_clip((z - centre) * inv_scale, self.bound)
+        floor, shift = self.held[-2:]
+        return super().call(ops.log(ops.maximum(ops.take(ops.cast(x, "float32"), self.columns, axis=1), floor) + shift))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], len(self.columns))
 
     def get_config(self):
-        return {**super().get_config(), "columns": self.columns, "floor": self.floor, "shift": self.shift,
-                "centre": self.centre, "inv_scale": self.inv_scale, "bound": self.bound}
+        return {**super().get_config(), "columns": self.columns, "floor": self.floor, "shift": self.shift}
 
 
 def quantile_bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
