@@ -33,7 +33,7 @@ def test_tables_default_to_tabm_and_mlp_stays_selectable():
 @pytest.mark.parametrize(
     ("override", "key"),
     [("model.ensemble=0", "model.ensemble"), ("model.embeddings=fourier", "model.embeddings"), ("model.numbers=raw", "model.numbers"),
-     ("train.batch_size=0", "train.batch_size")],
+     ("train.batch_size=0", "train.batch_size"), ("model.output_range=always", "model.output_range")],
 )
 def test_a_wrong_value_for_a_new_key_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -360,7 +360,10 @@ def test_unclipped_numbers_follow_a_long_tail_on_a_real_table(tmp_path):
     proc = run_dlw("predict", both.path, tmp_path / "far.csv", "--output", tmp_path / "far_out.csv")
     assert proc.returncode == 0, proc.stderr
     out = pd.read_csv(tmp_path / "far_out.csv")
-    assert out["prediction"].iloc[0] > frame["perf"].max() and bool(out["ood"].iloc[0])
+    # past the fastest machine seen in training, but held within half the range past it (model.output_range: seen); flagged
+    splits = json.loads((both.path / "splits.json").read_text())
+    seen = frame.loc[sorted(splits["train"] + splits["validation"]), "perf"]
+    assert seen.max() < out["prediction"].iloc[0] <= seen.max() + 0.51 * (seen.max() - seen.min()) and bool(out["ood"].iloc[0])
 
 
 def test_a_typing_error_is_held_in_the_unclipped_copy_and_no_genuine_tail_value_is():
@@ -431,3 +434,28 @@ def test_statistics_are_held_as_weights_and_a_model_saved_before_still_loads_to_
     before = np.asarray(scale(inputs["numeric"]))
     scale.non_trainable_weights[0].assign(np.asarray(scale.centre) + 1.0)
     assert not np.allclose(np.asarray(scale(inputs["numeric"])), before)
+
+
+def test_the_range_a_prediction_is_held_within():
+    from dlw.models.tabm import TARGET_RANGE_EXTEND, target_range
+
+    assert target_range(np.array([-2.0, 5.0, 9.0, 30.0])) == pytest.approx((-2.0 - TARGET_RANGE_EXTEND * 32, 30.0 + TARGET_RANGE_EXTEND * 32))
+    assert target_range(np.array([2.2, 5.0, 48.7]))[0] == 0.0  # rates, all >= 0: never below 0
+    assert target_range(np.array([-3.0, -1.0, -0.01]))[1] == 0.0  # all <= 0: never above 0
+
+
+def test_a_number_far_past_its_train_range_cannot_carry_a_prediction_past_every_target_seen(tmp_path):
+    frame = regression_frame(400)
+    path = write_csv(frame, tmp_path / "houses.csv")
+    far = frame.head(1).assign(area=40_000.0)  # 200 times the largest area; price rises 2 per unit of area
+    runs = {}
+    for held in ("auto", "none"):
+        overrides = ["train.epochs=30", "model.ensemble=2", "train.folds=1", "train.cycles=1", f"model.output_range={held}"]
+        runs[held] = Workflow.from_config(str(path), target="price", overrides=overrides, quiet=True).train(out=tmp_path / held)
+    splits = json.loads((runs["auto"].path / "splits.json").read_text())
+    seen = frame.loc[sorted(splits["train"] + splits["validation"]), "price"]
+    held, free = (float(runs[k].predict(far)["prediction"].iloc[0]) for k in ("auto", "none"))
+    assert seen.max() <= held <= seen.max() + 0.51 * (seen.max() - seen.min())
+    assert free > 2 * frame["price"].max()  # unbounded, the unclipped copy follows the area linearly
+    assert "predictions held within the targets' range" in (runs["auto"].path / "run.log").read_text()
+    assert "held within" not in (runs["none"].path / "run.log").read_text()

@@ -170,6 +170,12 @@ class ModelConfig(_Strict):
         "first layer can form a ratio of two); clipped_linear_and_log (all three). auto: clipped_and_linear for regression, "
         "clipped for classification.",
     )
+    output_range: Literal["auto", "seen", "none"] = Field(
+        "auto",
+        description="tabm, regression: seen holds each prediction within the train and validation targets' range widened by half "
+        "of itself on each side, and not below 0 where every target is >= 0 (nor above 0 where every one is <= 0), so a number "
+        "far past its train range cannot carry a prediction to an absurd value; none leaves it unbounded. auto: seen.",
+    )
     embedding_dim: int = Field(8, ge=1, le=64, description="tabm: width of each number's embedding.")
     text_dim: int = Field(32, ge=1, le=512, description="tabm and mlp: width of a text column's learned embedding (the mean of its n-grams' vectors).")
     text_dropout: float = Field(0.8, ge=0, lt=1, description="tabm and mlp: in training, the share of a row's n-grams left out of its text embedding.")

@@ -80,6 +80,18 @@ def tabm_bins(config, n_train: int) -> int:
     return int(min(high, max(low, n_train // ROWS_PER_BIN)))
 
 
+def tabm_output_range(config, prepared) -> tuple[float, float] | None:
+    """The standardized bounds tabm's predictions are held within (``model.output_range``; ``dlw.models.tabm.target_range``
+    of the train and validation targets), or None: for classification, and with ``none``."""
+    if prepared.problem.task != "regression" or config.model.output_range == "none":
+        return None
+    from dlw.models.tabm import target_range
+
+    low, high = target_range(np.concatenate([prepared.targets[split] for split in ("train", "validation") if split in prepared.targets]))
+    scaling = prepared.target_scaling or {"mean": 0.0, "std": 1.0}
+    return (low - scaling["mean"]) / scaling["std"], (high - scaling["mean"]) / scaling["std"]
+
+
 def train_and_validation_numbers(prepared):
     """The numeric inputs of the train and validation rows, one array (None for a table without numbers)."""
     rows = [prepared.inputs[split]["numeric"] for split in ("train", "validation") if "numeric" in prepared.inputs.get(split, {})]
@@ -106,7 +118,7 @@ def _build_tabm(config, prepared, objective, backbone):
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, prepared.count("train"), prepared.problem.task), embedding_dim=m.embedding_dim,
         bins=tabm_bins(config, prepared.count("train")), number_copies=tabm_number_copies(config, prepared.problem.task),
         seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
-        bound_numeric=train_and_validation_numbers(prepared),
+        bound_numeric=train_and_validation_numbers(prepared), output_range=tabm_output_range(config, prepared),
     )
     return model, None
 
@@ -153,7 +165,8 @@ def _describe_tabm(model, config, backbone, base) -> str:
     elif len(copies) > 1:
         notes.append(f"the scaled numbers {scaled}")
     detail = f" ({', '.join(notes)})" if notes else ""
-    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{detail}; {model.count_params():,} parameters"
+    held = "; predictions held within the targets' range" if "output_range" in names else ""
+    return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{detail}{held}; {model.count_params():,} parameters"
 
 
 def _describe_mlp(model, config, backbone, base) -> str:

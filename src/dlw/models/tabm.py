@@ -506,6 +506,51 @@ class EnsembleMean(keras.layers.Layer):
         return (input_shape[0], input_shape[2])
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class OutputRange(keras.layers.Layer):
+    """A regression output held within ``[low, high]`` (``target_range``, in the standardized units the network predicts).
+
+    The members are trained and early-stopped on their unheld outputs (``training_view`` reads the
+    members before their mean); what the model predicts is held. A number far past its train range,
+    followed linearly by the unclipped copy, otherwise becomes a prediction no target ever was
+    (ggplot2 midwest: Cook County's 5.1 million people, twice the largest train county, gave a
+    poverty rate of -40%; bench/RESULTS.md, stop 39).
+    """
+
+    def __init__(self, low: float, high: float, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+
+    def build(self, input_shape):
+        self.held = [held_weight(self, name, [getattr(self, name)]) for name in ("low", "high")]
+
+    def call(self, x):
+        low, high = self.held
+        return ops.minimum(ops.maximum(x, low), high)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+# A prediction may pass the targets seen by this share of their range on each side. A guard against the
+# absurd, not a regularizer: AutoGluon's networks allow 5% of the targets' standard deviation, which held
+# fast food's 2,430-calorie item (its fat, carbohydrate and protein past every train item's) at 1,784
+# (rmse 46 -> 69); half the range lets such a row through and still holds midwest's -40% (stop 39).
+TARGET_RANGE_EXTEND = 0.5
+
+
+def target_range(targets: np.ndarray) -> tuple[float, float]:
+    """(low, high) for ``OutputRange``: the ``targets``' range widened by ``TARGET_RANGE_EXTEND`` of itself on each
+    side, and not past 0 on a side where every target is on the same side of 0 (a count, a price, a rate)."""
+    y = np.asarray(targets, dtype="float64").reshape(-1)
+    low, high = float(y.min()), float(y.max())
+    extend = TARGET_RANGE_EXTEND * (high - low)
+    low = max(0.0, low - extend) if low >= 0 else low - extend
+    high = min(0.0, high + extend) if high <= 0 else high + extend
+    return low, high
 
 
 # Training: each member on its own loss, metrics on the members' mean
@@ -634,13 +679,14 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
 
 def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
                embeddings: str, embedding_dim: int, bins: int, seed: int, number_copies: tuple[str, ...] = (), text_dim: int = 32,
-               text_dropout: float = 0.8, bound_numeric: np.ndarray | None = None):
+               text_dropout: float = 0.8, bound_numeric: np.ndarray | None = None, output_range: tuple[float, float] | None = None):
     """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins.
 
     Text columns (``text_ids``/``text_weights``) enter as a learned bag of n-grams
     (``dlw.models.text_bag``), ``text_dim`` wide per column. ``bound_numeric`` (the train and validation
     rows' numbers) places the unclipped copy's bounds: a typing error in a validation row, followed
     linearly, ends early stopping in its first epochs (MASS cpus: rmse 168 without the bounds, 54 with).
+    ``output_range`` (standardized; ``target_range``) holds what the model predicts (``OutputRange``).
     """
     from dlw.models.text_bag import text_branch
 
@@ -668,4 +714,7 @@ def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden
         if dropout > 0:
             x = keras.layers.Dropout(dropout, seed=seed + 20 + i, name=f"dropout_{i}")(x)
     members = EnsembleHead(ensemble, objective.output_units, objective.output_activation, seed=seed + 30, name="output")(x)
-    return keras.Model(inputs, EnsembleMean(name="ensemble_mean")(members), name="dlw_tabm")
+    mean = EnsembleMean(name="ensemble_mean")(members)
+    if output_range is not None:
+        mean = OutputRange(*output_range, name="output_range")(mean)
+    return keras.Model(inputs, mean, name="dlw_tabm")
