@@ -513,7 +513,7 @@ class OutputRange(keras.layers.Layer):
     The members are trained and early-stopped on their unheld outputs (``training_view`` reads the
     members before their mean); what the model predicts is held. A number far past its train range,
     followed linearly by the unclipped copy, otherwise becomes a prediction no target ever was
-    (ggplot2 midwest: Cook County's 5.1 million people, twice the largest train county, gave a
+    (ggplot2 midwest: Cook County's 5.1 million people, 2.4 times the largest train county's, gave a
     poverty rate of -40%; bench/RESULTS.md, stop 39).
     """
 
