@@ -505,7 +505,8 @@ GROUP_MIN_VALUES, GROUP_MIN_ROWS, YEAR_RANGE = 20, 2, (1800, 2100)
 
 def group_number_note(column: pd.Series) -> str:
     """A note for an integer ``column`` (in file order) whose values come in blocks of consecutive rows, else ``""``."""
-    values = pd.to_numeric(column, errors="coerce").dropna().to_numpy(dtype="float64")
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64")
+    values = values[np.isfinite(values)]
     blocks = 1 + int(np.count_nonzero(np.diff(values))) if len(values) else 0
     # blocks >= distinct values, so most columns (a value changing on most rows) are out before the sort
     if not GROUP_MIN_VALUES <= blocks <= len(values) / GROUP_MIN_ROWS or not np.all(np.mod(values, 1) == 0):
