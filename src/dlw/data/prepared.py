@@ -146,7 +146,10 @@ class Prepared:
 
     def training_targets(self, split: str) -> np.ndarray:
         """What the network is fitted on: class indices, or the standardized target."""
-        y = self.targets[split]
+        return self.standardized(self.targets[split])
+
+    def standardized(self, y: np.ndarray) -> np.ndarray:
+        """Targets ``y`` in the units the network predicts: standardized for regression, as they are otherwise."""
         if self.target_scaling is None:
             return y
         return ((y - self.target_scaling["mean"]) / self.target_scaling["std"]).astype("float32")

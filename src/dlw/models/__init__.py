@@ -87,9 +87,9 @@ def tabm_output_range(config, prepared) -> tuple[float, float] | None:
         return None
     from dlw.models.tabm import target_range
 
-    low, high = target_range(np.concatenate([prepared.targets[split] for split in ("train", "validation") if split in prepared.targets]))
-    scaling = prepared.target_scaling or {"mean": 0.0, "std": 1.0}
-    return (low - scaling["mean"]) / scaling["std"], (high - scaling["mean"]) / scaling["std"]
+    seen = target_range(np.concatenate([prepared.targets[split] for split in ("train", "validation") if split in prepared.targets]))
+    low, high = prepared.standardized(np.asarray(seen))
+    return float(low), float(high)
 
 
 def train_and_validation_numbers(prepared):
