@@ -323,6 +323,10 @@ def test_the_log_copy_takes_the_non_negative_columns_and_holds_a_new_value_below
     model = keras.Model(numeric, numeric_branch(numeric, train, embeddings="none", copies=("log",), bins=16, dim=4, seed=0))
     logged = model.get_layer("log_numbers")
     assert isinstance(logged, LogScaleClip) and model.output.shape[-1] == 5 + 2
+    assert model.layers[-1].name == "numbers_clipped_and_log"
+    # no column takes a log: the layers say so, and the inputs are the clipped numbers alone
+    signed = keras.Model(numeric, numeric_branch(numeric, train[:, [0, 4, 0, 0, 4]], embeddings="none", copies=("linear", "log"), bins=16, dim=4, seed=0))
+    assert signed.layers[-1].name == "numbers_clipped_and_linear" and signed.output.shape[-1] == 5 + 5
     out = np.asarray(logged(train))
     assert np.isfinite(out).all() and np.abs(out).max() < 3
     assert abs(float(np.median(out[:, 0]))) < 0.05  # robust-scaled on the train logs: their median maps to 0

@@ -657,17 +657,19 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
     x = RobustScaleClip(centre, inv, name="robust_scale")(numeric_input)
     # The scaled value itself beside its embeddings, as RealMLP's embeddings keep it: the first layer
     # can then follow a number linearly instead of through bins and ReLUs (bench/RESULTS.md).
-    parts = [x]
+    parts, added = [x], []
     if "linear" in copies:
         low, high = tail_bounds(train_numeric if bound_numeric is None else bound_numeric, centre, inv)
         parts.append(RobustScale(centre, inv, low, high, name="robust_scale_unclipped")(numeric_input))
+        added.append("linear")
     columns, floor, shift = log_copy_stats(train_numeric) if "log" in copies else ([], None, None)
     if columns:
         log_centre, log_inv = robust_scale_stats(logged_columns(train_numeric, columns, floor, shift))
         parts.append(LogScaleClip(columns, floor, shift, log_centre, log_inv, name="log_numbers")(numeric_input))
+        added.append("log")
     kinds = NUMBER_EMBEDDINGS[embeddings]
     if not kinds:
-        return keras.layers.Concatenate(name="numbers_clipped_and_" + "_and_".join(copies))(parts) if len(parts) > 1 else x
+        return keras.layers.Concatenate(name="numbers_clipped_and_" + "_and_".join(added))(parts) if len(parts) > 1 else x
     if "piecewise_linear" in kinds:
         scaled = np.asarray(smooth_clip((np.asarray(train_numeric, dtype="float32") - centre) * inv))
         parts.append(PiecewiseLinearEmbedding(quantile_bin_edges(scaled, bins), d_embedding=dim, seed=seed, name="numeric_embedding")(x))
