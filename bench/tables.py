@@ -94,10 +94,10 @@ def run_dlw(path: Path, target: str, out: Path, overrides: list[str]) -> tuple[d
     return json.loads((out / "metrics.json").read_text()), time.perf_counter() - started
 
 
-def autogluon_figure(path: Path, target: str, run: Path, metric: str, python: str) -> dict:
-    """AutoGluon medium_quality on dlw's own train/validation rows, scored on dlw's test rows (bench/autogluon_figure.py)."""
+def autogluon_figure(path: Path, target: str, run: Path, metric: str, python: str, mode: str = "0") -> dict:
+    """AutoGluon medium_quality on dlw's own train/validation rows, scored on dlw's test rows (bench/autogluon_figure.py; ``mode`` its FOLDS)."""
     script = Path(__file__).with_name("autogluon_figure.py")
-    done = subprocess.run([python, str(script), str(path), target, str(run), metric], capture_output=True, text=True, check=True)
+    done = subprocess.run([python, str(script), str(path), target, str(run), metric, mode], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
