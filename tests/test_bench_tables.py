@@ -69,3 +69,22 @@ def test_crossfit_summary_counts_runs_and_autogluon_levels():
     lines = crossfit.summary_lines(rows)
     assert lines[0] == "cross-fitted against one network: better in 1, worse in 1 of 3 runs; rmse 5.0% lower on average over 2"
     assert lines[1:] == ["seed 42: at AutoGluon's level 0 of 2 with one network, 1 cross-fitted"]
+
+
+def test_autogluon_splits_cut_the_same_non_test_rows_two_ways(tmp_path):
+    """bench/autogluon_splits.py: dlw's split today and the single one of before keep the test rows and cut the rest differently."""
+    from pathlib import Path
+
+    splits = bench_module("autogluon_splits")
+    cpus = Path(__file__).parent / "data" / "cpus.csv"
+    written = {}
+    for way in ("crossfit", "single"):
+        overrides, _ = splits.WAYS[way]
+        metric = splits.write_splits(cpus, "perf", 42, overrides, tmp_path / way)
+        written[way] = json.loads((tmp_path / way / "splits.json").read_text())
+        assert metric == "rmse"
+    crossfit, single = written["crossfit"], written["single"]
+    assert crossfit["test"] == single["test"]
+    assert sorted(crossfit["train"] + crossfit["validation"]) == sorted(single["train"] + single["validation"])
+    assert len(crossfit["folds"]) == 5 and not single.get("folds")
+    assert len(crossfit["validation"]) < len(single["validation"])  # one fold of five against a fifth of all rows
