@@ -38,11 +38,11 @@ WAYS = {"crossfit": ([], "0"), "single": (["train.folds=1"], "0"), "whole": ([],
 
 def write_splits(path: Path, target: str, seed: int, overrides: list[str], folder: Path) -> str:
     """dlw's splits of the table at ``path`` written to ``folder/splits.json``; the verdict's metric for AutoGluon to report."""
-    from dlw import Workflow
     from dlw.classes import choose_main_metric
     from dlw.data.tables import prepare_table
+    from dlw.spec import load_spec
 
-    config = Workflow.from_config(str(path), target=target, overrides=[*overrides, f"data.split.seed={seed}"], quiet=True).config
+    config = load_spec(str(path), target, [*overrides, f"data.split.seed={seed}"])
     prepared = prepare_table(config)
     folder.mkdir(parents=True, exist_ok=True)
     prepared.splits.save(folder / "splits.json")
