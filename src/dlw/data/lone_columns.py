@@ -10,12 +10,21 @@ validation rows; it never looks at the test rows. For a category: the target's m
 most frequent class, for each level. For a number: the same for each of up to 64 quantile
 bins, and for a numeric target the line through the bins' centres, so that a smooth function
 of the number (a wage from its logarithm) counts as exact.
+
+A coarse cut of a numeric target (a birth weight's "low" below 5.5 lb) predicts it only
+roughly, yet gives it away: such a column is read the other way round. A tree of thresholds on
+the target, fitted on the train rows, predicts the column's level; where it does so on the
+validation rows with a balanced accuracy of at least ``TARGET_CUT_SCORE``, the column's levels
+are intervals of the target. A column known before the target rarely is: weight and sex, or a
+price and its district, overlap.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import recall_score
+from sklearn.tree import DecisionTreeClassifier
 
 # R^2 or accuracy of the lookup on the validation rows at which the column is named.
 LONE_COLUMN_SCORE = 0.99
@@ -25,6 +34,12 @@ NUMBER_BINS = 64
 # Rows looked at, at most, per split: enough to see a near-exact relation, cheap on a 300,000-row table.
 MAX_ROWS = 50_000
 MIN_VALIDATION_ROWS = 20
+# Balanced accuracy of the target's thresholds at which a column is named as a cut of the target.
+TARGET_CUT_SCORE = 0.99
+# A column with more levels than this is no coarse cut: its own lookup would already be near exact.
+TARGET_CUT_MAX_LEVELS = 32
+# Validation rows a level needs to be scored: a level seen once is given back exactly by chance.
+TARGET_CUT_MIN_ROWS = 5
 
 
 def lone_column_notes(frame: pd.DataFrame, splits, schema, problem, target: str, *, seed: int) -> list[str]:
@@ -43,11 +58,19 @@ def lone_column_notes(frame: pd.DataFrame, splits, schema, problem, target: str,
             score = class_lookup_accuracy(*column, train[target], val[target], numeric=feature.kind == "numeric")
         else:
             score = value_lookup_r2(*column, train[target], val[target], numeric=feature.kind == "numeric")
+        leave_out = f"leave it out (--set data.types.{feature.name}=ignore)"
         if score is not None and score >= LONE_COLUMN_SCORE:
             notes.append(
                 f"column {feature.name!r} alone predicts {target!r} almost exactly ({score_name} {score:.3f} on the validation rows): "
-                f"if it is known only after the target, or computed from it, leave it out (--set data.types.{feature.name}=ignore)"
+                f"if it is known only after the target, or computed from it, {leave_out}"
             )
+        elif not problem.is_classification and (cut := target_cut_score(*column, train[target], val[target])) is not None:
+            if cut >= TARGET_CUT_SCORE:
+                notes.append(
+                    f"column {feature.name!r} looks cut from {target!r}: its levels are intervals of the target "
+                    f"(thresholds on {target!r} give them back with balanced accuracy {cut:.3f} on the validation rows): "
+                    f"if it is computed from the target, {leave_out}"
+                )
     return notes
 
 
@@ -102,3 +125,22 @@ def value_lookup_r2(x_train, x_val, y_train, y_val, *, numeric: bool) -> float |
             line = np.interp(x_val_num, centres.to_numpy(), means.loc[centres.index].to_numpy())
             predicted = np.where(np.isfinite(x_val_num), line, predicted)
     return 1.0 - float(((y_val - predicted) ** 2).sum()) / total
+
+
+def target_cut_score(x_train, x_val, y_train, y_val) -> float | None:
+    """Validation balanced accuracy of thresholds on a numeric target predicting the column's level; None for no coarse column."""
+    if not 2 <= x_train.nunique(dropna=False) <= TARGET_CUT_MAX_LEVELS:
+        return None
+    codes, _ = pd.factorize(pd.concat([x_train, x_val], ignore_index=True), use_na_sentinel=False)
+    levels_train, levels_val = codes[: len(x_train)], codes[len(x_train) :]
+    y_train, y_val = numbers(y_train), numbers(y_val)
+    # One threshold between each two neighbouring levels: a tree with as many leaves as levels.
+    levels = np.unique(levels_train)
+    tree = DecisionTreeClassifier(max_leaf_nodes=len(levels), random_state=0).fit(y_train.reshape(-1, 1), levels_train)
+    scored, counts = np.unique(levels_val[np.isin(levels_val, levels)], return_counts=True)
+    scored = scored[counts >= TARGET_CUT_MIN_ROWS]
+    if len(scored) < 2:
+        return None
+    rows = np.isin(levels_val, scored)
+    predicted = tree.predict(y_val[rows].reshape(-1, 1))
+    return float(recall_score(levels_val[rows], predicted, labels=scored, average="macro"))
