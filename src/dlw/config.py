@@ -160,7 +160,8 @@ class ModelConfig(_Strict):
         description="tabm: how numbers enter, each embedding beside the scaled number: piecewise_linear (bins from train quantiles), "
         "periodic (learned frequencies), piecewise_linear_and_periodic (both), or none (scaled only). "
         "auto: from 500 train rows piecewise_linear_and_periodic for regression and piecewise_linear for classification; "
-        "none below (the bins overfit a few hundred rows).",
+        "none below (the bins overfit a few hundred rows), except on regression with a date input, which keeps "
+        "piecewise_linear_and_periodic (a target follows its date in bends).",
     )
     numbers: Literal["auto", "clipped", "clipped_and_linear", "clipped_and_log", "clipped_linear_and_log"] = Field(
         "auto",

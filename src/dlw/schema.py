@@ -166,6 +166,11 @@ class Schema:
         return [f for f in self.features if f.kind in ("numeric", "boolean", "date")]
 
     @property
+    def has_date(self) -> bool:
+        """Whether an input is a date."""
+        return any(f.kind == "date" for f in self.features)
+
+    @property
     def text_features(self) -> list[Feature]:
         return [f for f in self.features if f.kind == "text"]
 
