@@ -112,6 +112,8 @@ def test_bins_from_the_number_of_train_rows():
     config = load_spec("penguins")
     assert [tabm_bins(config, n) for n in (300, 4_000, 8_000, 20_000, 200_000)] == [16, 16, 32, 80, 96]
     assert tabm_bins(load_spec("penguins", overrides=["model.bins=48"]), 200_000) == 48
+    assert tabm_bins(config, 300, dated=True) == tabm_bins(config, 4_000, dated=True) == 96  # a date's bends are narrow
+    assert tabm_bins(load_spec("penguins", overrides=["model.bins=48"]), 300, dated=True) == 48
 
 
 @pytest.mark.parametrize("override", ["model.bins=1", "model.bins=257", "model.bins=many"])
@@ -265,7 +267,6 @@ def test_embeddings_auto_from_the_train_rows_and_the_task():
     config = load_spec("penguins")
     assert tabm_embeddings(config, 499, "regression") == "none"
     assert tabm_embeddings(config, 100, "regression", dated=True) == "piecewise_linear_and_periodic"  # a target bends along a date
-    assert tabm_embeddings(config, 100, "binary", dated=True) == "none"  # measured on regression only
     assert tabm_embeddings(config, 500, "regression") == "piecewise_linear_and_periodic"
     assert tabm_embeddings(config, 5_000, "binary") == tabm_embeddings(config, 5_000, "multiclass") == "piecewise_linear"
     assert tabm_embeddings(load_spec("penguins", overrides=["model.embeddings=periodic"]), 100, "binary") == "periodic"
@@ -384,7 +385,7 @@ def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(
         .train(out=tmp_path / embeddings)
         for embeddings in ("auto", "none")
     }
-    assert "piecewise-linear and periodic number embeddings" in (runs["auto"].path / "run.log").read_text()  # 367 train rows
+    assert "piecewise-linear and periodic number embeddings (96 bins" in (runs["auto"].path / "run.log").read_text()  # 367 train rows
     rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
     assert rmse["auto"] < 0.8 * rmse["none"], rmse
     assert rmse["auto"] < 0.6 * runs["auto"].metrics["baselines"]["linear"]["rmse"], rmse
