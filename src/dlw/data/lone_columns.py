@@ -64,13 +64,12 @@ def lone_column_notes(frame: pd.DataFrame, splits, schema, problem, target: str,
                 f"column {feature.name!r} alone predicts {target!r} almost exactly ({score_name} {score:.3f} on the validation rows): "
                 f"if it is known only after the target, or computed from it, {leave_out}"
             )
-        elif not problem.is_classification and (cut := target_cut_score(*column, train[target], val[target])) is not None:
-            if cut >= TARGET_CUT_SCORE:
-                notes.append(
-                    f"column {feature.name!r} looks cut from {target!r}: its levels are intervals of the target "
-                    f"(thresholds on {target!r} give them back with balanced accuracy {cut:.3f} on the validation rows): "
-                    f"if it is computed from the target, {leave_out}"
-                )
+        elif not problem.is_classification and (cut := target_cut_score(*column, train[target], val[target]) or 0.0) >= TARGET_CUT_SCORE:
+            notes.append(
+                f"column {feature.name!r} looks cut from {target!r}: its levels are intervals of the target "
+                f"(thresholds on {target!r} give them back with balanced accuracy {cut:.3f} on the validation rows): "
+                f"if it is computed from the target, {leave_out}"
+            )
     return notes
 
 
