@@ -116,6 +116,18 @@ def test_bins_from_the_number_of_train_rows():
     assert tabm_bins(load_spec("penguins", overrides=["model.bins=48"]), 300, dated=True) == 48
 
 
+def test_each_column_gets_its_own_bin_count_and_the_edges_are_padded_to_the_widest():
+    from dlw.models.tabm import quantile_bin_edges
+
+    rng = np.random.default_rng(0)
+    train = np.column_stack([rng.normal(size=1_000), rng.normal(size=1_000), rng.integers(0, 2, 1_000)])
+    edges = quantile_bin_edges(train, [96, 16, 16])
+    assert edges.shape == (3, 97)
+    assert list((np.diff(edges, axis=1) > 0).sum(axis=1)) == [96, 16, 1]
+    np.testing.assert_array_equal(edges[1, :17], quantile_bin_edges(train[:, 1:2], 16)[0])  # as the column's own 16
+    assert np.all(edges[1, 17:] == edges[1, 16])
+
+
 @pytest.mark.parametrize("override", ["model.bins=1", "model.bins=257", "model.bins=many"])
 def test_a_wrong_bin_count_names_the_key(override):
     with pytest.raises(ConfigError, match=r"model\.bins"):
@@ -386,6 +398,10 @@ def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(
         for embeddings in ("auto", "none")
     }
     assert "piecewise-linear and periodic number embeddings (96 bins" in (runs["auto"].path / "run.log").read_text()  # 367 train rows
+    # 96 bins for the date's numbers, the rule of rows (16) for the other numbers
+    edges = np.asarray(runs["auto"].model.get_layer("numeric_embedding").edges)
+    placed = dict(zip(runs["auto"].schema.numeric_input_names, (np.diff(edges, axis=1) > 0).sum(axis=1)))
+    assert [placed[name] for name in ("pce", "pop", "psavert", "uempmed")] == [16] * 4 and max(placed[name] for name in placed if name.startswith("date")) == 96, placed
     rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
     assert rmse["auto"] < 0.8 * rmse["none"], rmse
     assert rmse["auto"] < 0.6 * runs["auto"].metrics["baselines"]["linear"]["rmse"], rmse

@@ -184,7 +184,7 @@ class ModelConfig(_Strict):
         "auto",
         description="tabm: piecewise-linear bins per number (from the train split's quantiles), 2 to 256. "
         "auto: one per 250 train rows, at least 16 and at most 96 (finer bins need more rows to place); "
-        "96 on regression with a date input (a date's bends are narrow).",
+        "on regression with a date input, 96 for the numbers the date becomes (a date's bends are narrow).",
     )
     activation: str = Field("relu", description="MLP: activation of hidden layers (a Keras name).")
     conv_filters: list[int] = Field([32, 64, 128], description="CNN: filters of each convolution block (3x3 conv, ReLU, 2x2 pooling).")

@@ -192,6 +192,14 @@ class Schema:
         return names + [f"{f.name} (missing)" for f in nums if f.indicator]
 
     @property
+    def numeric_inputs_from_dates(self) -> list[bool]:
+        """For each column of the ``numeric`` input (``numeric_input_names``' order), whether it is one of the numbers a date becomes."""
+        nums, from_dates = self.numeric_features, []
+        for f in nums:
+            from_dates += [True] * len(date_feature_names(f.name, f.encoding)) if f.kind == "date" and f.encoding else [False]
+        return from_dates + [False for f in nums if f.indicator]
+
+    @property
     def category_offsets(self) -> list[int]:
         offsets, total = [], 0
         for f in self.categorical_features:

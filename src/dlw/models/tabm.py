@@ -244,14 +244,14 @@ class LogScaleClip(RobustScaleClip):
         return {**super().get_config(), "columns": self.columns, "floor": self.floor, "shift": self.shift}
 
 
-def quantile_bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
-    """(d, n_bins + 1) edges from train quantiles; duplicate edges (ties, binary columns)
-    are removed and the row padded with its last edge (zero-width bins are masked)."""
+def quantile_bin_edges(values: np.ndarray, n_bins) -> np.ndarray:
+    """(d, max(n_bins) + 1) edges from train quantiles, ``n_bins`` of them for every column or one count per column;
+    duplicate edges (ties, binary columns) are removed and each row padded with its last edge (zero-width bins are masked)."""
     values = np.asarray(values, dtype=np.float64)
-    out = np.empty((values.shape[1], n_bins + 1), dtype=np.float32)
-    qs = np.linspace(0.0, 1.0, n_bins + 1)
+    counts = np.broadcast_to(np.asarray(n_bins, dtype=int), (values.shape[1],))
+    out = np.empty((values.shape[1], int(counts.max(initial=1)) + 1), dtype=np.float32)
     for j in range(values.shape[1]):
-        e = np.unique(np.quantile(values[:, j], qs))
+        e = np.unique(np.quantile(values[:, j], np.linspace(0.0, 1.0, counts[j] + 1)))
         if len(e) == 1:
             e = np.array([e[0], e[0] + 1.0])
         out[j, : len(e)] = e
@@ -645,7 +645,7 @@ NUMBER_COPIES = {
 }
 
 
-def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, copies: tuple[str, ...], bins: int, dim: int, seed: int,
+def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str, copies: tuple[str, ...], bins: int | list[int], dim: int, seed: int,
                    bound_numeric: np.ndarray | None = None):
     """Robust scaling and smooth clipping, then the numbers' embeddings (``NUMBER_EMBEDDINGS``) beside the scaled numbers, or the scaled numbers alone.
 
@@ -680,7 +680,7 @@ def numeric_branch(numeric_input, train_numeric: np.ndarray, *, embeddings: str,
 
 
 def build_tabm(schema, objective, train_inputs: dict[str, np.ndarray], *, hidden_layers, dropout: float, ensemble: int,
-               embeddings: str, embedding_dim: int, bins: int, seed: int, number_copies: tuple[str, ...] = (), text_dim: int = 32,
+               embeddings: str, embedding_dim: int, bins: int | list[int], seed: int, number_copies: tuple[str, ...] = (), text_dim: int = 32,
                text_dropout: float = 0.8, bound_numeric: np.ndarray | None = None, output_range: tuple[float, float] | None = None):
     """Build (but do not compile) the ensemble; ``train_inputs`` fit the scaling and the bins.
 
