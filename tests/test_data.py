@@ -325,6 +325,26 @@ def test_a_panels_person_number_gets_a_note_that_reads_it_as_a_category():
     assert kinds(Schema.infer(frame, "wage", types={"nr": "categorical"}))["nr"] == "categorical"
 
 
+def test_a_column_mostly_of_numbers_says_so_and_how_to_read_it_as_numbers():
+    """As in dslabs' reported heights: most in inches, some written 5'7" or 170 cm."""
+    rng = np.random.default_rng(0)
+    inches = rng.normal(68, 4, 1_200).round().astype(int)
+    words = np.arange(1_200) % 11 == 0  # 110 of 1,200
+    written = np.where(words, [f"{i // 12}'{i % 12}" for i in inches], inches.astype(str))
+    frame = pd.DataFrame({"height": written, "sex": np.where(inches > 67, "Male", "Female")})
+    feature = Schema.infer(frame, "sex").features[0]
+    assert feature.kind == "categorical" and "90% of its values are numbers, the rest not (\"5'" in feature.note
+    assert "data.types: {height: numeric} reads those as missing" in feature.note
+    one_off = frame.assign(height=np.where(words, [f"{i // 12} ft {i % 12} in #{k}" for k, i in enumerate(inches)], written))
+    fitted = Schema.infer(one_off, "sex").fit(one_off).features[0]  # levels seen once: their note first, this one kept
+    assert "seen at least twice" in fitted.note and "90% of its values are numbers" in fitted.note
+    as_numbers = Schema.infer(frame, "sex", types={"height": "numeric"}).fit(frame)
+    assert as_numbers.numeric_input_names == ["height", "height (missing)"]
+    assert as_numbers.encode(frame)[0]["numeric"][:, 1].sum() == words.sum()  # the indicator of the values read as missing
+    # a category of words, or one under 80% numbers, gets no such note
+    assert "numbers" not in Schema.infer(frame.assign(height=np.where(np.arange(1_200) % 4 == 0, "tall", written)), "sex").features[0].note
+
+
 def test_a_name_on_every_row_is_id_like_but_a_repeated_one_is_a_category():
     """MASS's Cars93 (93 cars): 'Make' ('Acura Integra', ...) differs on every row, so no level
     is ever seen twice and a test row's is always unseen; under 100 levels it was a category."""
