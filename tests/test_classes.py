@@ -125,6 +125,10 @@ def test_warning_names_the_class_never_predicted_and_the_counts():
     rarely = unpredicted_class_warnings("test", y, np.array([0] * 47 + [1] + [2] * 12), ["Adelie", "Chinstrap", "Gentoo"])
     assert len(rarely) == 1 and "rarely predicts class 'Chinstrap' (1 of 60" in rarely[0]
     assert unpredicted_class_warnings("test", y, y, ["Adelie", "Chinstrap", "Gentoo"]) == []
+    assert "consider train.class_weight: balanced" in only
+    # already weighted (or decided as balanced): the hint is its rows, not the weights it has
+    (weighted,) = unpredicted_class_warnings("test", y, predicted, ["Adelie", "Chinstrap", "Gentoo"], balanced_train_rows=np.array([120, 24, 36]))
+    assert "on 24 train rows: too few to learn it" in weighted and "class_weight" not in weighted
 
 
 def test_verdict_on_roc_auc_equals_scikit_learn_and_its_interval_brackets_it():

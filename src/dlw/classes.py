@@ -97,6 +97,12 @@ def balanced_offsets(problem, y_train: np.ndarray, setting: str) -> list[float] 
     return log_balanced_weights(problem, y_train)
 
 
+def decides_balanced(problem, y_train: np.ndarray, setting: str) -> bool:
+    """Whether the network decides as a balanced model would under ``train.class_weight`` ``setting``: class weights in its
+    loss (``class_weights``), or the ``balanced_offsets`` of an imbalanced binary target."""
+    return class_weights(problem, y_train, setting) is not None or balanced_offsets(problem, y_train, setting) is not None
+
+
 def log_balanced_weights(problem, y_train: np.ndarray) -> list[float]:
     """Each class's log balanced weight (0 for a class absent from the train rows): the offsets of a balanced decision."""
     return [float(np.log(w)) if w > 0 else 0.0 for w in balanced_weights(problem, y_train).values()]
@@ -122,8 +128,7 @@ def baseline_decision(problem, y_train: np.ndarray, config) -> float | list[floa
     threshold = config.checks.threshold
     if problem.task == "binary" and threshold != 0.5:
         return None if threshold == "auto" else float(threshold)
-    setting = config.train.class_weight
-    if class_weights(problem, y_train, setting) is None and balanced_offsets(problem, y_train, setting) is None:
+    if not decides_balanced(problem, y_train, config.train.class_weight):
         return None
     offsets = log_balanced_weights(problem, y_train)
     return offsets_as_threshold(offsets) if problem.task == "binary" else offsets
@@ -191,8 +196,12 @@ def choose_threshold(y_val: np.ndarray, proba_val: np.ndarray, metric: str) -> f
     return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])
 
 
-def unpredicted_class_warnings(split: str, y_true: np.ndarray, predicted: np.ndarray, classes: list) -> list[str]:
-    """One warning per class the network predicts on none, or too few, of the rows that hold it."""
+def unpredicted_class_warnings(split: str, y_true: np.ndarray, predicted: np.ndarray, classes: list, *, balanced_train_rows=None) -> list[str]:
+    """One warning per class the network predicts on none, or too few, of the rows that hold it.
+
+    ``balanced_train_rows``: each class's train rows, where the network decides as a balanced model already
+    (``decides_balanced``); then a rare class's hint is its rows, not the class weights it has.
+    """
     k = len(classes)
     truth = np.bincount(np.asarray(y_true, dtype=int), minlength=k)
     guessed = np.bincount(np.asarray(predicted, dtype=int), minlength=k)
@@ -203,12 +212,21 @@ def unpredicted_class_warnings(split: str, y_true: np.ndarray, predicted: np.nda
         if never or few:
             how = "never predicts" if guessed[i] == 0 else "rarely predicts"
             rare = truth[i] < min(IMBALANCE_SHARE, 0.5 / k) * len(y_true)
-            hint = "consider train.class_weight: balanced" if rare else "the learning curves show whether it trained long enough"
+            if rare and balanced_train_rows is not None:
+                hint = (f"it weighs as much as any class already, on {balanced_train_rows[i]} train rows: too few to learn it; "
+                        "collect more rows of it, or merge it with a similar class")
+            else:
+                hint = "consider train.class_weight: balanced" if rare else "the learning curves show whether it trained long enough"
             warnings.append(
                 f"{split} split: the network {how} class {name!r} ({guessed[i]} of {len(y_true)} rows predicted {name!r}; "
                 f"{truth[i]} rows truly are); look at the confusion matrix; {hint}"
             )
     return warnings
+
+
+def balanced_train_rows(problem, y_train: np.ndarray, setting: str) -> np.ndarray | None:
+    """Each class's train rows where the network ``decides_balanced``, else None (``unpredicted_class_warnings``)."""
+    return np.bincount(np.asarray(y_train, dtype=int), minlength=len(problem.classes)) if decides_balanced(problem, y_train, setting) else None
 
 
 def decision_offsets(calibration: dict | None) -> list[float] | None:
@@ -248,4 +266,5 @@ def validation_decisions(prepared, model, config, calibration: dict | None = Non
     elif kept is not None:
         offsets = [float(o) for o in kept]
     predicted = predicted_classes(proba_val, threshold if threshold is not None else offsets)
-    return threshold, offsets, unpredicted_class_warnings("validation", y_val, predicted, problem.classes)
+    balanced = balanced_train_rows(problem, prepared.targets["train"], config.train.class_weight)
+    return threshold, offsets, unpredicted_class_warnings("validation", y_val, predicted, problem.classes, balanced_train_rows=balanced)

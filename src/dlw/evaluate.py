@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dlw.advice import advise, say
-from dlw.classes import baseline_decision, choose_main_metric, choose_threshold, predicted_classes, unpredicted_class_warnings
+from dlw.classes import balanced_train_rows, baseline_decision, choose_main_metric, choose_threshold, predicted_classes, unpredicted_class_warnings
 from dlw.console import Console
 from dlw.crossfit import validation_network
 from dlw.data.prepared import SPLITS, Prepared
@@ -125,7 +125,8 @@ def measure(
         only = {"persistence": base_outputs["persistence"][main]}
         result["advice_persistence"] = advise(problem.task, result["main_metric"], evaluated[main][1], outputs[main], only, n_boot=bootstrap, seed=prepared.splits.seed or 0)
     if problem.is_classification:
-        result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes)
+        balanced = balanced_train_rows(problem, prepared.targets["train"], prepared.config.train.class_weight)
+        result["class_warnings"] = unpredicted_class_warnings(main, evaluated[main][1], predicted, problem.classes, balanced_train_rows=balanced)
     if ood is not None:
         result["ood"] = ood
     say_metrics(result, main, console)
