@@ -16,7 +16,7 @@ import yaml
 
 from dlw.spec import load_spec
 
-from conftest import FAST_CLI, binary_frame, run_dlw, write_csv
+from conftest import FAST_CLI, binary_frame, regression_frame, run_dlw, write_csv
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -408,6 +408,14 @@ def test_unknown_loss_is_named(tmp_path):
     path = write_csv(binary_frame(n=60), tmp_path / "d.csv")
     line = one_error_line(run_dlw("train", path, "--target", "label", "--set", "loss=cross_entropyy", "--quiet"))
     assert "'loss'" in line and "no loss named 'cross_entropyy'" in line
+
+
+def test_a_loss_of_the_targets_own_scale_is_refused_for_regression(tmp_path):
+    path = write_csv(regression_frame(n=80), tmp_path / "d.csv")
+    for loss in ("mean_squared_logarithmic_error", "poisson", "mape"):
+        line = one_error_line(run_dlw("train", path, "--target", "price", "--set", f"loss={loss}", "--quiet", cwd=tmp_path))
+        assert f"key 'loss': '{loss}' reads a target on its own scale" in line and "huber" in line, line
+    assert not (tmp_path / "runs").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -387,7 +387,8 @@ class Config(_Strict):
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    loss: str = Field("auto", description="'auto' (from the task) or a Keras loss name.")
+    loss: str = Field("auto", description="'auto' (from the task) or a Keras loss name; for regression one that reads only the "
+                      "difference from the standardized target: mean_squared_error, mean_absolute_error, huber or log_cosh.")
     metrics: list[str] | Literal["auto"] = Field("auto", description="'auto' or a list of Keras metric names.")
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)

@@ -82,8 +82,10 @@ class Objective:
 def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metrics: list[str] | str = "auto") -> Objective:
     """The loss, metrics and output layer for ``task``, honouring config overrides.
 
-    Override names are checked once, at the boundary, by ``check_names``.
+    Override names are checked once, at the boundary, by ``check_names``; a regression loss also by ``check_regression_loss``.
     """
+    if task == "regression":
+        check_regression_loss(loss)
     auto_loss, auto_metrics, activation = _AUTO[task]
     units = n_classes if task == "multiclass" else 1
     why = _WHY[task] if loss == "auto" else f"{loss}: chosen in the config"
@@ -94,6 +96,26 @@ def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metri
         output_units=units,
         why=why,
     )
+
+
+# A regression network is fitted to the standardized target (mean 0, sd 1), so its loss must read only how far each
+# prediction is from its target. A loss of the target's own scale or sign would be computed on numbers it was not
+# made for: mean_squared_logarithmic_error clips every target below the mean to 0 (found on Ecdat's HHS breaches).
+DIFFERENCE_LOSSES = ("mean_squared_error", "mean_absolute_error", "huber", "log_cosh")
+
+
+def check_regression_loss(loss: str) -> None:
+    """A ConfigError naming ``loss`` when it is not one of ``DIFFERENCE_LOSSES`` (under any name Keras gives them)."""
+    if loss == "auto":
+        return
+    from dlw._backend import import_keras
+
+    found = import_keras().losses.get(loss)
+    if getattr(found, "fn", found).__name__ not in DIFFERENCE_LOSSES:
+        raise ConfigError(
+            f"key 'loss': {loss!r} reads a target on its own scale, but dlw fits a regression network to the standardized target "
+            f"(mean 0, sd 1), where it would mean something else; choose one of {', '.join(DIFFERENCE_LOSSES)}"
+        )
 
 
 def check_names(loss: str, metrics: list[str] | str) -> None:
