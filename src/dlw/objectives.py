@@ -111,10 +111,11 @@ def check_regression_loss(loss: str) -> None:
     from dlw._backend import import_keras
 
     found = import_keras().losses.get(loss)
-    if getattr(found, "fn", found).__name__ not in DIFFERENCE_LOSSES:
+    function = getattr(found, "fn", found)  # a loss class wraps its function; a few are classes of their own
+    if getattr(function, "__name__", type(found).__name__) not in DIFFERENCE_LOSSES:
         raise ConfigError(
-            f"key 'loss': {loss!r} reads a target on its own scale, but dlw fits a regression network to the standardized target "
-            f"(mean 0, sd 1), where it would mean something else; choose one of {', '.join(DIFFERENCE_LOSSES)}"
+            f"key 'loss': {loss!r} reads more than the difference between prediction and target, and dlw fits a regression network "
+            f"to the standardized target (mean 0, sd 1), where it would mean something else; choose one of {', '.join(DIFFERENCE_LOSSES)}"
         )
 
 
