@@ -397,7 +397,7 @@ def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(
         .train(out=tmp_path / embeddings)
         for embeddings in ("auto", "none")
     }
-    assert "piecewise-linear and periodic number embeddings (96 bins" in (runs["auto"].path / "run.log").read_text()  # 367 train rows
+    assert "piecewise-linear and periodic number embeddings (16 bins, 96 for the date's numbers" in (runs["auto"].path / "run.log").read_text()  # 367 train rows
     # 96 bins for the date's numbers, the rule of rows (16) for the other numbers
     edges = np.asarray(runs["auto"].model.get_layer("numeric_embedding").edges)
     placed = dict(zip(runs["auto"].schema.numeric_input_names, (np.diff(edges, axis=1) > 0).sum(axis=1)))

@@ -127,7 +127,7 @@ class Workflow:
         console, warnings = self.console, []
 
         def announce(model, base, tc) -> None:
-            console.step(5, f"model: {describe_model(model, self.config, backbone, base)}{networks_note(prepared.splits)}")
+            console.step(5, f"model: {describe_model(model, self.config, prepared, backbone=backbone, base=base)}{networks_note(prepared.splits)}")
             warnings.extend(small_data_warnings(prepared, trainable_parameters(model)) + held_value_notes(model, prepared))
             for warning in warnings:
                 console.warn(warning)

@@ -28,7 +28,7 @@ class ModelKind:
     inputs: str  # "table" or "images"
     convolutional: bool
     build: Callable  # (config, prepared, objective, backbone) -> (model, backbone inside it or None)
-    describe: Callable  # (model, config, backbone, base) -> one line
+    describe: Callable  # (model, config, backbone, base, prepared) -> one line
     training: dict  # defaults for train.* keys left at auto
     ensemble: bool = False  # trained as members (dlw.models.tabm.training_view), predicts their mean
 
@@ -99,6 +99,12 @@ def tabm_bins(config, n_train: int, *, dated: bool = False) -> int:
     return int(min(high, max(low, n_train // ROWS_PER_BIN)))
 
 
+def tabm_bin_counts(config, prepared) -> list[int]:
+    """``tabm_bins`` for each number of ``prepared``'s numeric input, in ``Schema.numeric_input_names``' order."""
+    n_train, dated = prepared.count("train"), along_a_date(prepared)
+    return [tabm_bins(config, n_train, dated=dated and part) for part in prepared.schema.numeric_inputs_from_dates]
+
+
 def tabm_output_range(config, prepared) -> tuple[float, float] | None:
     """The standardized bounds tabm's predictions are held within (``model.output_range``; ``dlw.models.tabm.target_range``
     of the train and validation targets), or None: for classification, and with ``none``."""
@@ -135,7 +141,7 @@ def _build_tabm(config, prepared, objective, backbone):
     model = build_tabm(
         prepared.schema, objective, prepared.inputs["train"], hidden_layers=m.hidden_units, dropout=m.dropout_rate,
         ensemble=m.ensemble, embeddings=tabm_embeddings(config, n_train, prepared.problem.task, dated=dated), embedding_dim=m.embedding_dim,
-        bins=[tabm_bins(config, n_train, dated=dated and part) for part in prepared.schema.numeric_inputs_from_dates], number_copies=tabm_number_copies(config, prepared.problem.task),
+        bins=tabm_bin_counts(config, prepared), number_copies=tabm_number_copies(config, prepared.problem.task),
         seed=config.train.seed, text_dim=m.text_dim, text_dropout=m.text_dropout,
         bound_numeric=train_and_validation_numbers(prepared), output_range=tabm_output_range(config, prepared),
     )
@@ -168,14 +174,14 @@ def _dense_units(model) -> str:
     return " -> ".join(str(layer.units) for layer in model.layers if layer.__class__.__name__ == "Dense")
 
 
-def _describe_tabm(model, config, backbone, base) -> str:
+def _describe_tabm(model, config, backbone, base, prepared) -> str:
     m = config.model
     units = "-".join(str(u) for u in m.hidden_units)
     names = {l.name for l in model.layers}
     kinds = {"PiecewiseLinearEmbedding": "piecewise-linear", "PeriodicEmbedding": "periodic"}
     layers = [layer for layer in model.layers if type(layer).__name__ in kinds]  # in the order numeric_branch built them
     numbers = " and ".join(kinds[type(layer).__name__] for layer in layers) or "no"
-    notes = [f"{len(layer.edges[0]) - 1} bins" for layer in layers if hasattr(layer, "edges")]  # what bins: auto became
+    notes = [bins_note(len(layer.edges[0]) - 1, tabm_bin_counts(config, prepared)) for layer in layers if hasattr(layer, "edges")]
     # the copies as numeric_branch built them
     copies = ["clipped"] + [copy for layer, copy in (("robust_scale_unclipped", "unclipped"), ("log_numbers", "logged")) if layer in names]
     scaled = " and ".join(copies) if len(copies) < 3 else f"{', '.join(copies[:-1])} and {copies[-1]}"
@@ -188,16 +194,22 @@ def _describe_tabm(model, config, backbone, base) -> str:
     return f"TabM: {m.ensemble} members sharing Dense {units}, {numbers} number embeddings{detail}{held}; {model.count_params():,} parameters"
 
 
-def _describe_mlp(model, config, backbone, base) -> str:
+def bins_note(widest: int, counts: list[int]) -> str:
+    """What ``bins: auto`` became: the ``widest`` a layer's edges hold, and where ``tabm_bin_counts`` gave a date's numbers
+    more than the rest, the rest's count too."""
+    return f"{widest} bins" if min(counts) == max(counts) else f"{min(counts)} bins, {widest} for the date's numbers"
+
+
+def _describe_mlp(model, config, backbone, base, prepared) -> str:
     return f"MLP Dense {_dense_units(model)}; {model.count_params():,} parameters"
 
 
-def _describe_cnn(model, config, backbone, base) -> str:
+def _describe_cnn(model, config, backbone, base, prepared) -> str:
     convs = [str(layer.filters) for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
     return f"CNN conv {'-'.join(convs)}, Dense {_dense_units(model)}; {model.count_params():,} parameters"
 
 
-def _describe_pretrained(model, config, backbone, base) -> str:
+def _describe_pretrained(model, config, backbone, base, prepared) -> str:
     from dlw.models.pretrained import describe
 
     return describe(model, base, backbone, config.model.dense_layers, config.model.freeze)
@@ -247,9 +259,9 @@ def build_model(config, prepared, objective, backbone=None):
     return MODEL_KINDS[config.model.kind].build(config, prepared, objective, backbone)
 
 
-def describe_model(model, config, backbone=None, base=None) -> str:
-    """One line for the console: the architecture and its parameter count."""
-    return MODEL_KINDS[config.model.kind].describe(model, config, backbone, base)
+def describe_model(model, config, prepared, *, backbone=None, base=None) -> str:
+    """One line for the console: the architecture (as built for ``prepared``) and its parameter count."""
+    return MODEL_KINDS[config.model.kind].describe(model, config, backbone, base, prepared)
 
 
 __all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "fill_training_defaults", "held_value_notes", "input_kind",
