@@ -88,7 +88,7 @@ def tabm_bins(config, n_train: int, *, dated: bool = False) -> int:
     A date is nearly a different number on every row, and its target's bends are narrow (a season,
     a recession): 96 bins lowered rmse on regression tables with a date input in 17 of 24 runs
     below 500 train rows and 14 of 14 from 500 to 1,600; given to the date's numbers only, the other
-    numbers keeping the rule of rows, in 32 of 38 runs better or the same (bench/RESULTS.md, stops 41-42).
+    numbers keeping the rule of rows, in 31 of 38 runs better or the same (bench/RESULTS.md, stops 41-42).
     """
     chosen = config.model.bins
     if chosen != "auto":
