@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
@@ -426,6 +427,10 @@ def test_where_the_baselines_say_a_small_tables_target_bends_step_8_hints_at_emb
     assert "no number embeddings" in log  # 264 train rows: auto leaves the numbers scaled only
     hint = f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's, so the target bends with its numbers"
     assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint)
+    from dlw.report import write_report
+
+    write_report(runs["auto"].path)
+    assert html.escape(hint) in (runs["auto"].path / "report.html").read_text(encoding="utf-8")
     assert "hints" not in runs["piecewise_linear_and_periodic"].metrics  # taken
     rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
     assert rmse["piecewise_linear_and_periodic"] < 0.9 * rmse["auto"], rmse
