@@ -76,9 +76,9 @@ def embeddings_hint(config, prepared, ratio: float | None) -> str | None:
     (by 3.8% over two seeds), past the bar written before the runs (bench/RESULTS.md, stop 43).
     """
     m = config.model
-    if ratio is None or ratio < BEND_RATIO or m.kind != "tabm" or prepared.problem.task != "regression":
+    if ratio is None or ratio < BEND_RATIO or m.kind != "tabm" or m.embeddings != "auto" or prepared.problem.task != "regression":
         return None
-    if tabm_embeddings(config, prepared.count("train"), "regression", dated=along_a_date(prepared)) != "none" or m.embeddings != "auto":
+    if tabm_embeddings(config, prepared.count("train"), "regression", dated=along_a_date(prepared)) != "none":
         return None
     hint = (
         f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's: the target bends in ways a linear model cannot "
@@ -296,5 +296,5 @@ def describe_model(model, config, prepared, *, backbone=None, base=None) -> str:
     return MODEL_KINDS[config.model.kind].describe(model, config, backbone, base, prepared)
 
 
-__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "embeddings_hint", "build_model", "describe_model", "fill_training_defaults", "held_value_notes", "input_kind",
+__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "embeddings_hint", "fill_training_defaults", "held_value_notes", "input_kind",
            "load_network", "train_and_validation_numbers"]
