@@ -136,7 +136,7 @@ def row_for(name: str, metrics: dict, seconds: float) -> dict:
     }
     fits = metrics.get("baseline_fits", {})
     if all("out_of_fold_rmse" in fits.get(name, {}) for name in ("linear", "hist_gradient_boosting")):
-        # what dlw.models.embeddings_hint reads: above 1.2 on a small table, step 8 hints at number embeddings
+        # what dlw.models.designs reads: from 1.2 on a small table, the network averages two designs
         row["linear_over_boosting"] = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
     folds = metrics["training"].get("folds", [])
     if folds and all("best_val_loss" in f for f in folds):

@@ -414,53 +414,115 @@ SOYBEAN = Path(__file__).parent / "data" / "soybean.csv"
 MALES = Path(__file__).parent / "data" / "males.csv"  # Ecdat's Males: 545 young men, 8 years each, numbered in `nr`
 
 
-def test_where_the_baselines_say_a_small_tables_target_bends_step_8_hints_at_embeddings_and_they_help(tmp_path):
+def test_where_the_baselines_say_a_small_tables_target_bends_the_network_averages_both_designs(tmp_path):
+    from dlw.crossfit import fold_members
+
+    # The plots numbered as many users number them, in blocks of rows: step 3 notes the number as likely a group's.
+    frame = pd.read_csv(SOYBEAN).assign(Plot=lambda f: pd.factorize(f["Plot"])[0] + 1)
+    frame.to_csv(tmp_path / "soybean.csv", index=False)
     overrides = ["train.cycles=1"]  # five cross-fitted networks, as auto makes them; one cycle each
     runs = {
-        embeddings: Workflow.from_config(str(SOYBEAN), target="weight", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
+        embeddings: Workflow.from_config(str(tmp_path / "soybean.csv"), target="weight", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
         .train(out=tmp_path / embeddings)
-        for embeddings in ("auto", "piecewise_linear_and_periodic")
+        for embeddings in ("auto", "none")
     }
     fits = runs["auto"].metrics["baseline_fits"]
     ratio = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
     assert ratio > 1.5, fits  # each of the 330 non-test rows predicted by the fits that did not train on it
     log = (runs["auto"].path / "run.log").read_text()
-    assert "no number embeddings" in log  # 264 train rows: auto leaves the numbers scaled only
-    hint = f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's: the target bends in ways a linear model cannot follow"
-    assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint)
+    assert "no number embeddings" in log  # 264 train rows: the first design reads the numbers scaled only
+    assert (f"5 such networks, cross-fitted (train.folds), and 5 more with piecewise-linear and periodic number embeddings "
+            f"(piecewise_linear_and_periodic), all 10 averaged: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's") in log
+    model = runs["auto"].model  # read back from model.keras
+    assert [m.name for m in fold_members(model)] == [f"fold_{k}" for k in range(5)] + [f"fold_{k}_design_2" for k in range(5)]
+    assert [f["embeddings"] for f in runs["auto"].metrics["training"]["folds"]] == ["none"] * 5 + ["piecewise_linear_and_periodic"] * 5
+    # the first design is the default's networks, trained alike in the same process
+    for k in range(5):
+        for mine, theirs in zip(model.get_layer(f"fold_{k}").get_weights(), runs["none"].model.get_layer(f"fold_{k}").get_weights()):
+            np.testing.assert_array_equal(mine, theirs)
+    card = (runs["auto"].path / "MODEL_CARD.md").read_text()
+    assert "10 networks (5 with number embeddings none, 5 with number embeddings piecewise_linear_and_periodic)" in card
+    # the validation rows are answered by the two networks that never trained on them, fold 1's of each design
+    from dlw.crossfit import validation_network
+    from dlw.data.kinds import prepare
+
+    prepared = prepare(runs["auto"].config, QUIET_CONSOLE, schema=runs["auto"].schema)
+    val_x, val_y = prepared.inputs["validation"], prepared.targets["validation"]
+    first = (prepared.outputs(model.get_layer("fold_0"), val_x) + prepared.outputs(model.get_layer("fold_0_design_2"), val_x)) / 2
+    np.testing.assert_allclose(prepared.outputs(validation_network(model), val_x), first, rtol=1e-5)
+    assert runs["auto"].metrics["validation"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((first - val_y) ** 2))), rel=1e-4)
+    rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
+    assert rmse["auto"] < 0.98 * rmse["none"], rmse  # 1.407 against 1.448 when written
+    # the group's number: a hint at step 8, in the log, metrics.json and the report
+    hint = f"hint: boosting follows this target better than a linear model ({ratio:.2f} times lower out-of-fold rmse), and step 3 noted Plot"
+    assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint) and "data.types: {Plot: categorical}" in runs["auto"].metrics["hints"][0]
     from dlw.report import write_report
 
     write_report(runs["auto"].path)
     assert html.escape(hint) in (runs["auto"].path / "report.html").read_text(encoding="utf-8")
-    assert "hints" not in runs["piecewise_linear_and_periodic"].metrics  # taken
-    rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
-    assert rmse["piecewise_linear_and_periodic"] < 0.9 * rmse["auto"], rmse
+    assert "hints" not in runs["none"].metrics  # the user's choice: one design, nothing to hint
 
 
-def test_the_embeddings_hint_is_for_tabm_leaving_a_small_regression_tables_numbers_scaled_only():
+@pytest.mark.slow
+def test_a_killed_run_averaging_two_designs_resumes_keeping_the_finished_networks(tmp_path, monkeypatch):
+    import dlw.resume
+
+    overrides = ["train.folds=2", "train.cycles=1", "train.early_stopping=false", "train.epochs=5", "train.checkpoint_seconds=0"]
+    source = str(SOYBEAN)
+    whole = Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=tmp_path / "whole")
+    assert len(whole.metrics["training"]["folds"]) == 4  # two folds, two designs
+    seen = []
+
+    def kill_in_the_second_designs_first_network(name: str) -> None:
+        seen.append(name)
+        if name == "epoch:3" and seen.count("epoch:3") == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlw.resume, "pause_point", kill_in_the_second_designs_first_network)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=out)
+    monkeypatch.undo()
+    [partial] = out.parent.glob(f".{out.name}.partial-*")
+    assert sorted(p.name for p in (partial / "checkpoint").glob("*.npz")) == ["fold1_design2_phase1.npz", "fold1_phase1.npz", "fold2_phase1.npz"]
+    resumed = Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=out, resume=True)
+    assert "resumed after epoch 3 of 5" in (out / "run.log").read_text()
+    assert resumed.metrics["test"]["rmse"] == pytest.approx(whole.metrics["test"]["rmse"], rel=1e-9)  # JAX on a CPU: the same epochs
+
+
+def test_the_baselines_ratio_decides_the_design_only_where_auto_left_a_small_regression_tables_numbers_scaled_only():
     from types import SimpleNamespace
 
-    from dlw.models import embeddings_hint
+    from dlw.models.designs import averages_designs, bend_hint, design_configs_and_why
 
-    def table(n_train: int, task: str = "regression", dated: bool = False, groups=()):
-        schema = SimpleNamespace(has_date=dated, group_number_names=list(groups))
-        return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema)
+    def table(n_train: int, task: str = "regression", dated: bool = False, groups=(), folds: int = 5, kinds=("numeric", "categorical")):
+        features = [SimpleNamespace(kind=kind) for kind in kinds]
+        schema = SimpleNamespace(has_date=dated, group_number_names=list(groups), features=features)
+        return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema, splits=SimpleNamespace(fold_count=folds))
 
     config = load_spec("penguins")
-    assert embeddings_hint(config, table(300), 1.2).startswith("hint: the linear baseline's out-of-fold rmse is 1.20 times boosting's")
-    assert embeddings_hint(config, table(300), 1.19) is None and embeddings_hint(config, table(300), None) is None
-    assert embeddings_hint(config, table(600), 2.0) is None  # auto embeds from 500 train rows
-    assert embeddings_hint(config, table(300, dated=True), 2.0) is None  # and a dated regression table at any size
-    assert embeddings_hint(config, table(300, task="binary"), 2.0) is None
-    assert embeddings_hint(load_spec("penguins", overrides=["model.embeddings=none"]), table(300), 2.0) is None  # the user's choice
-    assert embeddings_hint(load_spec("penguins", overrides=["model.kind=mlp"]), table(300), 2.0) is None
-    assert "data.types" not in embeddings_hint(config, table(300), 2.0)
+    assert averages_designs(config, table(300), 1.2) and not averages_designs(config, table(300), 1.19) and not averages_designs(config, table(300), None)
+    assert not averages_designs(config, table(600), 2.0)  # auto embeds from 500 train rows
+    assert not averages_designs(config, table(300, dated=True), 2.0)  # and a dated regression table at any size
+    assert not averages_designs(config, table(300, task="binary"), 2.0)
+    assert not averages_designs(config, table(300, folds=1), 2.0)  # one network: no out-of-fold loss
+    assert not averages_designs(config, table(300, kinds=("categorical",)), 2.0)  # no numbers: both designs the same network
+    assert not averages_designs(load_spec("penguins", overrides=["model.embeddings=none"]), table(300), 2.0)  # the user's choice
+    assert not averages_designs(load_spec("penguins", overrides=["model.kind=mlp"]), table(300), 2.0)
+    asked = []
+    designs, why = design_configs_and_why(config, table(600), lambda: asked.append(1) or 2.0)
+    assert designs == [config] and why == "" and asked == []  # the run does not wait for the baselines where they cannot decide
+    designs, why = design_configs_and_why(config, table(300), lambda: 2.0)
+    assert [d.model.embeddings for d in designs] == ["auto", "piecewise_linear_and_periodic"] and config.model.embeddings == "auto"
+    assert why.startswith(", and 5 more with piecewise-linear and periodic number embeddings") and "2.00 times boosting's" in why
+    assert bend_hint(config, table(300), 2.0) is None  # no group's number noted
     # A number step 3 noted as a group's number: the bend boosting follows may be each group's level (Ecdat Males' nr).
     from dlw.schema import Schema
 
     males = Schema.infer(pd.read_csv(MALES), target="wage")
     assert males.group_number_names == ["nr"]
-    assert "; but first try data.types: {nr: categorical}, as step 3 noted" in embeddings_hint(config, table(300, groups=males.group_number_names), 2.0)
+    assert "try data.types: {nr: categorical}" in bend_hint(config, table(300, groups=males.group_number_names), 2.0)
+    assert bend_hint(config, table(300, groups=["nr"]), 1.1) is None
 
 
 def test_the_ratio_of_the_linear_to_the_boosting_baseline_reads_their_out_of_fold_losses():

@@ -30,6 +30,7 @@ from dlw.errors import ConfigError
 AUTO_FOLDS = 5
 AUTO_MAX_ROWS = 20_000
 MEMBER_PREFIX = "fold_"
+DESIGN_INFIX = "_design_"
 
 
 def fold_count(config, task: str, n_rest: int) -> int:
@@ -64,34 +65,51 @@ def fold_rows(rest: np.ndarray, labels: np.ndarray | None, folds: int, seed: int
     return [np.sort(rest[at]) for _, at in cutter.split(rest, labels)]
 
 
-def crossfit_model(members: list, name: str = "dlw_crossfit"):
-    """One Keras model predicting the mean of ``members`` (built alike), which it holds as ``fold_0`` ... ``fold_{K-1}``."""
+def member_name(k: int, design: int = 0) -> str:
+    """The layer name of the network early-stopped on fold ``k``: ``fold_k``, or ``fold_k_design_2`` for a second design's."""
+    return f"{MEMBER_PREFIX}{k}" + (f"{DESIGN_INFIX}{design + 1}" if design else "")
+
+
+def member_place(name: str) -> tuple[int, int]:
+    """``(design, fold)`` of a member's layer name (``member_name``), both counted from 0."""
+    fold, _, design = name.removeprefix(MEMBER_PREFIX).partition(DESIGN_INFIX)
+    return (int(design) - 1 if design else 0), int(fold)
+
+
+def crossfit_model(members: list, name: str = "dlw_crossfit", *, folds: int | None = None):
+    """One Keras model predicting the mean of ``members``, which it holds named by ``member_name``.
+
+    ``members`` are in design order, ``folds`` networks each (default: all of them, one design).
+    """
     import keras
 
-    for k, member in enumerate(members):
-        member.name = f"{MEMBER_PREFIX}{k}"
+    folds = folds or len(members)
+    for j, member in enumerate(members):
+        member.name = member_name(j % folds, j // folds)
     inputs = keras.tree.map_structure(lambda t: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name), members[0].input)
     mean = keras.layers.Average(name="crossfit_mean")([member(inputs) for member in members])
     return keras.Model(inputs, mean, name=name)
 
 
 def fold_members(model) -> list:
-    """The networks a cross-fitted ``model`` averages, in fold order; ``[]`` for one network."""
+    """The networks a cross-fitted ``model`` averages, design by design, in fold order; ``[]`` for one network."""
     members = [layer for layer in model.layers if layer.name.startswith(MEMBER_PREFIX)]
-    return sorted(members, key=lambda m: int(m.name.removeprefix(MEMBER_PREFIX)))
+    return sorted(members, key=lambda m: member_place(m.name))
 
 
 def validation_network(model):
-    """What predicts the validation split out of sample: ``model``, or for a cross-fitted one its first fold's network.
+    """What predicts the validation split out of sample: ``model``, or for a cross-fitted one the first fold's network
+    (with two designs, the mean of both first-fold networks).
 
     A calibrated model's ``calibration`` layer is kept on top of that network.
     """
-    members = fold_members(model)
-    if not members:
+    first = [member for member in fold_members(model) if member_place(member.name)[1] == 0]
+    if not first:
         return model
     import keras
 
-    output = members[0](model.input)
+    outputs = [member(model.input) for member in first]
+    output = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="first_fold_mean")(outputs)
     if "calibration" in {layer.name for layer in model.layers}:
         output = model.get_layer("calibration")(output)
     return keras.Model(model.input, output, name="validation_network")
@@ -116,16 +134,20 @@ def describe_folds(splits) -> str:
     )
 
 
-def networks_note(splits) -> str:
-    """What the model line adds for a cross-fitted run: how many such networks (empty for one)."""
+def networks_note(splits, designs_why: str = "") -> str:
+    """What the model line adds for a cross-fitted run: how many such networks (empty for one), and ``designs_why``
+    (``dlw.models.designs.design_configs_and_why``) where a second design is averaged with them."""
     folds = splits.fold_count if splits is not None else 1
-    return f"; {folds} such networks, cross-fitted (train.folds)" if folds > 1 else ""
+    return f"; {folds} such networks, cross-fitted (train.folds){designs_why}" if folds > 1 else ""
 
 
 def folds_text(folds: list[dict]) -> str:
     """A cross-fitted run's networks in one sentence (metrics.json's ``training.folds``)."""
     each = ", ".join(f"{fold['best_epoch']} of {fold['epochs_run']}" for fold in folds)
+    embeddings = [fold["embeddings"] for fold in folds if "embeddings" in fold]  # set where two designs are averaged
+    kinds = dict.fromkeys(embeddings)
+    of = " (" + ", ".join(f"{embeddings.count(kind)} with number embeddings {kind}" for kind in kinds) + ")" if len(kinds) > 1 else ""
     return (
-        f"{len(folds)} networks, each early-stopped on one fold of the train and validation rows and trained on the others; "
+        f"{len(folds)} networks{of}, each early-stopped on one fold of the train and validation rows and trained on the others; "
         f"the model predicts their mean. The epochs above are the first network's; best epoch of epochs run, network by network: {each}"
     )

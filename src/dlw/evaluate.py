@@ -144,12 +144,12 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
 
     ``result["baselines"]`` holds each baseline's metrics on the ``main`` split, and
     ``result["baseline_fits"]`` what each chose on the validation split and its fit seconds (and,
-    cross-fitted, its out-of-fold loss), and ``result["hints"]`` what they suggest (``dlw.models.embeddings_hint``).
+    cross-fitted, its out-of-fold loss), and ``result["hints"]`` what they suggest (``dlw.models.designs.bend_hint``).
     With ``checks.threshold: auto`` each baseline chooses its own binary threshold on the
     validation split too (into ``thresholds``), as the network did.
     """
     from dlw.baselines import fit_baselines, linear_over_boosting
-    from dlw.models import embeddings_hint
+    from dlw.models.designs import bend_hint
 
     problem = prepared.problem
     # Fitted here (dlw evaluate), the baselines predict only the splits asked for, when asked.
@@ -171,7 +171,7 @@ def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: di
         if other != main:
             result[f"baselines_{other}"] = {name: per_split[other] for name, per_split in scores.items()}
     result["baseline_fits"] = {name: {**f.chosen, **out_of_fold(f, problem), "fit_seconds": round(f.fit_seconds, 3)} for name, f in fitted.items()}
-    hint = embeddings_hint(prepared.config, prepared, linear_over_boosting(fitted))
+    hint = bend_hint(prepared.config, prepared, linear_over_boosting(fitted))
     if hint:
         result["hints"] = [hint]
     return outputs

@@ -664,7 +664,7 @@ def _section_performance(r: _Run) -> str:
     persistence = m.get("advice_persistence")
     if isinstance(persistence, dict) and persistence.get("explanation"):
         out.append(_p(f"Against the persistence baseline alone (checks.persistence): {esc(persistence['explanation'])}"))
-    for hint in m.get("hints") or []:  # what the baselines suggest trying (dlw.models.embeddings_hint)
+    for hint in m.get("hints") or []:  # what the baselines suggest trying (dlw.models.designs.bend_hint)
         out.append(f'<div class="note"><p>{esc(hint)}</p></div>')
     if not test:
         out.append(_absent("No test-split metrics: the run was not measured on held-out data."))

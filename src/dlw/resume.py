@@ -59,15 +59,16 @@ class TrainingCheckpoint:
         every = self.config.train.checkpoint_seconds
         return PhaseState(self.folder / phase_file_name(number, prefix=self.prefix), self.folder / "progress.json", epochs, every=every, first=number == 1)
 
-    def for_fold(self, k: int, folds: int) -> "TrainingCheckpoint":
-        """The checkpoint of cross-fitted network ``k`` of ``folds`` (this one when there is one network).
+    def for_fold(self, k: int, folds: int, *, design: int = 0) -> "TrainingCheckpoint":
+        """The checkpoint of cross-fitted network ``k`` of ``folds`` in ``design`` (this one when there is one network).
 
         Each network's phases have their own files, so a resumed run keeps the networks that
         had finished and carries on the one that was killed.
         """
         if folds == 1:
             return self
-        return TrainingCheckpoint(self.folder.parent, self.config, epochs=self.epochs, prefix=f"fold{k + 1}_")
+        prefix = f"fold{k + 1}_" + (f"design{design + 1}_" if design else "")
+        return TrainingCheckpoint(self.folder.parent, self.config, epochs=self.epochs, prefix=prefix)
 
 
 def default_resume_command() -> str:

@@ -96,11 +96,13 @@ def sufficiency_trend(metric: str, higher: bool, rows: list[int], values: list[f
     )
 
 
-def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, folder: Path, console: Console) -> dict:
+def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, folder: Path, console: Console, designs=None) -> dict:
     """Train again on 25% and 50% of the train split (same validation and test rows); the curve and its trend.
 
     Writes ``sufficiency.json`` and ``sufficiency.png`` into ``folder``; returns the
-    summary for metrics.json. ``metrics`` are the full run's, the curve's last point.
+    summary for metrics.json. ``metrics`` are the full run's, the curve's last point. Each point
+    trains one network of each of the run's ``designs`` (``dlw.models.designs``), as the
+    validation split of the full run is answered by one of each.
     """
     from dlw.evaluate import score
     from dlw.train import train_network
@@ -112,7 +114,7 @@ def sufficiency_curve(config, prepared, objective, *, backbone, metrics: dict, f
     for fraction in FRACTIONS[:-1]:
         keep = train_subset(prepared, fraction, seed)
         part = prepared.without_folds().with_train_rows(keep)
-        model = train_network(config, part, objective, backbone=backbone).model
+        model = train_network(config, part, objective, backbone=backbone, designs=designs).model
         rows.append(len(keep))
         for split, store in (("validation", val), ("test", test)):
             store.append(score(part.problem, part.targets[split], part.outputs(model, part.inputs[split]), part.problem.decision, names=(main,))[main])

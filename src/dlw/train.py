@@ -55,6 +55,7 @@ class Trained:
     train: TrainConfig  # the settings it trained with, ``auto`` planned
     calibration: dict | None = None  # what dlw.calibration.calibrate fitted, when it ran
     folds: list[dict] | None = None  # cross-fitted: each network's training (``fold_summary``)
+    designs: list | None = None  # the configs of the designs it averages (``dlw.models.designs``), as asked
 
 
 TARGET_STEPS = 3000
@@ -73,7 +74,7 @@ CYCLE_GAIN = 0.005
 
 
 def train_network(
-    config, prepared, objective, *, backbone=None, console: Console = QUIET, callbacks=(), before_fit=None, checkpoint_in=None
+    config, prepared, objective, *, backbone=None, console: Console = QUIET, callbacks=(), before_fit=None, checkpoint_in=None, designs=None
 ) -> Trained:
     """Seed, distribute, build, fit, release: the one way dlw trains a network.
 
@@ -83,7 +84,8 @@ def train_network(
     the state is saved there after every epoch (``dlw.resume``), and a killed training's saved
     state there is carried on from; a resume with another config or data is refused.
     Cross-fitted splits (``dlw.crossfit``) train one network per fold, network k seeded with
-    ``train.seed + k``, into one model that averages them.
+    ``train.seed + k``, into one model that averages them; ``designs`` (configs differing in
+    ``model``, ``dlw.models.designs``; default ``[config]``) each train that many, seeded alike.
     """
     from dlw._backend import import_keras
     from dlw.distribute import apply_distribution, release
@@ -94,31 +96,50 @@ def train_network(
         from dlw.resume import TrainingCheckpoint
 
         checkpoint = TrainingCheckpoint.open(checkpoint_in, config)
-    config = plan_training(config, prepared.count("train"), task=prepared.problem.task)
-    distribution = apply_distribution(config, console)  # before any variable is created
+    task = prepared.problem.task
+    asked = designs or [config]
+    designs = [plan_training(design, prepared.count("train"), task=task) for design in asked]
+    distribution = apply_distribution(designs[0], console)  # before any variable is created
     folds = prepared.splits.fold_count if prepared.splits is not None else 1
-    networks = []
+    networks, summaries = [], []
     try:
-        for k, part in enumerate(prepared.fold_views()):
-            heading = f"network {k + 1} of {folds}: early-stopped on fold {k + 1} ({part.count('validation')} rows), trained on the other {part.count('train')}"
-            member = config if k == 0 else seeded(config, config.train.seed + k)
-            state = None if checkpoint is None else checkpoint.for_fold(k, folds)
-            networks.append(
-                fit_network(
-                    member, part, objective, backbone, console, distribution, callbacks=callbacks, before_fit=before_fit if k == 0 else None,
-                    checkpoint=state, heading=heading if folds > 1 else None,
+        for d, design in enumerate(designs):
+            for k, part in enumerate(prepared.fold_views()):
+                member = design if k == 0 else seeded(design, design.train.seed + k)
+                state = None if checkpoint is None else checkpoint.for_fold(k, folds, design=d)
+                networks.append(
+                    fit_network(
+                        member, part, objective, backbone, console, distribution, callbacks=callbacks, before_fit=before_fit if len(networks) == 0 else None,
+                        checkpoint=state, heading=network_heading(k, d, folds, len(designs), part) if folds > 1 else None,
+                    )
                 )
-            )
+                summaries.append(fold_summary(k, networks[-1][2], embeddings=design_embeddings(design, part) if len(designs) > 1 else None))
     finally:
         release(distribution)
-    if folds == 1:
-        return Trained(*networks[0], distribution, config.train)
+    if len(networks) == 1:
+        return Trained(*networks[0], distribution, designs[0].train, designs=asked)
     from dlw.crossfit import crossfit_model
 
     first = networks[0][2]
     result = TrainResult(first.history, first.best_epoch, first.stopped_early, sum(r.seconds for _, _, r in networks))
-    summaries = [fold_summary(k, r) for k, (_, _, r) in enumerate(networks)]
-    return Trained(crossfit_model([m for m, _, _ in networks]), None, result, distribution, config.train, folds=summaries)
+    model = crossfit_model([m for m, _, _ in networks], folds=folds)
+    return Trained(model, None, result, distribution, designs[0].train, folds=summaries, designs=asked)
+
+
+def network_heading(k: int, design: int, folds: int, designs: int, part) -> str:
+    """The console line before cross-fitted network ``k`` of ``design`` (of ``designs``) trains on its fold view ``part``."""
+    number = design * folds + k + 1
+    return (
+        f"network {number} of {folds * designs}: early-stopped on fold {k + 1} ({part.count('validation')} rows), "
+        f"trained on the other {part.count('train')}"
+    )
+
+
+def design_embeddings(config, prepared) -> str:
+    """How a design's numbers enter (``model.embeddings`` with ``auto`` decided for ``prepared``), for ``fold_summary``."""
+    from dlw.models import along_a_date, tabm_embeddings
+
+    return tabm_embeddings(config, prepared.count("train"), prepared.problem.task, dated=along_a_date(prepared))
 
 
 def fit_network(config, prepared, objective, backbone, console: Console, distribution, *, callbacks=(), before_fit=None, checkpoint=None, heading=None):
@@ -144,9 +165,9 @@ def seeded(config, seed: int):
     return other
 
 
-def fold_summary(k: int, result: TrainResult) -> dict:
-    """What metrics.json says of cross-fitted network ``k``'s training."""
-    summary = {"fold": k + 1, "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
+def fold_summary(k: int, result: TrainResult, *, embeddings: str | None = None) -> dict:
+    """What metrics.json says of cross-fitted network ``k``'s training (and, where two designs are averaged, its design's ``embeddings``)."""
+    summary = {"fold": k + 1, **({"embeddings": embeddings} if embeddings else {}), "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
     kept = result.kept_validation_loss()
     if kept is not None:
         summary["best_val_loss"] = kept  # on its own fold: out of sample

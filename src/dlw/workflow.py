@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from dlw._backend import choose_backend, import_keras, tensorflow_unseen
-from dlw.baselines import fit_baselines_in_background
+from dlw.baselines import fit_baselines_in_background, linear_over_boosting
 from dlw.card import write_card
 from dlw.config import Config
 from dlw.console import QUIET, Console
@@ -32,6 +32,7 @@ from dlw.data.prepared import Prepared
 from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
 from dlw.models import MODEL_KINDS, describe_model, held_value_notes, load_network
+from dlw.models.designs import design_configs_and_why
 from dlw.problem import Problem
 from dlw.runs import RunFiles, RunWriter, is_run_folder, missing_run_message, run_manifest, write_atomic, write_json
 from dlw.spec import load_spec, validate
@@ -72,12 +73,14 @@ class Workflow:
             try:
                 prepared, objective, backbone = self._steps_1_to_4()
                 baselines = fit_baselines_in_background(prepared)  # while the network trains
-                trained, warnings = self._steps_5_and_6(prepared, objective, backbone, checkpoint_in=tmp)  # per-epoch state, for --resume
+                trained, warnings = self._steps_5_and_6(prepared, objective, backbone, baselines, checkpoint_in=tmp)  # per-epoch state, for --resume
                 metrics = self._write_run(tmp, prepared, objective, trained, warnings, baselines)
                 if sufficiency:
                     from dlw.sufficiency import sufficiency_curve
 
-                    metrics["sufficiency"] = sufficiency_curve(self.config, prepared, objective, backbone=backbone, metrics=metrics, folder=tmp, console=self.console)
+                    metrics["sufficiency"] = sufficiency_curve(
+                        self.config, prepared, objective, backbone=backbone, metrics=metrics, folder=tmp, console=self.console, designs=trained.designs
+                    )
                 write_json(tmp / "metrics.json", metrics)
                 manifest = run_manifest(self.config, rows=len(prepared.frame), seconds=time.perf_counter() - started)
                 write_json(tmp / "run.json", {**manifest, "distribution": trained.distribution})
@@ -119,15 +122,16 @@ class Workflow:
         self.console.step(4, f"loss: {objective.loss}; metrics: {', '.join(objective.metrics)}")
         return prepared, objective, backbone
 
-    def _steps_5_and_6(self, prepared: Prepared, objective, backbone, checkpoint_in: Path | None = None):
-        """Build and train through the one fit path; the trained network and the small-data warnings."""
+    def _steps_5_and_6(self, prepared: Prepared, objective, backbone, baselines, checkpoint_in: Path | None = None):
+        """Build and train through the one fit path (the ``baselines`` awaited where they decide the designs); the trained network and the small-data warnings."""
         from dlw.sufficiency import small_data_warnings, trainable_parameters
         from dlw.train import train_network
 
         console, warnings = self.console, []
+        designs, why = design_configs_and_why(self.config, prepared, lambda: linear_over_boosting(baselines.result()))
 
         def announce(model, base, tc) -> None:
-            console.step(5, f"model: {describe_model(model, self.config, prepared, backbone=backbone, base=base)}{networks_note(prepared.splits)}")
+            console.step(5, f"model: {describe_model(model, self.config, prepared, backbone=backbone, base=base)}{networks_note(prepared.splits, why)}")
             warnings.extend(small_data_warnings(prepared, trainable_parameters(model)) + held_value_notes(model, prepared))
             for warning in warnings:
                 console.warn(warning)
@@ -135,7 +139,9 @@ class Workflow:
             cycles = f", up to {tc.cycles} cycles while the validation loss falls" if tc.cycles > 1 else ""
             console.step(6, f"training: up to {tc.epochs} epochs, batch {tc.batch_size}, {tc.optimizer} lr {tc.learning_rate:g}{schedule}{cycles}")
 
-        trained = train_network(self.config, prepared, objective, backbone=backbone, console=console, before_fit=announce, checkpoint_in=checkpoint_in, callbacks=self.tracker.callbacks())
+        trained = train_network(
+            self.config, prepared, objective, backbone=backbone, console=console, before_fit=announce, checkpoint_in=checkpoint_in, callbacks=self.tracker.callbacks(), designs=designs
+        )
         if prepared.problem.is_classification:  # calibrated on the validation split, then the threshold chosen and checked there
             from dlw.calibration import calibrate
             from dlw.classes import validation_decisions

@@ -62,38 +62,6 @@ def tabm_embeddings(config, n_train: int, task: str, *, dated: bool = False) -> 
     return "piecewise_linear_and_periodic" if task == "regression" else "piecewise_linear"
 
 
-# Below EMBEDDING_MIN_ROWS, where the cross-fitted linear baseline's out-of-fold rmse is at least this many times
-# boosting's, the target bends where a linear model cannot follow, and step 8 suggests embedding the numbers (bench/RESULTS.md, stop 43).
-BEND_RATIO = 1.2
-
-
-def embeddings_hint(config, prepared, ratio: float | None) -> str | None:
-    """A hint to embed a small regression table's numbers, which ``auto`` left scaled only, where ``ratio``
-    (``dlw.baselines.linear_over_boosting``) says the target bends with them; None elsewhere.
-
-    Measured as the default and not taken: on the runs that did not set it, embedding lowered rmse where the
-    ratio was 1.2 or more in 12 of 16 runs on 9 tables (5.1% on average), but raised it on ggplot2's mpg
-    (by 3.8% over two seeds), past the bar written before the runs (bench/RESULTS.md, stop 43).
-    """
-    m = config.model
-    if ratio is None or ratio < BEND_RATIO or m.kind != "tabm" or m.embeddings != "auto" or prepared.problem.task != "regression":
-        return None
-    if tabm_embeddings(config, prepared.count("train"), "regression", dated=along_a_date(prepared)) != "none":
-        return None
-    hint = (
-        f"hint: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's: the target bends in ways a linear model cannot "
-        f"follow, and under {EMBEDDING_MIN_ROWS} train rows the network reads its numbers scaled only; embedding them (--set model.embeddings="
-        "piecewise_linear_and_periodic) lowered rmse in 12 of 16 such runs, by 5% on average (bench/RESULTS.md, stop 43)"
-    )
-    groups = prepared.schema.group_number_names
-    if groups:
-        # what boosting follows may be each group's own level, which a category learns and a bend does not
-        types = ", ".join(f"{name}: categorical" for name in groups)
-        hint += (f"; but first try data.types: {{{types}}}, as step 3 noted: on lme4's grouseticks, whose ticks follow the brood, "
-                 "rmse 9.45 -> 4.10 with the brood's number read as a category, 7.46 with the embeddings (seed 42)")
-    return hint
-
-
 def tabm_number_copies(config, task: str) -> tuple[str, ...]:
     """The copies of tabm's numbers beside the clipped ones (``model.numbers``, ``dlw.models.tabm.NUMBER_COPIES``), with ``auto`` decided from the task.
 
@@ -296,5 +264,5 @@ def describe_model(model, config, prepared, *, backbone=None, base=None) -> str:
     return MODEL_KINDS[config.model.kind].describe(model, config, backbone, base, prepared)
 
 
-__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "embeddings_hint", "fill_training_defaults", "held_value_notes", "input_kind",
+__all__ = ["DEFAULT_KIND", "MODEL_KINDS", "ModelKind", "build_mlp", "build_model", "describe_model", "fill_training_defaults", "held_value_notes", "input_kind",
            "load_network", "train_and_validation_numbers"]
