@@ -63,6 +63,7 @@ class Feature:
     vocabulary: list[str] = field(default_factory=list)  # categorical levels seen in training
     note: str = ""
     encoding: dict | None = None  # date: dlw.dates' encoding; text: dlw.text's settings; numeric: {"clock": "HHMM"} or None
+    group_number: bool = False  # numeric: step 3 noted it as likely a group's number (``group_number_note``)
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Schema:
     @property
     def group_number_names(self) -> list[str]:
         """The numbers step 3 noted as likely a group's number (``group_number_note``), read as written."""
-        return [f.name for f in self.features if f.kind == "numeric" and GROUP_NUMBER_QUESTION in f.note]
+        return [f.name for f in self.features if f.kind == "numeric" and f.group_number]
 
     @property
     def text_width(self) -> int:
@@ -535,7 +536,9 @@ def read_numbers(feature: Feature, column: pd.Series) -> None:
         feature.encoding = {"clock": "HHMM"}
         feature.note = "clock times written HHMM (1530 is 15:30): read as minutes after midnight (data.types: numeric reads the numbers as written)"
     else:
-        feature.note = "; ".join(part for part in (feature.note, group_number_note(column)) if part)
+        group = group_number_note(column)
+        feature.group_number = bool(group)
+        feature.note = "; ".join(part for part in (feature.note, group) if part)
 
 
 # An integer column is likely the number of a group (a panel's person, school, firm or state) when it takes

@@ -128,7 +128,7 @@ class Workflow:
         from dlw.train import train_network
 
         console, warnings = self.console, []
-        designs, why = design_configs_and_why(self.config, prepared, lambda: linear_over_boosting(baselines.result()))
+        designs, why = design_configs_and_why(self.config, prepared, lambda: linear_over_boosting(baselines.result()), console)
 
         def announce(model, base, tc) -> None:
             console.step(5, f"model: {describe_model(model, self.config, prepared, backbone=backbone, base=base)}{networks_note(prepared.splits, why)}")
