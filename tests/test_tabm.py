@@ -417,10 +417,11 @@ MALES = Path(__file__).parent / "data" / "males.csv"  # Ecdat's Males: 545 young
 def test_where_the_baselines_say_a_small_tables_target_bends_the_network_averages_both_designs(tmp_path):
     from dlw.crossfit import fold_members
 
-    # The plots numbered as many users number them, in blocks of rows: step 3 notes the number as likely a group's.
-    frame = pd.read_csv(SOYBEAN).assign(Plot=lambda f: pd.factorize(f["Plot"])[0] + 1)
+    # The plots also numbered, as many users number them, in blocks of rows: step 3 notes the number as likely a group's.
+    frame = pd.read_csv(SOYBEAN)
+    frame.insert(1, "plot_number", pd.factorize(frame["Plot"])[0] + 1)
     frame.to_csv(tmp_path / "soybean.csv", index=False)
-    overrides = ["train.cycles=1"]  # five cross-fitted networks, as auto makes them; one cycle each
+    overrides = ["train.cycles=1", "train.folds=3"]  # three cross-fitted networks a design (auto makes five), one cycle each
     runs = {
         embeddings: Workflow.from_config(str(tmp_path / "soybean.csv"), target="weight", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
         .train(out=tmp_path / embeddings)
@@ -428,20 +429,20 @@ def test_where_the_baselines_say_a_small_tables_target_bends_the_network_average
     }
     fits = runs["auto"].metrics["baseline_fits"]
     ratio = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
-    assert ratio > 1.5, fits  # each of the 330 non-test rows predicted by the fits that did not train on it
+    assert ratio > 1.5, fits  # each of the 330 non-test rows predicted by the fit that did not train on it
     log = (runs["auto"].path / "run.log").read_text()
     assert "no number embeddings" in log  # 264 train rows: the first design reads the numbers scaled only
-    assert (f"5 such networks, cross-fitted (train.folds), and 5 more with piecewise-linear and periodic number embeddings "
-            f"(piecewise_linear_and_periodic), all 10 averaged: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's") in log
+    assert (f"3 such networks, cross-fitted (train.folds), and 3 more with piecewise-linear and periodic number embeddings "
+            f"(piecewise_linear_and_periodic), all 6 averaged: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's") in log
     model = runs["auto"].model  # read back from model.keras
-    assert [m.name for m in fold_members(model)] == [f"fold_{k}" for k in range(5)] + [f"fold_{k}_design_2" for k in range(5)]
-    assert [f["embeddings"] for f in runs["auto"].metrics["training"]["folds"]] == ["none"] * 5 + ["piecewise_linear_and_periodic"] * 5
+    assert [m.name for m in fold_members(model)] == [f"fold_{k}" for k in range(3)] + [f"fold_{k}_design_2" for k in range(3)]
+    assert [f["embeddings"] for f in runs["auto"].metrics["training"]["folds"]] == ["none"] * 3 + ["piecewise_linear_and_periodic"] * 3
     # the first design is the default's networks, trained alike in the same process
-    for k in range(5):
+    for k in range(3):
         for mine, theirs in zip(model.get_layer(f"fold_{k}").get_weights(), runs["none"].model.get_layer(f"fold_{k}").get_weights()):
             np.testing.assert_array_equal(mine, theirs)
     card = (runs["auto"].path / "MODEL_CARD.md").read_text()
-    assert "10 networks (5 with number embeddings none, 5 with number embeddings piecewise_linear_and_periodic)" in card
+    assert "6 networks (3 with number embeddings none, 3 with number embeddings piecewise_linear_and_periodic)" in card
     # the validation rows are answered by the two networks that never trained on them, fold 1's of each design
     from dlw.crossfit import validation_network
     from dlw.data.kinds import prepare
@@ -449,13 +450,13 @@ def test_where_the_baselines_say_a_small_tables_target_bends_the_network_average
     prepared = prepare(runs["auto"].config, QUIET_CONSOLE, schema=runs["auto"].schema)
     val_x, val_y = prepared.inputs["validation"], prepared.targets["validation"]
     first = (prepared.outputs(model.get_layer("fold_0"), val_x) + prepared.outputs(model.get_layer("fold_0_design_2"), val_x)) / 2
-    np.testing.assert_allclose(prepared.outputs(validation_network(model), val_x), first, rtol=1e-5)
+    np.testing.assert_allclose(prepared.outputs(validation_network(model), val_x), first, rtol=1e-5, atol=1e-5)
     assert runs["auto"].metrics["validation"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((first - val_y) ** 2))), rel=1e-4)
     rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
-    assert rmse["auto"] < 0.98 * rmse["none"], rmse  # 1.407 against 1.448 when written
+    assert rmse["auto"] < 0.95 * rmse["none"], rmse  # 1.552 against 1.674 when written
     # the group's number: a hint at step 8, in the log, metrics.json and the report
-    hint = f"hint: boosting follows this target better than a linear model ({ratio:.2f} times lower out-of-fold rmse), and step 3 noted Plot"
-    assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint) and "data.types: {Plot: categorical}" in runs["auto"].metrics["hints"][0]
+    hint = f"hint: boosting follows this target better than a linear model ({ratio:.2f} times lower out-of-fold rmse), and step 3 noted plot_number"
+    assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint) and "data.types: {plot_number: categorical}" in runs["auto"].metrics["hints"][0]
     from dlw.report import write_report
 
     write_report(runs["auto"].path)
