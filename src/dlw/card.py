@@ -151,7 +151,8 @@ def section_model(f: CardFacts) -> str:
     if training.get("folds"):
         lines.append(f"- cross-fitted: {folds_text(training['folds'])}")
     if f.schema.get("target_scaling"):
-        lines.append("- the target was standardized for training; predictions are in its own units")
+        logged = "log(1 + target) " if f.schema["target_scaling"].get("transform") == "log1p" else ""
+        lines.append(f"- the target was standardized {logged}for training (data.target_transform); predictions are in its own units")
     return "\n".join(lines) + "\n"
 
 

@@ -95,6 +95,12 @@ class DataConfig(_Strict):
     )
     target: str | None = Field(None, description="The column to predict (for an image folder: its subfolder names, 'label').")
     features: list[str] | None = Field(None, description="Input columns; default: all other usable columns.")
+    target_transform: Literal["none", "log"] = Field(
+        "none",
+        description="Regression: log trains the network on log(1 + target), for a target of 0 or more that varies by factors "
+        "(a price, a count, a salary), and turns its predictions back into the target's units, where every metric is measured; "
+        "the baselines keep the target as it is. none: the target standardized as it is.",
+    )
     types: dict[str, Literal["numeric", "categorical", "boolean", "date", "text", "ignore"]] = Field(
         default_factory=dict, description="Override the inferred type of a column, e.g. {zip_code: categorical, year: date, review: text}."
     )

@@ -110,7 +110,8 @@ def output_description(problem, target_scaling) -> dict:
         out.update(classes=[str(c) for c in problem.classes], output="class probabilities, shape (n, classes), in the order of classes")
     else:
         scaling = target_scaling or {"mean": 0.0, "std": 1.0}
-        out.update(output="standardized prediction, shape (n, 1): prediction = output * std + mean", target_scaling=scaling)
+        formula = "expm1(output * std + mean)" if scaling.get("transform") == "log1p" else "output * std + mean"
+        out.update(output=f"standardized prediction, shape (n, 1): prediction = {formula}", target_scaling=scaling)
     return out
 
 

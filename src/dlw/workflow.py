@@ -175,7 +175,7 @@ class Workflow:
         with tensorflow_unseen():
             model.save(folder / "model.keras")
         write_atomic(folder / "history.csv", result.history.to_csv(index=False))
-        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", "(standardized target)" if prepared.target_scaling else "")
+        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", f"(standardized {'log ' * ('transform' in prepared.target_scaling)}target)" if prepared.target_scaling else "")
         detector = fit_detector(model, prepared, self.config.checks.ood_rate)
         detector[0].save(folder)
         explanations = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}  # while the baselines may still predict

@@ -324,7 +324,7 @@ def split_images(config: Config, console: Console, *, images, arrays, labels, pr
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(images)} images, {how}; {splits.method} split: {sizes}")
     notes = [f"{len(images.skipped)} file(s) left out: {images.skipped_summary()}"] if images.skipped else []
-    scaling = target_scaling(problem, targets["train"])
+    scaling = target_scaling(problem, targets, config.data.target_transform)
     return ImagePrepared(images.frame(), problem, schema, splits, inputs, targets, scaling, 0, notes, config=config, images=images)
 
 

@@ -149,10 +149,13 @@ class Prepared:
         return self.standardized(self.targets[split])
 
     def standardized(self, y: np.ndarray) -> np.ndarray:
-        """Targets ``y`` in the units the network predicts: standardized for regression, as they are otherwise."""
+        """Targets ``y`` in the units the network predicts: standardized for regression (after ``log1p`` with
+        ``data.target_transform: log``), as they are otherwise."""
         if self.target_scaling is None:
             return y
-        return ((y - self.target_scaling["mean"]) / self.target_scaling["std"]).astype("float32")
+        scaling = self.target_scaling
+        y = np.log1p(y) if scaling.get("transform") == "log1p" else y
+        return ((y - scaling["mean"]) / scaling["std"]).astype("float32")
 
     def outputs(self, model, inputs) -> np.ndarray:
         """Class probabilities ``(n, k)`` for classification, predictions in target units for regression."""
@@ -168,7 +171,8 @@ class Prepared:
         if task == "multiclass":
             return raw
         scaling = self.target_scaling or {"mean": 0.0, "std": 1.0}
-        return raw.reshape(-1) * scaling["std"] + scaling["mean"]
+        value = raw.reshape(-1) * scaling["std"] + scaling["mean"]
+        return np.expm1(value) if scaling.get("transform") == "log1p" else value
 
     def baseline_training_set(self, features=None) -> tuple[Any, np.ndarray]:
         """The rows a baseline is fitted on: the train split through ``features`` (default ``baseline_features``)."""

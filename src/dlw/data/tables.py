@@ -21,7 +21,7 @@ from dlw.data.loaders import read_table
 from dlw.data.lone_columns import lone_column_notes
 from dlw.data.prepared import SPLITS, Prepared
 from dlw.data.splits import make_splits, make_time_splits, held_out_count
-from dlw.errors import DataError
+from dlw.errors import ConfigError, DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
 from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema, inferred_kind
 
@@ -251,7 +251,7 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
         notes.insert(0, describe_folds(splits))
     for note in notes:
         console.say(f"    {note}")
-    scaling = target_scaling(problem, targets["train"])
+    scaling = target_scaling(problem, targets, config.data.target_transform)
     return TablePrepared(frame, problem, schema, splits, inputs, targets, scaling, dropped, notes, config=config)
 
 
@@ -266,8 +266,21 @@ def chronological_split_hint(config, schema: Schema) -> list[str]:
     ]
 
 
-def target_scaling(problem: Problem, y_train: np.ndarray) -> dict | None:
-    """The train split's mean and standard deviation of a regression target (the network learns it standardized)."""
+def target_scaling(problem: Problem, targets: dict[str, np.ndarray], transform: str = "none") -> dict | None:
+    """The train split's mean and standard deviation of a regression target (the network learns it standardized),
+    of ``log1p`` of it with ``transform: log`` (``data.target_transform``).
+
+    Raises ``ConfigError`` for a log of a class or of a target below 0.
+    """
+    if transform == "log":
+        if problem.is_classification:
+            raise ConfigError(f"key 'data.target_transform': log is for a regression target; {problem.target!r} is {problem.task}; remove the key")
+        lowest = min(float(np.min(y)) for y in targets.values() if len(y))
+        if lowest < 0:
+            raise ConfigError(
+                f"key 'data.target_transform': log needs a target of 0 or more; {problem.target!r} goes down to {lowest:g}; remove the key"
+            )
     if problem.is_classification:
         return None
-    return {"mean": float(y_train.mean()), "std": float(y_train.std()) or 1.0}
+    y = np.log1p(targets["train"]) if transform == "log" else targets["train"]
+    return {**({"transform": "log1p"} if transform == "log" else {}), "mean": float(y.mean()), "std": float(y.std()) or 1.0}
