@@ -131,6 +131,14 @@ def test_init_then_train_the_yaml(tmp_path):
     assert written.model.kind == "tabm"
     assert written.model.model_dump() == inferred.model.model_dump() and written.train.model_dump() == inferred.train.model_dump()
 
+    assert "target_transform" not in init.stdout  # a class: no log to offer
+    # A regression target of 0 or more: the log it can be learned on is offered, at its default, as a valid key.
+    write_csv(regression_frame(60), tmp_path / "houses.csv")
+    houses = run_dlw("init", "houses.csv", "--target", "price", cwd=tmp_path).stdout
+    assert "  target_transform: none    # or log: learn log(1 + target)" in houses
+    (tmp_path / "houses.yaml").write_text(houses.replace("target_transform: none", "target_transform: log"), encoding="utf-8")
+    assert load_spec(str(tmp_path / "houses.yaml")).data.target_transform == "log"
+
     train = run_dlw("train", "my.yaml", *FAST_CLI, "--set", "train.epochs=3", "--out", "from_yaml", "--quiet", cwd=tmp_path)
     assert train.returncode == 0, train.stderr
     assert train.stderr == "" and train.stdout == ""

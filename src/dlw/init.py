@@ -49,6 +49,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
     lines += [
         "  features: null    # null = every usable column; or a list of column names",
         "  types: {}         # e.g. {zip_code: categorical, notes: ignore}",
+        *_target_transform_lines(problem, labelled[spec.data.target]),
         "  split:",
         f"    validation: {defaults.data.split.validation}",
         f"    test: {defaults.data.split.test}         # held out: used only for the final measurement",
@@ -66,6 +67,17 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
         "metrics: auto    # or a list of Keras metric names",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _target_transform_lines(problem, target) -> list[str]:
+    """The ``data.target_transform`` line, for a regression target of 0 or more (where ``log`` can be set); else none."""
+    values = pd.to_numeric(target, errors="coerce")
+    if problem.task != "regression" or not values.notna().any() or values.min() < 0:
+        return []
+    return [
+        "  target_transform: none    # or log: learn log(1 + target), for a target that varies by factors (a price); "
+        "relative errors fall, the rmse often rises (README)"
+    ]
 
 
 def _image_config(data: str, spec: Config, output: Path | None) -> str:
