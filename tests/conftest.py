@@ -207,6 +207,21 @@ def digits_cnn_run(tmp_path_factory):
 # --- running the CLI -----------------------------------------------------------
 
 
+def kill_at(monkeypatch, point: str, nth: int) -> None:
+    """Make the ``nth`` pass through ``point`` of dlw.resume's fault injection (``dlw.runs.pause_point``) raise
+    KeyboardInterrupt, as Ctrl-C there would; ``monkeypatch.undo()`` ends it."""
+    import dlw.resume
+
+    seen = []
+
+    def pause(name: str) -> None:
+        seen.append(name)
+        if name == point and seen.count(point) == nth:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlw.resume, "pause_point", pause)
+
+
 def run_dlw(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProcess:
     """Run ``python -m dlw ARGS`` in a subprocess; text output captured. ``env`` values of None unset a variable."""
     full_env = dict(os.environ)

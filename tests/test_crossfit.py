@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import dlw.resume
-from conftest import regression_frame, run_dlw, write_csv
+from conftest import kill_at, regression_frame, run_dlw, write_csv
 from dlw import Workflow, load
 from dlw.config import Config
 from dlw.crossfit import AUTO_MAX_ROWS, fold_count, fold_members, validation_network
@@ -135,14 +134,7 @@ def test_a_killed_cross_fitted_run_resumes_keeping_the_finished_networks(tmp_pat
     # one cycle each, so that the second "epoch:3" is the second network's (cycles resume: tests/test_resume.py)
     overrides = [*SHORT, "train.folds=3", "train.early_stopping=false", "train.epochs=5", "train.cycles=1"]
     whole = Workflow.from_config("diabetes", overrides=overrides, quiet=True).train(out=tmp_path / "whole")
-    seen = []
-
-    def kill_in_the_second_network(name: str) -> None:
-        seen.append(name)
-        if name == "epoch:3" and seen.count("epoch:3") == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(dlw.resume, "pause_point", kill_in_the_second_network)
+    kill_at(monkeypatch, "epoch:3", 2)  # in the second network
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         Workflow.from_config("diabetes", overrides=overrides, quiet=True).train(out=out)

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import dlw.resume
-from conftest import TEXT_BUCKETS, binary_frame, regression_frame, write_csv
+from conftest import TEXT_BUCKETS, binary_frame, kill_at, regression_frame, write_csv
 from dlw import Workflow
 from dlw.errors import ConfigError, DataError, DlwError
 
@@ -87,14 +87,7 @@ def test_a_run_interrupted_in_its_second_cycle_resumes_to_the_same_weights(tmp_p
     whole = run(tmp_path / "whole")
     expected = pd.read_csv(whole.path / "history.csv")
     assert expected["cycle"].tolist() == [1] * 6 + [2] * 6  # six epochs of a 6-epoch budget short enough for cycle 2 to help
-    saves = []
-
-    def fake_pause(name: str) -> None:
-        saves.append(name)
-        if saves.count("epoch:2") == 2:  # the second cycle's second epoch
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(dlw.resume, "pause_point", fake_pause)
+    kill_at(monkeypatch, "epoch:2", 2)  # the second cycle's second epoch
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         run(out)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import dlw
-from conftest import regression_frame, run_dlw, write_csv
+from conftest import kill_at, regression_frame, run_dlw, write_csv
 from dlw import Workflow
 from dlw.console import QUIET as QUIET_CONSOLE
 from dlw.errors import ConfigError
@@ -509,20 +509,11 @@ def test_where_the_baselines_say_a_small_tables_target_bends_the_network_average
 
 @pytest.mark.slow
 def test_a_killed_run_averaging_two_designs_resumes_keeping_the_finished_networks(tmp_path, monkeypatch):
-    import dlw.resume
-
     overrides = ["train.folds=2", "train.cycles=1", "train.early_stopping=false", "train.epochs=5", "train.checkpoint_seconds=0"]
     source = str(SOYBEAN)
     whole = Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=tmp_path / "whole")
     assert len(whole.metrics["training"]["folds"]) == 4  # two folds, two designs
-    seen = []
-
-    def kill_in_the_second_designs_first_network(name: str) -> None:
-        seen.append(name)
-        if name == "epoch:3" and seen.count("epoch:3") == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(dlw.resume, "pause_point", kill_in_the_second_designs_first_network)
+    kill_at(monkeypatch, "epoch:3", 3)  # in the second design's first network
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=out)

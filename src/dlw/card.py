@@ -21,6 +21,7 @@ import yaml
 
 from dlw.advice import BASELINE_BETTER, NO_CLEAR_DIFFERENCE
 from dlw.crossfit import folds_text
+from dlw.data.prepared import logs_target
 from dlw.errors import DlwError
 from dlw.objectives import higher_is_better
 from dlw.runs import RunFiles, is_run_folder, write_atomic
@@ -151,7 +152,7 @@ def section_model(f: CardFacts) -> str:
     if training.get("folds"):
         lines.append(f"- cross-fitted: {folds_text(training['folds'])}")
     if f.schema.get("target_scaling"):
-        logged = "log(1 + target) " if f.schema["target_scaling"].get("transform") == "log1p" else ""
+        logged = "log(1 + target) " if logs_target(f.schema["target_scaling"]) else ""
         lines.append(f"- the target was standardized {logged}for training (data.target_transform); predictions are in its own units")
     return "\n".join(lines) + "\n"
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from dlw.console import QUIET
+from dlw.data.prepared import logs_target
 from dlw.errors import DlwError
 from dlw.runs import write_atomic, write_json
 
@@ -110,7 +111,7 @@ def output_description(problem, target_scaling) -> dict:
         out.update(classes=[str(c) for c in problem.classes], output="class probabilities, shape (n, classes), in the order of classes")
     else:
         scaling = target_scaling or {"mean": 0.0, "std": 1.0}
-        formula = "expm1(output * std + mean)" if scaling.get("transform") == "log1p" else "output * std + mean"
+        formula = "expm1(output * std + mean)" if logs_target(scaling) else "output * std + mean"
         out.update(output=f"standardized prediction, shape (n, 1): prediction = {formula}", target_scaling=scaling)
     return out
 

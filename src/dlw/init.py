@@ -13,7 +13,7 @@ from dlw.spec import load_spec
 from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
 from dlw.errors import DlwError
 from dlw.schema import Schema, category_strings
-from dlw.data.tables import data_origin, load_labelled
+from dlw.data.tables import data_origin, load_labelled, log_target_refusal
 from dlw.models import input_kind
 
 
@@ -71,8 +71,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
 
 def _target_transform_lines(problem, target) -> list[str]:
     """The ``data.target_transform`` line, for a regression target of 0 or more (where ``log`` can be set); else none."""
-    values = pd.to_numeric(target, errors="coerce")
-    if problem.task != "regression" or not values.notna().any() or values.min() < 0:
+    if log_target_refusal(problem, float(pd.to_numeric(target, errors="coerce").min())):
         return []
     return [
         "  target_transform: none    # or log: learn log(1 + target), for a target that varies by factors (a price); "

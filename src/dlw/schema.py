@@ -547,7 +547,6 @@ def read_numbers(feature: Feature, column: pd.Series) -> None:
 # only cut it into bins; as a category each group gets its own embedding (Ecdat Males' `nr`: rmse 0.420 ->
 # 0.355, bench/RESULTS.md, stop 39). Only a note: a file sorted by age or visits has such blocks too.
 GROUP_MIN_VALUES, GROUP_MIN_ROWS, YEAR_RANGE = 20, 2, (1800, 2100)
-GROUP_NUMBER_QUESTION = "the number of a group (a person, a school, a firm)?"
 
 
 def group_number_note(column: pd.Series) -> str:
@@ -561,8 +560,8 @@ def group_number_note(column: pd.Series) -> str:
     distinct = len(np.unique(values))
     if blocks != distinct or (values.min() >= YEAR_RANGE[0] and values.max() <= YEAR_RANGE[1]):
         return ""
-    return (f"{distinct} integers, each on one block of consecutive rows ({len(values) / distinct:.0f} on average): "
-            f"{GROUP_NUMBER_QUESTION} Read as a number; data.types: {{{column.name}: categorical}} learns one effect per group")
+    return (f"{distinct} integers, each on one block of consecutive rows ({len(values) / distinct:.0f} on average): the number of "
+            f"a group (a person, a school, a firm)? Read as a number; data.types: {{{column.name}: categorical}} learns one effect per group")
 
 
 def _true_value(column: pd.Series) -> str | None:

@@ -28,7 +28,7 @@ from dlw.console import QUIET, Console
 from dlw.crossfit import networks_note
 from dlw.data.builtin import BUILTINS, IMAGE_BUILTINS
 from dlw.data.kinds import prepare, prepared_for_predictions, schema_from_dict
-from dlw.data.prepared import Prepared
+from dlw.data.prepared import Prepared, logs_target
 from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
 from dlw.models import MODEL_KINDS, describe_model, held_value_notes, load_network
@@ -175,7 +175,7 @@ class Workflow:
         with tensorflow_unseen():
             model.save(folder / "model.keras")
         write_atomic(folder / "history.csv", result.history.to_csv(index=False))
-        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", f"(standardized {'log ' * ('transform' in prepared.target_scaling)}target)" if prepared.target_scaling else "")
+        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", f"(standardized {'log ' * logs_target(prepared.target_scaling)}target)" if prepared.target_scaling else "")
         detector = fit_detector(model, prepared, self.config.checks.ood_rate)
         detector[0].save(folder)
         explanations = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}  # while the baselines may still predict

@@ -21,6 +21,12 @@ import pandas as pd
 from dlw.problem import Problem
 
 SPLITS = ("train", "validation", "test")
+LOG_TRANSFORM = "log1p"  # target_scaling["transform"] where the network learns log(1 + target) (data.target_transform: log)
+
+
+def logs_target(target_scaling: dict | None) -> bool:
+    """Whether a run's ``target_scaling`` has the network learn log(1 + target) (its outputs then go through expm1)."""
+    return (target_scaling or {}).get("transform") == LOG_TRANSFORM
 
 
 def sample_positions(n: int, at_most: int, rng: np.random.Generator) -> np.ndarray:
@@ -154,7 +160,7 @@ class Prepared:
         if self.target_scaling is None:
             return y
         scaling = self.target_scaling
-        y = np.log1p(y) if scaling.get("transform") == "log1p" else y
+        y = np.log1p(y) if logs_target(scaling) else y
         return ((y - scaling["mean"]) / scaling["std"]).astype("float32")
 
     def outputs(self, model, inputs) -> np.ndarray:
@@ -172,7 +178,7 @@ class Prepared:
             return raw
         scaling = self.target_scaling or {"mean": 0.0, "std": 1.0}
         value = raw.reshape(-1) * scaling["std"] + scaling["mean"]
-        return np.expm1(value) if scaling.get("transform") == "log1p" else value
+        return np.expm1(value) if logs_target(scaling) else value
 
     def baseline_training_set(self, features=None) -> tuple[Any, np.ndarray]:
         """The rows a baseline is fitted on: the train split through ``features`` (default ``baseline_features``)."""

@@ -19,7 +19,7 @@ from dlw.crossfit import describe_folds, fold_count
 from dlw.data.builtin import BUILTINS
 from dlw.data.loaders import read_table
 from dlw.data.lone_columns import lone_column_notes
-from dlw.data.prepared import SPLITS, Prepared
+from dlw.data.prepared import LOG_TRANSFORM, SPLITS, Prepared
 from dlw.data.splits import make_splits, make_time_splits, held_out_count
 from dlw.errors import ConfigError, DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
@@ -273,14 +273,19 @@ def target_scaling(problem: Problem, targets: dict[str, np.ndarray], transform: 
     Raises ``ConfigError`` for a log of a class or of a target below 0.
     """
     if transform == "log":
-        if problem.is_classification:
-            raise ConfigError(f"key 'data.target_transform': log is for a regression target; {problem.target!r} is {problem.task}; remove the key")
-        lowest = min(float(np.min(y)) for y in targets.values() if len(y))
-        if lowest < 0:
-            raise ConfigError(
-                f"key 'data.target_transform': log needs a target of 0 or more; {problem.target!r} goes down to {lowest:g}; remove the key"
-            )
+        refusal = log_target_refusal(problem, min(float(np.min(y)) for y in targets.values() if len(y)))
+        if refusal:
+            raise ConfigError(f"key 'data.target_transform': {refusal}; remove the key")
     if problem.is_classification:
         return None
     y = np.log1p(targets["train"]) if transform == "log" else targets["train"]
-    return {**({"transform": "log1p"} if transform == "log" else {}), "mean": float(y.mean()), "std": float(y.std()) or 1.0}
+    return {**({"transform": LOG_TRANSFORM} if transform == "log" else {}), "mean": float(y.mean()), "std": float(y.std()) or 1.0}
+
+
+def log_target_refusal(problem: Problem, lowest: float) -> str:
+    """Why ``data.target_transform: log`` cannot be used on ``problem``'s target, whose lowest value is ``lowest``; "" where it can."""
+    if problem.is_classification:
+        return f"log is for a regression target; {problem.target!r} is {problem.task}"
+    if lowest < 0:
+        return f"log needs a target of 0 or more; {problem.target!r} goes down to {lowest:g}"
+    return ""

@@ -71,9 +71,9 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
     The bend boosting follows may be each group's own level, which a category learns and an embedding of the number does
     not (lme4's grouseticks, one table, one seed: a pointer, not a measured rule; bench/RESULTS.md, stop 43).
     """
-    if not averages_designs(config, prepared, ratio) or not prepared.schema.group_number_names:
+    # averages_designs first: only a table's schema has group numbers
+    if not averages_designs(config, prepared, ratio) or not (groups := prepared.schema.group_number_names):
         return None
-    groups = prepared.schema.group_number_names
     types = ", ".join(f"{name}: categorical" for name in groups)
     return (
         f"hint: boosting follows this target better than a linear model ({ratio:.2f} times lower out-of-fold rmse), and step 3 noted "
