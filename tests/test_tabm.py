@@ -393,7 +393,9 @@ def test_a_log_target_follows_a_target_that_varies_by_factors_and_predicts_in_it
     np.testing.assert_allclose(again, written, rtol=1e-5)
     assert written.min() > 0 and np.median(written) == pytest.approx(np.median(frame["perf"].iloc[splits["test"]]), rel=0.5)
     assert "expm1(output * std + mean)" in dlw.export.output_description(run.problem, run.target_scaling)["output"]
-    assert "standardized log(1 + target) for training" in (run.path / "MODEL_CARD.md").read_text()
+    card = (run.path / "MODEL_CARD.md").read_text()
+    assert "standardized log(1 + target) for training" in card
+    assert "mean squared error on the standardized log(1 + target)" in card  # the loss line says what the loss reads
 
 
 def test_a_log_target_is_refused_below_0_and_for_classes_in_one_line(tmp_path):

@@ -79,8 +79,8 @@ class Objective:
         return [named[m]() if m in named else m for m in self.metrics]
 
 
-def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metrics: list[str] | str = "auto") -> Objective:
-    """The loss, metrics and output layer for ``task``, honouring config overrides.
+def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metrics: list[str] | str = "auto", *, logged_target: bool = False) -> Objective:
+    """The loss, metrics and output layer for ``task``, honouring config overrides; ``logged_target``: the network learns log(1 + target).
 
     Override names are checked once, at the boundary, by ``check_names``; a regression loss also by ``check_regression_loss``.
     """
@@ -89,6 +89,8 @@ def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metri
     auto_loss, auto_metrics, activation = _AUTO[task]
     units = n_classes if task == "multiclass" else 1
     why = _WHY[task] if loss == "auto" else f"{loss}: chosen in the config"
+    if logged_target:
+        why = why.replace("the standardized target", "the standardized log(1 + target)") if loss == "auto" else f"{why}, on the standardized log(1 + target)"
     return Objective(
         loss=auto_loss if loss == "auto" else loss,
         metrics=list(auto_metrics if metrics == "auto" else metrics),

@@ -116,7 +116,7 @@ class Workflow:
         check_main_metric(problem.task, config.checks.main_metric)
         for note in persistence_notes(prepared):
             self.console.say(f"    {note}")
-        objective = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics)
+        objective = choose_objective(problem.task, len(problem.classes or []), config.loss, config.metrics, logged_target=logs_target(prepared.target_scaling))
         if config.train.early_stopping:
             check_monitor(objective, config.train.early_stopping.monitor)
         self.console.step(4, f"loss: {objective.loss}; metrics: {', '.join(objective.metrics)}")
