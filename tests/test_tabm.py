@@ -457,26 +457,25 @@ def test_a_small_table_with_a_date_gets_number_embeddings_and_follows_its_bends(
 # grows along a curve of its days, which boosting follows and a linear model cannot.
 SOYBEAN = Path(__file__).parent / "data" / "soybean.csv"
 MALES = Path(__file__).parent / "data" / "males.csv"  # Ecdat's Males: 545 young men, 8 years each, numbered in `nr`
+# MASS's GAGurine: a urine chemical's level in 314 children, falling along a curve of their age.
+GAGURINE = Path(__file__).parent / "data" / "gagurine.csv"
 
 
 def test_where_the_baselines_say_a_small_tables_target_bends_the_network_averages_both_designs(tmp_path):
-    from dlw.crossfit import fold_members
+    from dlw.crossfit import fold_members, validation_network
+    from dlw.data.kinds import prepare
 
-    # The plots also numbered, as many users number them, in blocks of rows: step 3 notes the number as likely a group's.
-    frame = pd.read_csv(SOYBEAN)
-    frame.insert(1, "plot_number", pd.factorize(frame["Plot"])[0] + 1)
-    frame.to_csv(tmp_path / "soybean.csv", index=False)
     overrides = ["train.cycles=1", "train.folds=3"]  # three cross-fitted networks a design (auto makes five), one cycle each
     runs = {
-        embeddings: Workflow.from_config(str(tmp_path / "soybean.csv"), target="weight", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
+        embeddings: Workflow.from_config(str(GAGURINE), target="GAG", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
         .train(out=tmp_path / embeddings)
         for embeddings in ("auto", "none")
     }
     fits = runs["auto"].metrics["baseline_fits"]
     ratio = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
-    assert ratio > 1.5, fits  # each of the 330 non-test rows predicted by the fit that did not train on it
+    assert 1.2 <= ratio < 1.5, fits  # each of the 251 non-test rows predicted by the fit that did not train on it (1.42 when written)
     log = (runs["auto"].path / "run.log").read_text()
-    assert "no number embeddings" in log  # 264 train rows: the first design reads the numbers scaled only
+    assert "no number embeddings" in log  # 167 train rows: the first design reads the numbers scaled only
     assert (f"3 such networks, cross-fitted (train.folds), and 3 more with piecewise-linear and periodic number embeddings "
             f"(piecewise_linear_and_periodic), all 6 averaged: the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's") in log
     model = runs["auto"].model  # read back from model.keras
@@ -489,16 +488,44 @@ def test_where_the_baselines_say_a_small_tables_target_bends_the_network_average
     card = (runs["auto"].path / "MODEL_CARD.md").read_text()
     assert "6 networks (3 with number embeddings none, 3 with number embeddings piecewise_linear_and_periodic)" in card
     # the validation rows are answered by the two networks that never trained on them, fold 1's of each design
-    from dlw.crossfit import validation_network
-    from dlw.data.kinds import prepare
-
     prepared = prepare(runs["auto"].config, QUIET_CONSOLE, schema=runs["auto"].schema)
     val_x, val_y = prepared.inputs["validation"], prepared.targets["validation"]
     first = (prepared.outputs(model.get_layer("fold_0"), val_x) + prepared.outputs(model.get_layer("fold_0_design_2"), val_x)) / 2
     np.testing.assert_allclose(prepared.outputs(validation_network(model), val_x), first, rtol=1e-5, atol=1e-5)
     assert runs["auto"].metrics["validation"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((first - val_y) ** 2))), rel=1e-4)
+    # the test rows are answered by the mean of all six (GAGurine's rmse barely moves: 3.690 against 3.692 when written)
+    test_x = prepared.inputs["test"]
+    mean = np.mean([prepared.outputs(member, test_x) for member in fold_members(model)], axis=0)
+    written = pd.read_csv(runs["auto"].path / "test_predictions.csv")["prediction"].to_numpy()
+    np.testing.assert_allclose(written, mean.ravel(), rtol=1e-4, atol=1e-4)
+    assert "hints" not in runs["auto"].metrics  # no group's number noted: nothing to hint
+
+
+def test_where_the_baselines_say_it_bends_strongly_the_network_embeds_its_numbers_alone(tmp_path):
+    from dlw.crossfit import fold_members
+
+    # The plots also numbered, as many users number them, in blocks of rows: step 3 notes the number as likely a group's.
+    frame = pd.read_csv(SOYBEAN)
+    frame.insert(1, "plot_number", pd.factorize(frame["Plot"])[0] + 1)
+    frame.to_csv(tmp_path / "soybean.csv", index=False)
+    overrides = ["train.cycles=1", "train.folds=3"]
+    runs = {
+        embeddings: Workflow.from_config(str(tmp_path / "soybean.csv"), target="weight", overrides=[*overrides, f"model.embeddings={embeddings}"], quiet=True)
+        .train(out=tmp_path / embeddings)
+        for embeddings in ("auto", "none")
+    }
+    fits = runs["auto"].metrics["baseline_fits"]
+    ratio = fits["linear"]["out_of_fold_rmse"] / fits["hist_gradient_boosting"]["out_of_fold_rmse"]
+    assert ratio >= 1.5, fits  # a leaf grows along a curve of its days
+    log = (runs["auto"].path / "run.log").read_text()
+    assert "no number embeddings" not in log and "piecewise-linear and periodic number embeddings" in log.split("[5] model:")[1].split(";")[0]
+    assert (f"3 such networks, cross-fitted (train.folds), each with piecewise-linear and periodic number embeddings (piecewise_linear_and_periodic): "
+            f"the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's") in log
+    assert [m.name for m in fold_members(runs["auto"].model)] == [f"fold_{k}" for k in range(3)]
+    assert [f["embeddings"] for f in runs["auto"].metrics["training"]["folds"]] == ["piecewise_linear_and_periodic"] * 3
+    assert "3 networks (each with number embeddings piecewise_linear_and_periodic)" in (runs["auto"].path / "MODEL_CARD.md").read_text()
     rmse = {name: run.metrics["test"]["rmse"] for name, run in runs.items()}
-    assert rmse["auto"] < 0.95 * rmse["none"], rmse  # 1.552 against 1.674 when written
+    assert rmse["auto"] < 0.95 * rmse["none"], rmse  # 1.466 against 1.674 when written (the mean of both designs: 1.552)
     # the group's number: a hint at step 8, in the log, metrics.json and the report
     hint = f"hint: boosting follows this target better than a linear model ({ratio:.2f} times lower out-of-fold rmse), and step 3 noted plot_number"
     assert hint in log and runs["auto"].metrics["hints"][0].startswith(hint) and "data.types: {plot_number: categorical}" in runs["auto"].metrics["hints"][0]
@@ -512,17 +539,17 @@ def test_where_the_baselines_say_a_small_tables_target_bends_the_network_average
 @pytest.mark.slow
 def test_a_killed_run_averaging_two_designs_resumes_keeping_the_finished_networks(tmp_path, monkeypatch):
     overrides = ["train.folds=2", "train.cycles=1", "train.early_stopping=false", "train.epochs=5", "train.checkpoint_seconds=0"]
-    source = str(SOYBEAN)
-    whole = Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=tmp_path / "whole")
+    source = str(GAGURINE)  # its ratio on two folds (1.46) averages both designs
+    whole = Workflow.from_config(source, target="GAG", overrides=overrides, quiet=True).train(out=tmp_path / "whole")
     assert len(whole.metrics["training"]["folds"]) == 4  # two folds, two designs
     kill_at(monkeypatch, "epoch:3", 3)  # in the second design's first network
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=out)
+        Workflow.from_config(source, target="GAG", overrides=overrides, quiet=True).train(out=out)
     monkeypatch.undo()
     [partial] = out.parent.glob(f".{out.name}.partial-*")
     assert sorted(p.name for p in (partial / "checkpoint").glob("*.npz")) == ["fold1_design2_phase1.npz", "fold1_phase1.npz", "fold2_phase1.npz"]
-    resumed = Workflow.from_config(source, target="weight", overrides=overrides, quiet=True).train(out=out, resume=True)
+    resumed = Workflow.from_config(source, target="GAG", overrides=overrides, quiet=True).train(out=out, resume=True)
     assert "resumed after epoch 3 of 5" in (out / "run.log").read_text()
     assert resumed.metrics["test"]["rmse"] == pytest.approx(whole.metrics["test"]["rmse"], rel=1e-9)  # JAX on a CPU: the same epochs
 
@@ -530,28 +557,31 @@ def test_a_killed_run_averaging_two_designs_resumes_keeping_the_finished_network
 def test_the_baselines_ratio_decides_the_design_only_where_auto_left_a_small_regression_tables_numbers_scaled_only():
     from types import SimpleNamespace
 
-    from dlw.models.designs import averages_designs, bend_hint, design_configs_and_why
+    from dlw.models.designs import BEND_EMBEDDINGS, bend_hint, design_configs_and_why, design_embeddings_for
 
     def table(n_train: int, task: str = "regression", dated: bool = False, groups=(), folds: int = 5, kinds=("numeric", "categorical")):
         features = [SimpleNamespace(kind=kind) for kind in kinds]
         schema = SimpleNamespace(has_date=dated, group_number_names=list(groups), features=features)
         return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema, splits=SimpleNamespace(fold_count=folds))
 
-    config = load_spec("penguins")
-    assert averages_designs(config, table(300), 1.2) and not averages_designs(config, table(300), 1.19) and not averages_designs(config, table(300), None)
-    assert not averages_designs(config, table(600), 2.0)  # auto embeds from 500 train rows
-    assert not averages_designs(config, table(300, dated=True), 2.0)  # and a dated regression table at any size
-    assert not averages_designs(config, table(300, task="binary"), 2.0)
-    assert not averages_designs(config, table(300, folds=1), 2.0)  # one network: no out-of-fold loss
-    assert not averages_designs(config, table(300, kinds=("categorical",)), 2.0)  # no numbers: both designs the same network
-    assert not averages_designs(load_spec("penguins", overrides=["model.embeddings=none"]), table(300), 2.0)  # the user's choice
-    assert not averages_designs(load_spec("penguins", overrides=["model.kind=mlp"]), table(300), 2.0)
+    config, own, both, embedded = load_spec("penguins"), ("auto",), ("auto", BEND_EMBEDDINGS), (BEND_EMBEDDINGS,)
+    assert [design_embeddings_for(config, table(300), ratio) for ratio in (None, 1.19, 1.2, 1.49, 1.5, 4.0)] == [own, own, both, both, embedded, embedded]
+    assert design_embeddings_for(config, table(600), 2.0) == own  # auto embeds from 500 train rows
+    assert design_embeddings_for(config, table(300, dated=True), 2.0) == own  # and a dated regression table at any size
+    assert design_embeddings_for(config, table(300, task="binary"), 2.0) == own
+    assert design_embeddings_for(config, table(300, folds=1), 2.0) == own  # one network: no out-of-fold loss
+    assert design_embeddings_for(config, table(300, kinds=("categorical",)), 2.0) == own  # no numbers: every design the same network
+    assert design_embeddings_for(load_spec("penguins", overrides=["model.embeddings=none"]), table(300), 2.0) == own  # the user's choice
+    assert design_embeddings_for(load_spec("penguins", overrides=["model.kind=mlp"]), table(300), 2.0) == own
     asked = []
     designs, why = design_configs_and_why(config, table(600), lambda: asked.append(1) or 2.0)
     assert designs == [config] and why == "" and asked == []  # the run does not wait for the baselines where they cannot decide
-    designs, why = design_configs_and_why(config, table(300), lambda: 2.0)
+    designs, why = design_configs_and_why(config, table(300), lambda: 1.3)
     assert [d.model.embeddings for d in designs] == ["auto", "piecewise_linear_and_periodic"] and config.model.embeddings == "auto"
-    assert why.startswith(", and 5 more with piecewise-linear and periodic number embeddings") and "2.00 times boosting's" in why
+    assert why.startswith(", and 5 more with piecewise-linear and periodic number embeddings") and "1.30 times boosting's" in why
+    designs, why = design_configs_and_why(config, table(300), lambda: 2.0)
+    assert [d.model.embeddings for d in designs] == ["piecewise_linear_and_periodic"] and config.model.embeddings == "auto"
+    assert why.startswith(", each with piecewise-linear and periodic number embeddings") and "2.00 times boosting's" in why and "and strongly" in why
     assert bend_hint(config, table(300), 2.0) is None  # no group's number noted
     # A number step 3 noted as a group's number: the bend boosting follows may be each group's level (Ecdat Males' nr).
     from dlw.schema import Schema

@@ -169,7 +169,8 @@ class ModelConfig(_Strict):
         "none below (the bins overfit a few hundred rows), except on regression with a date input, which keeps "
         "piecewise_linear_and_periodic (a target follows its date in bends), and on a cross-fitted regression table whose "
         "linear baseline's out-of-fold rmse is 1.2 or more times boosting's (the target bends), where the network is the mean "
-        "of both designs: the networks with none and as many with piecewise_linear_and_periodic.",
+        "of both designs: the networks with none and as many with piecewise_linear_and_periodic; from 1.5 times (a strong bend), "
+        "the networks with piecewise_linear_and_periodic alone.",
     )
     numbers: Literal["auto", "clipped", "clipped_and_linear", "clipped_and_log", "clipped_linear_and_log"] = Field(
         "auto",

@@ -113,7 +113,7 @@ def train_network(
                         checkpoint=state, heading=network_heading(k, d, folds, len(designs), part) if folds > 1 else None,
                     )
                 )
-                summaries.append(fold_summary(k, networks[-1][2], embeddings=design_embeddings(design, part) if len(designs) > 1 else None))
+                summaries.append(fold_summary(k, networks[-1][2], embeddings=design_embeddings(design, part) if asked != [config] else None))
     finally:
         release(distribution)
     if len(networks) == 1:
@@ -166,7 +166,7 @@ def seeded(config, seed: int):
 
 
 def fold_summary(k: int, result: TrainResult, *, embeddings: str | None = None) -> dict:
-    """What metrics.json says of cross-fitted network ``k``'s training (and, where two designs are averaged, its design's ``embeddings``)."""
+    """What metrics.json says of cross-fitted network ``k``'s training (and, where the baselines chose the designs, its design's ``embeddings``)."""
     summary = {"fold": k + 1, **({"embeddings": embeddings} if embeddings else {}), "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
     kept = result.kept_validation_loss()
     if kept is not None:

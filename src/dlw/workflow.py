@@ -131,7 +131,7 @@ class Workflow:
         designs, why = design_configs_and_why(self.config, prepared, lambda: linear_over_boosting(baselines.result()), console)
 
         def announce(model, base, tc) -> None:
-            console.step(5, f"model: {describe_model(model, self.config, prepared, backbone=backbone, base=base)}{networks_note(prepared.splits, why)}")
+            console.step(5, f"model: {describe_model(model, designs[0], prepared, backbone=backbone, base=base)}{networks_note(prepared.splits, why)}")
             warnings.extend(small_data_warnings(prepared, trainable_parameters(model)) + held_value_notes(model, prepared))
             for warning in warnings:
                 console.warn(warning)
