@@ -83,7 +83,8 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
     """A hint to read a group's number as a category, where the baselines' ratio chose the designs and step 3 noted one; else None.
 
     The bend boosting follows may be each group's own level, which a category learns and an embedding of the number does
-    not (lme4's grouseticks, one table, one seed: a pointer, not a measured rule; bench/RESULTS.md, stop 43).
+    not: followed on six small tables whose step 3 noted such a number, it lowered the network's rmse in 11 of 11 runs
+    (bench/RESULTS.md, stops 43 and 45). Not a default: the note also marks some measurements a file is sorted by (stop 39).
     """
     # the ratio first: only a table's schema has group numbers
     if design_embeddings_for(config, prepared, ratio) == ("auto",) or not (groups := prepared.schema.group_number_names):
@@ -92,8 +93,8 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
     return (
         f"hint: boosting follows this target better than a linear model ({ratio:.2f} times lower out-of-fold rmse), and step 3 noted "
         f"{', '.join(groups)} as likely a group's number: boosting may be following each group's own level, which a category learns; "
-        f"try data.types: {{{types}}} (on lme4's grouseticks, whose ticks follow the brood: rmse 8.07 -> 4.10 with the brood's number "
-        "read as a category, seed 42)"
+        f"try data.types: {{{types}}} (on six small tables with such a number, a chick's, a boy's, a patient's, its rmse fell in 11 of 11 "
+        "runs read as a category, by 41% on average: datasets' ChickWeight 31.4 -> 9.05, nlme's Oxboys 2.79 -> 0.69 at seed 42; bench/RESULTS.md, stop 45)"
     )
 
 
