@@ -26,7 +26,7 @@ _LOGGED = {"root_mean_squared_error": "rmse", "mean_absolute_error": "mae"}
 _WHY = {
     "binary": "binary cross-entropy: the negative log-likelihood of a yes/no outcome under a sigmoid probability",
     "multiclass": "sparse categorical cross-entropy: the negative log-likelihood of the true class under a softmax",
-    "regression": "mean squared error on the standardized target: penalises large errors most; RMSE and MAE are reported in the target's units",
+    "regression": "mean squared error on the standardized {target}: penalises large errors most; RMSE and MAE are reported in the target's units",
 }
 
 
@@ -88,9 +88,8 @@ def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metri
         check_regression_loss(loss)
     auto_loss, auto_metrics, activation = _AUTO[task]
     units = n_classes if task == "multiclass" else 1
-    why = _WHY[task] if loss == "auto" else f"{loss}: chosen in the config"
-    if logged_target:
-        why = why.replace("the standardized target", "the standardized log(1 + target)") if loss == "auto" else f"{why}, on the standardized log(1 + target)"
+    learned = "log(1 + target)" if logged_target else "target"
+    why = _WHY[task].format(target=learned) if loss == "auto" else f"{loss}: chosen in the config" + (f", on the standardized {learned}" if logged_target else "")
     return Objective(
         loss=auto_loss if loss == "auto" else loss,
         metrics=list(auto_metrics if metrics == "auto" else metrics),
