@@ -146,8 +146,10 @@ def folds_text(folds: list[dict]) -> str:
     each = ", ".join(f"{fold['best_epoch']} of {fold['epochs_run']}" for fold in folds)
     embeddings = [fold["embeddings"] for fold in folds if "embeddings" in fold]  # set where the baselines chose the designs
     kinds = dict.fromkeys(embeddings)
-    of = " (" + ", ".join(f"{embeddings.count(kind)} with number embeddings {kind}" for kind in kinds) + ")" if len(kinds) > 1 else ""
-    of = f" (each with number embeddings {embeddings[0]})" if len(kinds) == 1 else of
+    if len(kinds) > 1:
+        of = " (" + ", ".join(f"{embeddings.count(kind)} with number embeddings {kind}" for kind in kinds) + ")"
+    else:
+        of = "".join(f" (each with number embeddings {kind})" for kind in kinds)
     return (
         f"{len(folds)} networks{of}, each early-stopped on one fold of the train and validation rows and trained on the others; "
         f"the model predicts their mean. The epochs above are the first network's; best epoch of epochs run, network by network: {each}"

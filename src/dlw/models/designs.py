@@ -28,6 +28,8 @@ BEND_RATIO = 1.2
 STRONG_BEND_RATIO = 1.5
 # The design averaged with the numbers scaled only where the target bends, and kept alone where it bends strongly.
 BEND_EMBEDDINGS = "piecewise_linear_and_periodic"
+# What ``design_embeddings_for`` gives where the ratio chose nothing: the config's own design.
+OWN_DESIGN = ("auto",)
 
 
 def ratio_decides_design(config, prepared) -> bool:
@@ -46,7 +48,7 @@ def design_embeddings_for(config, prepared, ratio: float | None) -> tuple[str, .
     own) where the ratio does not decide or is under ``BEND_RATIO``; ``("auto", BEND_EMBEDDINGS)`` up to ``STRONG_BEND_RATIO``;
     ``(BEND_EMBEDDINGS,)`` from it."""
     if ratio is None or ratio < BEND_RATIO or not ratio_decides_design(config, prepared):
-        return ("auto",)
+        return OWN_DESIGN
     return (BEND_EMBEDDINGS,) if ratio >= STRONG_BEND_RATIO else ("auto", BEND_EMBEDDINGS)
 
 
@@ -61,22 +63,25 @@ def design_configs_and_why(config, prepared, ratio_of: Callable[[], float | None
     console.say(f"    under {EMBEDDING_MIN_ROWS} train rows: waiting for the cross-fitted baselines, whose out-of-fold losses say whether the target bends")
     ratio = ratio_of()
     chosen = design_embeddings_for(config, prepared, ratio)
-    if chosen == ("auto",):
+    if chosen == OWN_DESIGN:
         return [config], ""
-    designs = [config if embeddings == "auto" else embedded_config(config) for embeddings in chosen]
+    designs = [with_embeddings(config, embeddings) for embeddings in chosen]
     folds = prepared.splits.fold_count
+    embedded = f"piecewise-linear and periodic number embeddings ({BEND_EMBEDDINGS})"
     rule = f"model.embeddings: auto; under {EMBEDDING_MIN_ROWS} train rows, the mean of networks with and without them from {BEND_RATIO}, with them alone from {STRONG_BEND_RATIO}; bench/RESULTS.md, stops 43 and 45"
     bend = f"the linear baseline's out-of-fold rmse is {ratio:.2f} times boosting's, so the target bends in ways a linear model cannot follow, which embeddings can"
     if len(designs) == 1:
-        return designs, f", each with piecewise-linear and periodic number embeddings ({BEND_EMBEDDINGS}): {bend}, and strongly ({rule})"
-    return designs, f", and {folds} more with piecewise-linear and periodic number embeddings ({BEND_EMBEDDINGS}), all {2 * folds} averaged: {bend} ({rule})"
+        return designs, f", each with {embedded}: {bend}, and strongly ({rule})"
+    return designs, f", and {folds} more with {embedded}, all {2 * folds} averaged: {bend} ({rule})"
 
 
-def embedded_config(config):
-    """``config`` with its numbers embedded by ``BEND_EMBEDDINGS``."""
-    embedded = config.model_copy(deep=True)
-    embedded.model.embeddings = BEND_EMBEDDINGS
-    return embedded
+def with_embeddings(config, embeddings: str):
+    """``config`` itself for ``"auto"``, else a copy whose numbers enter by ``embeddings`` (``model.embeddings``)."""
+    if embeddings == "auto":
+        return config
+    other = config.model_copy(deep=True)
+    other.model.embeddings = embeddings
+    return other
 
 
 def bend_hint(config, prepared, ratio: float | None) -> str | None:
@@ -87,7 +92,7 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
     (bench/RESULTS.md, stops 43 and 45). Not a default: the note also marks some measurements a file is sorted by (stop 39).
     """
     # the ratio first: only a table's schema has group numbers
-    if design_embeddings_for(config, prepared, ratio) == ("auto",) or not (groups := prepared.schema.group_number_names):
+    if design_embeddings_for(config, prepared, ratio) == OWN_DESIGN or not (groups := prepared.schema.group_number_names):
         return None
     types = ", ".join(f"{name}: categorical" for name in groups)
     return (
@@ -99,5 +104,5 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
 
 
 __all__ = [
-    "BEND_EMBEDDINGS", "BEND_RATIO", "STRONG_BEND_RATIO", "bend_hint", "design_configs_and_why", "design_embeddings_for", "embedded_config", "ratio_decides_design",
+    "BEND_EMBEDDINGS", "BEND_RATIO", "OWN_DESIGN", "STRONG_BEND_RATIO", "bend_hint", "design_configs_and_why", "design_embeddings_for", "ratio_decides_design", "with_embeddings",
 ]
