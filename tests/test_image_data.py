@@ -261,7 +261,7 @@ MEMORY_SCRIPT = """
 import json, sys
 import numpy as np, keras, psutil
 from dlw.data.image_stream import ImageStream
-paths = sys.argv[1:]
+paths = sys.argv[2:]
 process, rss = psutil.Process(), []
 
 class Measure(keras.callbacks.Callback):
@@ -272,13 +272,13 @@ model = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Rescaling(1 / 2
                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
 model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
 stream = ImageStream(paths, np.arange(len(paths)) % 2, (96, 96), 3, 32, shuffle=True, seed=0, workers=2)
-model.fit(stream, epochs=10, verbose=0, callbacks=[Measure()])
+model.fit(stream, epochs=int(sys.argv[1]), verbose=0, callbacks=[Measure()])
 print(json.dumps(rss))
 """
 
 
 def test_streaming_memory_stays_flat(tmp_path):
-    """Ten epochs over a folder larger than the cache, in a fresh process (as `dlw train` runs)."""
+    """Twenty epochs over a folder larger than the cache, in a fresh process (as `dlw train` runs)."""
     import json
     import subprocess
     import sys
@@ -291,10 +291,14 @@ def test_streaming_memory_stays_flat(tmp_path):
         paths.append(str(path))
     epoch_bytes = 300 * 96 * 96 * 3  # 7.9 MiB decoded per epoch
     assert not img.cache_fits(len(paths), (96, 96), 3, cache_mb=4)  # so streamed
-    done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, *paths], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, "20", *paths], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     rss = json.loads(done.stdout.strip().splitlines()[-1])
-    # Keeping decoded batches would add 6 epochs' worth (47 MiB) between the middles of epochs 2-4 and 8-10;
-    # the allocator's arenas for Keras's prefetch threads wobble by up to ~15 MiB without growing.
-    early, late = np.median(rss[1:4]), np.median(rss[7:10])
-    assert late - early < 3 * epoch_bytes, [r >> 20 for r in rss]
+    # Keeping decoded batches would add 14 epochs' worth (110 MiB) between the middles of epochs 2-4 and 16-20.
+    # Under JAX the allocator's arenas for Keras's prefetch threads rise by up to ~40 MiB in the first epochs and
+    # then stay (measured over 25 epochs, with and without a busy second core; CI once saw 34 MiB by epoch 9),
+    # so the bound is 7 epochs' worth: half a leak, above the wobble.
+    early, late = np.median(rss[1:4]), np.median(rss[15:20])
+    assert late - early < 7 * epoch_bytes, [r >> 20 for r in rss]
