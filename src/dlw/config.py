@@ -290,7 +290,7 @@ class ChecksConfig(_Strict):
     """The honesty checks of every run: the verdict, unfamiliar inputs."""
 
     ood_rate: float = Field(
-        0.05, gt=0, lt=0.5, description="Share of familiar inputs (validation split) the unfamiliar-input detector is calibrated to flag."
+        0.05, gt=0, lt=0.5, description="Share of familiar inputs the unfamiliar-input detector is calibrated to flag (on the validation split; cross-fitted, on every non-test row)."
     )
     bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples of the test rows for the verdict's 95% interval.")
     main_metric: Literal["auto", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc", "rmse", "mae"] = Field(

@@ -97,6 +97,11 @@ def fold_members(model) -> list:
     return sorted(members, key=lambda m: member_place(m.name))
 
 
+def fold_networks(model) -> list:
+    """The first design's network of each fold, in fold order; ``[]`` for one network."""
+    return [member for member in fold_members(model) if member_place(member.name)[0] == 0]
+
+
 def validation_network(model):
     """What predicts the validation split out of sample: ``model``, or for a cross-fitted one the first fold's network
     (with two designs, the mean of both first-fold networks).

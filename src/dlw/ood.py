@@ -37,13 +37,13 @@ import numpy as np
 from dlw.errors import DataError
 from dlw.runs import write_atomic, write_json
 
-METHOD = (
+SCORE_METHOD = (
     "class-conditional Mahalanobis distance with a shared Ledoit-Wolf covariance, per block of features "
     "(table blocks: each dimension divided by its train standard deviation, floored at 1% of the typical one; "
     "blocks in shared units: divided by the typical standard deviation); "
-    "each block's distance divided by its validation median; score = the largest block score; "
-    "threshold = the (1 - rate) quantile of validation scores; non-finite inputs score infinity"
+    "each block's distance divided by its validation median; score = the largest block score"
 )
+METHOD = SCORE_METHOD + "; threshold = the (1 - rate) quantile of validation scores; non-finite inputs score infinity"
 _FLOOR = 0.01  # a dimension's scale is at least this fraction of the block's typical (RMS) scale
 
 
@@ -186,34 +186,32 @@ class OODDetector:
 
     # --- persistence ---------------------------------------------------------
 
+    @property
+    def method(self) -> str:
+        return METHOD
+
+    @property
+    def folds(self) -> int:
+        """How many networks' penultimate layers it reads (``penultimate_model(model, folds)``): one."""
+        return 1
+
+    def settings(self) -> dict:
+        """What ``ood.json`` holds: readable settings, no arrays."""
+        self._check_fitted()
+        return {"method": METHOD, "rate": self.rate, "threshold": self.threshold, "blocks": self.blocks, "dims": self.dims,
+                "scale": self.scale, "scaling": self.scaling, "n_classes": self.n_classes}
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """What ``ood.npz`` holds, each name led by ``prefix``."""
+        return {f"{prefix}b{i}_{key}": value for i, name in enumerate(self.blocks) for key, value in self._arrays[name].items()}
+
     def save(self, folder) -> None:
         """Write ``ood.json`` (settings, readable) and ``ood.npz`` (the arrays) into ``folder``."""
-        self._check_fitted()
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        info = {
-            "method": METHOD,
-            "rate": self.rate,
-            "threshold": self.threshold,
-            "blocks": self.blocks,
-            "dims": self.dims,
-            "scale": self.scale,
-            "scaling": self.scaling,
-            "n_classes": self.n_classes,
-        }
-        write_json(folder / "ood.json", info)
-        arrays = {f"b{i}_{key}": value for i, name in enumerate(self.blocks) for key, value in self._arrays[name].items()}
-
-        def savez(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        write_atomic(folder / "ood.npz", savez)
+        save_detector_files(folder, self.settings(), self.arrays())
 
     @classmethod
-    def load(cls, folder) -> "OODDetector":
-        folder = Path(folder)
-        info = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
+    def from_settings(cls, info: dict, data, prefix: str = "") -> "OODDetector":
+        """A detector from ``settings()`` and the arrays ``arrays(prefix)`` wrote (an open ``ood.npz``)."""
         detector = cls()
         detector.rate, detector.threshold = float(info["rate"]), float(info["threshold"])
         detector.blocks = list(info["blocks"])
@@ -221,12 +219,103 @@ class OODDetector:
         detector.scale = {k: float(v) for k, v in info["scale"].items()}
         detector.scaling = {k: str(v) for k, v in info.get("scaling", {}).items()}
         detector.n_classes = int(info.get("n_classes", 0))
-        with np.load(folder / "ood.npz", allow_pickle=False) as data:
-            detector._arrays = {
-                name: {key: data[f"b{i}_{key}"] for key in ("mean", "scale", "whiten", "class_means")}
-                for i, name in enumerate(detector.blocks)
-            }
+        detector._arrays = {
+            name: {key: data[f"{prefix}b{i}_{key}"] for key in ("mean", "scale", "whiten", "class_means")}
+            for i, name in enumerate(detector.blocks)
+        }
         return detector
+
+    @classmethod
+    def load(cls, folder) -> "OODDetector":
+        folder = Path(folder)
+        info = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
+        with np.load(folder / "ood.npz", allow_pickle=False) as data:
+            return cls.from_settings(info, data)
+
+
+CROSS_METHOD = (
+    "cross-conformal (Vovk, 2015) over the cross-fitted networks: for each fold's network, the detector above fitted on "
+    "its train rows and scored on its held-out fold, so every non-test row calibrates; a row's p-value counts, fold by "
+    "fold, the held-out rows scoring at least what it scores under that fold's detector, (1 + count) / (n + 1); flagged "
+    "at a p-value of at most the rate, and where an input is not finite; score = the mean of the folds' scores. Each fold's "
+    "detector's score: " + SCORE_METHOD
+)
+
+
+class CrossConformalDetector:
+    """Flags inputs unlike the training rows of a cross-fitted run: one ``OODDetector`` per fold's network.
+
+    A single network's detector is calibrated on its validation rows alone: 22-42 rows on a small table,
+    too few for a 95% quantile. On 22 cross-fitted runs (11 tables, seeds 42 and 0; bench/RESULTS.md,
+    stop 46) it flagged 8.6% of the familiar test rows on average, and up to 30.6%; calibrated on every
+    non-test row this way, 4.8% on average, at most 11.5%.
+
+    ``blocks`` here hold ``"penultimate"`` with one slice per fold, shape (rows, folds, units), from
+    ``penultimate_model(model, folds)``; the other blocks are shared by the folds.
+    """
+
+    def __init__(self, members: list[OODDetector], calibration: list[np.ndarray], rate: float):
+        self.members, self.rate = members, float(rate)
+        self.calibration = [np.sort(np.asarray(c, dtype="float64")) for c in calibration]
+
+    @property
+    def folds(self) -> int:
+        return len(self.members)
+
+    @property
+    def method(self) -> str:
+        return CROSS_METHOD
+
+    def flags_and_scores(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(flags, scores)``: flagged at a cross-conformal p-value of at most ``rate``; the mean of the folds' scores."""
+        per_fold = np.stack([member.score(self.fold_blocks(blocks, k)) for k, member in enumerate(self.members)])
+        flags = self.p_values(per_fold) <= max(self.rate, 1.0 / (1 + sum(map(len, self.calibration))))
+        return flags | ~np.all(np.isfinite(per_fold), axis=0), per_fold.mean(axis=0)
+
+    def flag(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        return self.flags_and_scores(blocks)[0]
+
+    def p_values(self, per_fold: np.ndarray) -> np.ndarray:
+        """(1 + the held-out rows scoring at least as high, fold by fold) / (n + 1), for scores of shape (folds, rows)."""
+        at_least = sum(len(c) - np.searchsorted(c, s, side="left") for c, s in zip(self.calibration, per_fold))
+        return (1 + at_least) / (1 + sum(map(len, self.calibration)))
+
+    @staticmethod
+    def fold_blocks(blocks: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+        return {name: (block[:, k] if name == "penultimate" else block) for name, block in blocks.items()}
+
+    def save(self, folder) -> None:
+        settings = {"method": CROSS_METHOD, "rate": self.rate, "folds": self.folds, "calibration_rows": sum(map(len, self.calibration)),
+                    "members": [{k: v for k, v in member.settings().items() if k != "method"} for member in self.members]}
+        arrays = {key: value for k, member in enumerate(self.members) for key, value in member.arrays(f"f{k}_").items()}
+        arrays.update({f"f{k}_calibration": c for k, c in enumerate(self.calibration)})
+        save_detector_files(folder, settings, arrays)
+
+    @classmethod
+    def from_settings(cls, info: dict, data) -> "CrossConformalDetector":
+        members = [OODDetector.from_settings(member, data, f"f{k}_") for k, member in enumerate(info["members"])]
+        return cls(members, [data[f"f{k}_calibration"] for k in range(len(members))], info["rate"])
+
+
+def load_detector(folder) -> OODDetector | CrossConformalDetector:
+    """The detector a run saved: one network's, or a cross-fitted run's (``ood.json`` has ``folds``)."""
+    folder = Path(folder)
+    info = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
+    kind = CrossConformalDetector if "folds" in info else OODDetector
+    with np.load(folder / "ood.npz", allow_pickle=False) as data:
+        return kind.from_settings(info, data)
+
+
+def save_detector_files(folder, settings: dict, arrays: dict[str, np.ndarray]) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "ood.json", settings)
+
+    def savez(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    write_atomic(folder / "ood.npz", savez)
 
 
 def flag_rate(flags: np.ndarray) -> float:
@@ -258,27 +347,52 @@ def _finite_rows(blocks: dict[str, np.ndarray]) -> np.ndarray:
     return np.all(np.stack([np.all(np.isfinite(_matrix(b, n)), axis=1) for n, b in blocks.items()]), axis=0)
 
 
-def penultimate_model(model):
+def penultimate_model(model, folds: int = 1):
     """The model up to the input of its ``output`` layer: the features the classifier sees.
 
     A cross-fitted model's are its first fold's network's (``dlw.crossfit.features_network``),
-    the one network that never trained on the validation rows the detector is calibrated on.
+    the one network that never trained on the validation rows the detector is calibrated on; with
+    ``folds`` > 1, each fold's network's, stacked as (rows, folds, units) for a ``CrossConformalDetector``.
     """
     import keras
 
     from dlw.crossfit import features_network
 
+    if folds > 1:
+        stacked = [fold.output for fold in fold_penultimate_models(model)]
+        return keras.Model(model.inputs, keras.ops.stack(stacked, axis=1), name="penultimate")
     network = features_network(model)
     if network is model:
-        inputs, features = model.inputs, model.get_layer("output").input
-    else:
-        inputs, features = model.input, keras.Model(network.input, network.get_layer("output").input)(model.input)
-    if len(features.shape) == 3:
-        # An ensemble's members (rows, members, units): their mean representation, taken in the network. Taken
-        # after predicting, the members' copy held 4 KiB a row, and 0.2 GiB at the top of the 336,776-row
-        # table's peak memory (bench/RESULTS.md, stop 36).
-        features = keras.ops.mean(features, axis=1)
-    return keras.Model(inputs, features, name="penultimate")
+        return keras.Model(model.inputs, mean_of_members(model.get_layer("output").input), name="penultimate")
+    return keras.Model(model.inputs, penultimate_of(network, model.input), name="penultimate")
+
+
+def fold_penultimate_models(model) -> list:
+    """Each fold's network's penultimate layer, as a model of ``model``'s inputs; ``[]`` for one network."""
+    import keras
+
+    from dlw.crossfit import fold_networks
+
+    return [keras.Model(model.inputs, penultimate_of(network, model.input), name=f"penultimate_{k}")
+            for k, network in enumerate(fold_networks(model))]
+
+
+def penultimate_of(network, inputs):
+    """``network``'s penultimate layer applied to ``inputs`` (a fold's network inside a cross-fitted model)."""
+    import keras
+
+    return mean_of_members(keras.Model(network.input, network.get_layer("output").input)(inputs))
+
+
+def mean_of_members(features):
+    """An ensemble's members (rows, members, units): their mean representation, taken in the network.
+
+    Taken after predicting, the members' copy held 4 KiB a row, and 0.2 GiB at the top of the
+    336,776-row table's peak memory (bench/RESULTS.md, stop 36).
+    """
+    import keras
+
+    return keras.ops.mean(features, axis=1) if len(features.shape) == 3 else features
 
 
 def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:
@@ -295,7 +409,8 @@ def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:
 def blocks_from_penultimate(penultimate, prepared, inputs) -> dict[str, np.ndarray]:
     """``feature_blocks`` from an already computed penultimate layer (serving computes it with the output)."""
     penultimate = np.asarray(penultimate, dtype="float64")
-    blocks = {"penultimate": penultimate.reshape(len(penultimate), -1)}
+    # (rows, folds, units) stays as it is: a CrossConformalDetector reads each fold's slice
+    blocks = {"penultimate": penultimate if penultimate.ndim == 3 else penultimate.reshape(len(penultimate), -1)}
     columns = np.asarray(prepared.baseline_features(inputs), dtype="float64")
     if columns.shape[1]:  # a table of text columns only has none here (its text is in the penultimate layer)
         blocks["inputs"] = columns
@@ -307,9 +422,21 @@ DETECTOR_ROWS = 20_000
 
 
 def fit_detector(model, prepared, rate: float):
-    """``(detector, outputs_and_features_model(model))``: fitted on the train split, calibrated on validation so that about
-    ``rate`` of familiar inputs are flagged."""
-    features = penultimate_model(model)
+    """``(detector, outputs_and_features_model(model))``: fitted on the train split, calibrated so that about ``rate``
+    of familiar inputs are flagged: on the validation split, or, cross-fitted, on every fold's held-out rows."""
+    folds = fold_penultimate_models(model) if prepared.splits is not None and prepared.splits.folds else []
+    if len(folds) < 2:
+        features = penultimate_model(model)
+        return fitted_detector(features, prepared, rate), outputs_and_features_model(model, features)
+    members, calibration = [], []
+    for features, view in zip(folds, prepared.fold_views()):
+        members.append(fitted_detector(features, view, rate))
+        calibration.append(members[-1].score(feature_blocks(features, view, view.inputs["validation"])))
+    return CrossConformalDetector(members, calibration, rate), outputs_and_features_model(model, penultimate_model(model, len(folds)))
+
+
+def fitted_detector(features, prepared, rate: float) -> OODDetector:
+    """An ``OODDetector`` on ``features`` (a penultimate model), fitted on ``prepared``'s train split, calibrated on its validation split."""
     prepared = prepared.with_at_most(DETECTOR_ROWS, ("train", "validation"), seed=0)
     train = feature_blocks(features, prepared, prepared.inputs["train"])
     val = feature_blocks(features, prepared, prepared.inputs["validation"])
@@ -319,7 +446,7 @@ def fit_detector(model, prepared, rate: float):
             f"{prepared.config.data.source}: the training diverged (the network's outputs are not finite numbers); the inputs "
             "hold extreme values (beyond about 1e30) or the learning rate is too high: rescale or drop those columns, or lower train.learning_rate"
         )
-    return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks), outputs_and_features_model(model, features)
+    return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks)
 
 
 # Table rows scored at once: each row's blocks are float64 copies (the penultimate layer and the

@@ -200,9 +200,10 @@ class Predictor:
         self.run = run
         self.prepared = run.prepared
         from dlw._backend import inference_function
-        from dlw.ood import outputs_and_features_model
+        from dlw.ood import outputs_and_features_model, penultimate_model
 
-        self.network = outputs_and_features_model(model)
+        folds = run.detector.folds if run.detector is not None else 1
+        self.network = outputs_and_features_model(model, penultimate_model(model, folds))
         self.call = inference_function(self.network)
         self.input_names = {t.name for t in model.inputs}
 

@@ -155,7 +155,7 @@ class Workflow:
         """Everything a run leaves behind but ``metrics.json`` and ``run.json``; returns the metrics."""
         from dlw.calibration import calibration_summary, uncalibrated_outputs
         from dlw.evaluate import measure
-        from dlw.ood import METHOD as OOD_METHOD, fit_detector
+        from dlw.ood import fit_detector
         from dlw.plots import plot_learning_curves
         from dlw.predict import write_test_predictions
         from dlw.sufficiency import trainable_parameters
@@ -181,7 +181,7 @@ class Workflow:
         explanations = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}  # while the baselines may still predict
         outputs: dict = {}
         metrics = measure(model, prepared, self.console, plots_to=folder, detector=detector, outputs=outputs, bootstrap=self.config.checks.bootstrap, baselines=baselines)
-        metrics["ood"]["method"] = OOD_METHOD
+        metrics["ood"]["method"] = detector[0].method
         metrics["training"] = {
             "epochs_run": int(len(result.history)),
             "best_epoch": result.best_epoch,
@@ -296,18 +296,19 @@ class Run:
     @property
     def detector(self):
         if not hasattr(self, "_detector"):
-            from dlw.ood import OODDetector
+            from dlw.ood import load_detector
 
-            self._detector = OODDetector.load(self.path) if (self.path / "ood.json").exists() else None
+            self._detector = load_detector(self.path) if (self.path / "ood.json").exists() else None
         return self._detector
 
     @property
     def checked(self):
         """``(detector, outputs_and_features_model(model))`` with the run's unfamiliar-input detector, else None."""
         if not hasattr(self, "_checked"):
-            from dlw.ood import outputs_and_features_model
+            from dlw.ood import outputs_and_features_model, penultimate_model
 
-            self._checked = (self.detector, outputs_and_features_model(self.model)) if self.detector is not None else None
+            detector = self.detector
+            self._checked = (detector, outputs_and_features_model(self.model, penultimate_model(self.model, detector.folds))) if detector is not None else None
         return self._checked
 
     def evaluate(self, data: str | Path | pd.DataFrame | None = None, console: Console = QUIET) -> dict:
