@@ -12,6 +12,9 @@ and scored on its test rows:
 - ``pooled``: the first fold's detector, its threshold the conformal quantile of every fold's held-out
   scores pooled (one detector per fold's network, fitted on its train rows, each fold's scores divided
   by that fold's median, as the first fold's are), so every non-test row is a calibration row;
+- ``shipped``: what ``dlw.ood.fit_detector`` fits (since stop 46: the validation split for one network;
+  cross-fitted, the 95% quantile of every fold's held-out scores pooled, as ``pooled`` but by
+  ``np.quantile`` like the one-network threshold);
 - ``cross``: cross-conformal (Vovk, 2015): one detector per fold's network, each fitted on that network's
   train rows and scored on its held-out fold, so every non-test row is a calibration row; a new row's
   p-value counts, over all folds, the held-out rows scoring at least what it scores under that fold's
@@ -81,7 +84,7 @@ def shifted_rows(prepared, frame, seed: int):
 def rates_for(run_path: Path) -> dict:
     from dlw.console import QUIET
     from dlw.data.kinds import prepare
-    from dlw.ood import OODDetector
+    from dlw.ood import OODDetector, feature_blocks, fit_detector, penultimate_model
     from dlw.workflow import load
 
     run = load(run_path)
@@ -93,6 +96,10 @@ def rates_for(run_path: Path) -> dict:
     unfamiliar = prepared.encode_labelled(shifted, QUIET)[0] if shifted is not None else None
     views = list(prepared.fold_views())
     result = {"n_validation": len(prepared.splits.validation), "n_test": len(prepared.splits.test), "folds": len(views)}
+    shipped, _ = fit_detector(model, prepared, RATE)  # what dlw ships: validation split, or pooled held-out folds
+    result["shipped_test"] = float(shipped.flag(feature_blocks(penultimate_model(model), prepared, prepared.inputs["test"])).mean())
+    if unfamiliar is not None:
+        result["shipped_shifted"] = float(shipped.flag(feature_blocks(penultimate_model(model), prepared, unfamiliar)).mean())
     calibration, test_scores, shifted_scores = [], [], []
     for k, view in enumerate(views):
         features = member_features(model, k)

@@ -16,7 +16,7 @@ from dlw.advice import advise, say
 from dlw.evaluate import classification_metrics, regression_metrics
 from dlw.explain import occlusion_maps, permutation_importance
 from dlw.plots import plot_importance, plot_occlusion
-from dlw.ood import CrossConformalDetector, OODDetector, flag_rate, load_detector
+from dlw.ood import OODDetector, conformal_threshold, flag_rate
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -216,56 +216,54 @@ def test_ood_wine_with_constant_and_unseen_columns():
     assert np.isfinite(wide.threshold) and wide.n_classes == 1
 
 
-def cross_conformal(x_rest: np.ndarray, folds: int, seed: int) -> CrossConformalDetector:
-    """One detector per fold of ``x_rest`` (fitted on the other folds, calibrated on its own), as a cross-fitted run makes them."""
+def pooled_over_folds(x_rest: np.ndarray, folds: int, seed: int) -> OODDetector:
+    """The first fold's detector, its threshold from every fold's held-out scores, as ``dlw.ood.fit_detector`` makes it
+    for a cross-fitted run (there each fold's detector reads its own network's penultimate layer too)."""
     parts = np.array_split(np.random.default_rng(seed).permutation(len(x_rest)), folds)
-    members, calibration = [], []
-    for k, held_out in enumerate(parts):
-        train = x_rest[np.setdiff1d(np.arange(len(x_rest)), held_out)]
-        members.append(OODDetector().fit({"inputs": train}, None, {"inputs": x_rest[held_out]}))
-        calibration.append(members[-1].score({"inputs": x_rest[held_out]}))
-    return CrossConformalDetector(members, calibration, rate=0.05)
+    detectors, held_out = [], []
+    for held in parts:
+        train = x_rest[np.setdiff1d(np.arange(len(x_rest)), held)]
+        detectors.append(OODDetector().fit({"inputs": train}, None, {"inputs": x_rest[held]}))
+        held_out.append(detectors[-1].score({"inputs": x_rest[held]}))
+    return detectors[0].calibrate_on(np.concatenate(held_out), folds=folds)
 
 
-def test_ood_cross_conformal_holds_the_rate_where_one_small_validation_split_cannot():
-    """A small table's 150 non-test rows: 30 of them calibrate one detector; cross-conformal calibrates on all 150.
+def test_ood_pooled_folds_hold_the_rate_where_one_small_validation_split_cannot():
+    """A small table's 150 non-test rows: 30 of them calibrate one detector; pooled over 5 folds, all 150 do.
 
-    Over 40 splits of the breast-cancer table (familiar rows: the other 419), one 30-row validation
-    split flags familiar rows at a rate that wanders (its 95% quantile of 30 rows); cross-conformal
-    stays near 5%. Measured: 7.2% on average (1.0% to 23.2%, sd 5.5) against 4.4% (1.2% to 10.3%, sd 2.1).
+    Over 40 splits of the breast-cancer table (familiar rows: the other 419), the 30-row validation
+    split's threshold (the largest of its 30 scores) wanders with its few rows; pooled, it is steadier and
+    nearer the 5% it is set for. Measured: 3.3% on average (0.0% to 22.7%, sd 4.2) against 4.8% (1.2% to 16.0%, sd 2.9).
     """
     x = StandardScaler().fit_transform(load_breast_cancer(return_X_y=True)[0])
-    single, cross = [], []
+    single, pooled = [], []
     for seed in range(40):
         order = np.random.default_rng(100 + seed).permutation(len(x))
         rest, familiar = x[order[:150]], {"inputs": x[order[150:]]}
         single.append(flag_rate(OODDetector().fit({"inputs": rest[30:]}, None, {"inputs": rest[:30]}).flag(familiar)))
-        cross.append(flag_rate(cross_conformal(rest, 5, seed).flag(familiar)))
-    assert np.mean(cross) == pytest.approx(0.05, abs=0.015) and max(cross) < 0.12, cross
-    assert np.std(cross) < 0.6 * np.std(single) and max(cross) < max(single), (single, cross)
+        pooled.append(flag_rate(pooled_over_folds(rest, 5, seed).flag(familiar)))
+    assert np.mean(pooled) == pytest.approx(0.05, abs=0.01), pooled
+    assert np.std(pooled) < 0.8 * np.std(single) and max(pooled) < max(single), (single, pooled)
 
 
-def test_ood_cross_conformal_flags_far_rows_and_round_trips(tmp_path):
+def test_ood_pooled_calibration_is_saved_and_read_back(tmp_path):
     x = StandardScaler().fit_transform(load_breast_cancer(return_X_y=True)[0])
-    detector = cross_conformal(x[:300], 5, seed=0)
+    detector = pooled_over_folds(x[:300], 5, seed=0)
     far = x[300:].copy()
     far[np.arange(len(far)), np.arange(len(far)) % x.shape[1]] += 10  # one column per row, 10 std away
     assert detector.flag({"inputs": far}).all()
-    broken = x[300:303].copy()
-    broken[0, 0] = np.nan
-    assert detector.flag({"inputs": broken})[0]
     detector.save(tmp_path)
     info = json.loads((tmp_path / "ood.json").read_text())
-    assert info["folds"] == 5 and info["calibration_rows"] == 300 and "cross-conformal" in info["method"]
-    loaded = load_detector(tmp_path)
-    assert isinstance(loaded, CrossConformalDetector) and loaded.folds == 5
-    for got, expected in zip(loaded.flags_and_scores({"inputs": x[300:]}), detector.flags_and_scores({"inputs": x[300:]})):
-        np.testing.assert_array_equal(got, expected)
-    # With fewer calibration rows than a 5% p-value needs (19), the rows beyond all of them are still flagged.
-    small, far_small = x[:15, :4], x[300:, :4].copy()
-    far_small[np.arange(len(far_small)), np.arange(len(far_small)) % 4] += 10
-    few = cross_conformal(small, 3, seed=0)
-    assert few.flag({"inputs": far_small}).all() and flag_rate(few.flag({"inputs": x[300:, :4]})) < 0.2
+    assert info["calibration_rows"] == {"rows": 300, "folds": 5} and "held-out scores of every fold" in info["method"]
+    loaded = OODDetector.load(tmp_path)
+    assert loaded.threshold == detector.threshold and loaded.method == detector.method
+    np.testing.assert_array_equal(loaded.flag({"inputs": x[300:]}), detector.flag({"inputs": x[300:]}))
+
+
+def test_ood_threshold_is_the_conformal_rank_of_the_held_out_scores():
+    scores = np.arange(1.0, 101.0)  # 100 held-out scores
+    assert conformal_threshold(scores, 0.05) == 96.0  # ceil(101 * 0.95) = 96th smallest: at most 5% of new rows above
+    assert conformal_threshold(scores[:10], 0.05) == 10.0  # too few rows for 5%: the largest
 
 
 def test_ood_save_load_round_trip(cancer_detector, tmp_path):

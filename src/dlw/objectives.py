@@ -79,6 +79,11 @@ class Objective:
         return [named[m]() if m in named else m for m in self.metrics]
 
 
+def learned_target(logged: bool) -> str:
+    """What a regression network learns, in words: ``"log(1 + target)"`` under ``data.target_transform: log``, else ``"target"``."""
+    return "log(1 + target)" if logged else "target"
+
+
 def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metrics: list[str] | str = "auto", *, logged_target: bool = False) -> Objective:
     """The loss, metrics and output layer for ``task``, honouring config overrides; ``logged_target``: the network learns log(1 + target).
 
@@ -88,7 +93,7 @@ def choose_objective(task: str, n_classes: int | None, loss: str = "auto", metri
         check_regression_loss(loss)
     auto_loss, auto_metrics, activation = _AUTO[task]
     units = n_classes if task == "multiclass" else 1
-    learned = "log(1 + target)" if logged_target else "target"
+    learned = learned_target(logged_target)
     why = _WHY[task].format(target=learned) if loss == "auto" else f"{loss}: chosen in the config" + (f", on the standardized {learned}" if logged_target else "")
     return Objective(
         loss=auto_loss if loss == "auto" else loss,

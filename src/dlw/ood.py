@@ -21,7 +21,14 @@ the unseen digits 5-9 from raw pixels, per-dimension scaling only 29-51%
 Each block's distance is divided by its median on the validation split, so
 that 1.0 means "as typical as a typical validation row" in every block, and a
 row's score is its largest block score. The threshold is the ``1 - rate`` quantile of the
-validation scores: about ``rate`` of familiar rows are flagged by design.
+validation scores in its finite-sample (split conformal) form, ``conformal_threshold``: at most
+``rate`` of familiar rows are flagged by design.
+
+A cross-fitted run (``dlw.crossfit``) has a network per fold, each never trained on its own fold,
+and a small table's validation split is 22-42 rows, too few for a 95% quantile. There the threshold
+is the same quantile of every fold's held-out scores, pooled: each fold's network gets such a
+detector for the purpose, fitted on its train rows, and scores its held-out fold in units of that
+fold's median (bench/RESULTS.md, stop 46). The first fold's detector is the one kept.
 
 Saved as plain JSON (``ood.json``) and numbers (``ood.npz``, read with
 ``allow_pickle=False``); loading never runs code from a file.
@@ -43,7 +50,12 @@ SCORE_METHOD = (
     "blocks in shared units: divided by the typical standard deviation); "
     "each block's distance divided by its validation median; score = the largest block score"
 )
-METHOD = SCORE_METHOD + "; threshold = the (1 - rate) quantile of validation scores; non-finite inputs score infinity"
+METHOD = SCORE_METHOD + "; threshold = the ceil((n + 1)(1 - rate))-th smallest of the n validation scores; non-finite inputs score infinity"
+POOLED_METHOD = (
+    SCORE_METHOD + "; threshold = the ceil((n + 1)(1 - rate))-th smallest of the n held-out scores of every fold's network "
+    "(each scored by a detector fitted on that network's train rows, in units of its fold's median), pooled; non-finite "
+    "inputs score infinity"
+)
 _FLOOR = 0.01  # a dimension's scale is at least this fraction of the block's typical (RMS) scale
 
 
@@ -66,6 +78,7 @@ class OODDetector:
         self.scale: dict[str, float] = {}  # per block: the validation median distance
         self.scaling: dict[str, str] = {}  # per block: "per_dimension" or "shared"
         self.n_classes: int = 0
+        self.calibration_rows: dict | None = None  # {"rows", "folds"} where calibrate_on set the threshold
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
 
     # --- fitting -------------------------------------------------------------
@@ -114,8 +127,7 @@ class OODDetector:
         for name in self.blocks:
             median = float(np.median(self._distance(name, val[name])))
             self.scale[name] = median if median > 0 else 1.0
-        combined = self.score(val)
-        self.threshold = float(np.quantile(combined, 1.0 - rate))
+        self.threshold = conformal_threshold(self.score(val), rate)
         return self
 
     def _fit_block(self, name: str, x: np.ndarray, codes: np.ndarray, n_classes: int, shared: bool) -> None:
@@ -188,18 +200,21 @@ class OODDetector:
 
     @property
     def method(self) -> str:
-        return METHOD
+        return POOLED_METHOD if self.calibration_rows and self.calibration_rows.get("folds", 1) > 1 else METHOD
 
-    @property
-    def folds(self) -> int:
-        """How many networks' penultimate layers it reads (``penultimate_model(model, folds)``): one."""
-        return 1
+    def calibrate_on(self, scores: np.ndarray, folds: int) -> "OODDetector":
+        """The threshold set again from ``scores`` (``conformal_threshold``): held-out scores of ``folds`` folds' networks."""
+        scores = np.asarray(scores, dtype="float64")
+        self.threshold = conformal_threshold(scores, self.rate)
+        self.calibration_rows = {"rows": int(len(scores)), "folds": int(folds)}
+        return self
 
     def settings(self) -> dict:
         """What ``ood.json`` holds: readable settings, no arrays."""
         self._check_fitted()
-        return {"method": METHOD, "rate": self.rate, "threshold": self.threshold, "blocks": self.blocks, "dims": self.dims,
-                "scale": self.scale, "scaling": self.scaling, "n_classes": self.n_classes}
+        return {"method": self.method, "rate": self.rate, "threshold": self.threshold, "blocks": self.blocks, "dims": self.dims,
+                "scale": self.scale, "scaling": self.scaling, "n_classes": self.n_classes,
+                **({"calibration_rows": self.calibration_rows} if self.calibration_rows else {})}
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """What ``ood.npz`` holds, each name led by ``prefix``."""
@@ -219,6 +234,7 @@ class OODDetector:
         detector.scale = {k: float(v) for k, v in info["scale"].items()}
         detector.scaling = {k: str(v) for k, v in info.get("scaling", {}).items()}
         detector.n_classes = int(info.get("n_classes", 0))
+        detector.calibration_rows = info.get("calibration_rows")
         detector._arrays = {
             name: {key: data[f"{prefix}b{i}_{key}"] for key in ("mean", "scale", "whiten", "class_means")}
             for i, name in enumerate(detector.blocks)
@@ -233,79 +249,6 @@ class OODDetector:
             return cls.from_settings(info, data)
 
 
-CROSS_METHOD = (
-    "cross-conformal (Vovk, 2015) over the cross-fitted networks: for each fold's network, the detector above fitted on "
-    "its train rows and scored on its held-out fold, so every non-test row calibrates; a row's p-value counts, fold by "
-    "fold, the held-out rows scoring at least what it scores under that fold's detector, (1 + count) / (n + 1); flagged "
-    "at a p-value of at most the rate, and where an input is not finite; score = the mean of the folds' scores. Each fold's "
-    "detector's score: " + SCORE_METHOD
-)
-
-
-class CrossConformalDetector:
-    """Flags inputs unlike the training rows of a cross-fitted run: one ``OODDetector`` per fold's network.
-
-    A single network's detector is calibrated on its validation rows alone: 22-42 rows on a small table,
-    too few for a 95% quantile. On 22 cross-fitted runs (11 tables, seeds 42 and 0; bench/RESULTS.md,
-    stop 46) it flagged 8.6% of the familiar test rows on average, and up to 30.6%; calibrated on every
-    non-test row this way, 4.8% on average, at most 11.5%.
-
-    ``blocks`` here hold ``"penultimate"`` with one slice per fold, shape (rows, folds, units), from
-    ``penultimate_model(model, folds)``; the other blocks are shared by the folds.
-    """
-
-    def __init__(self, members: list[OODDetector], calibration: list[np.ndarray], rate: float):
-        self.members, self.rate = members, float(rate)
-        self.calibration = [np.sort(np.asarray(c, dtype="float64")) for c in calibration]
-
-    @property
-    def folds(self) -> int:
-        return len(self.members)
-
-    @property
-    def method(self) -> str:
-        return CROSS_METHOD
-
-    def flags_and_scores(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """``(flags, scores)``: flagged at a cross-conformal p-value of at most ``rate``; the mean of the folds' scores."""
-        per_fold = np.stack([member.score(self.fold_blocks(blocks, k)) for k, member in enumerate(self.members)])
-        flags = self.p_values(per_fold) <= max(self.rate, 1.0 / (1 + sum(map(len, self.calibration))))
-        return flags | ~np.all(np.isfinite(per_fold), axis=0), per_fold.mean(axis=0)
-
-    def flag(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
-        return self.flags_and_scores(blocks)[0]
-
-    def p_values(self, per_fold: np.ndarray) -> np.ndarray:
-        """(1 + the held-out rows scoring at least as high, fold by fold) / (n + 1), for scores of shape (folds, rows)."""
-        at_least = sum(len(c) - np.searchsorted(c, s, side="left") for c, s in zip(self.calibration, per_fold))
-        return (1 + at_least) / (1 + sum(map(len, self.calibration)))
-
-    @staticmethod
-    def fold_blocks(blocks: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
-        return {name: (block[:, k] if name == "penultimate" else block) for name, block in blocks.items()}
-
-    def save(self, folder) -> None:
-        settings = {"method": CROSS_METHOD, "rate": self.rate, "folds": self.folds, "calibration_rows": sum(map(len, self.calibration)),
-                    "members": [{k: v for k, v in member.settings().items() if k != "method"} for member in self.members]}
-        arrays = {key: value for k, member in enumerate(self.members) for key, value in member.arrays(f"f{k}_").items()}
-        arrays.update({f"f{k}_calibration": c for k, c in enumerate(self.calibration)})
-        save_detector_files(folder, settings, arrays)
-
-    @classmethod
-    def from_settings(cls, info: dict, data) -> "CrossConformalDetector":
-        members = [OODDetector.from_settings(member, data, f"f{k}_") for k, member in enumerate(info["members"])]
-        return cls(members, [data[f"f{k}_calibration"] for k in range(len(members))], info["rate"])
-
-
-def load_detector(folder) -> OODDetector | CrossConformalDetector:
-    """The detector a run saved: one network's, or a cross-fitted run's (``ood.json`` has ``folds``)."""
-    folder = Path(folder)
-    info = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
-    kind = CrossConformalDetector if "folds" in info else OODDetector
-    with np.load(folder / "ood.npz", allow_pickle=False) as data:
-        return kind.from_settings(info, data)
-
-
 def save_detector_files(folder, settings: dict, arrays: dict[str, np.ndarray]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -316,6 +259,17 @@ def save_detector_files(folder, settings: dict, arrays: dict[str, np.ndarray]) -
             np.savez(fh, **arrays)
 
     write_atomic(folder / "ood.npz", savez)
+
+
+def conformal_threshold(scores: np.ndarray, rate: float) -> float:
+    """The ceil((n + 1)(1 - rate))-th smallest of n held-out scores (the largest where n is too small for ``rate``).
+
+    A familiar row scores above it with probability at most ``rate`` (split conformal): the plain
+    ``1 - rate`` quantile of few rows sits lower, and flagged 5.6% of familiar rows on 10 one-network
+    runs where this flags 5.0% (bench/RESULTS.md, stop 46).
+    """
+    ordered = np.sort(np.asarray(scores, dtype="float64"))
+    return float(ordered[min(int(np.ceil((len(ordered) + 1) * (1.0 - rate))), len(ordered)) - 1])
 
 
 def flag_rate(flags: np.ndarray) -> float:
@@ -347,20 +301,16 @@ def _finite_rows(blocks: dict[str, np.ndarray]) -> np.ndarray:
     return np.all(np.stack([np.all(np.isfinite(_matrix(b, n)), axis=1) for n, b in blocks.items()]), axis=0)
 
 
-def penultimate_model(model, folds: int = 1):
+def penultimate_model(model):
     """The model up to the input of its ``output`` layer: the features the classifier sees.
 
     A cross-fitted model's are its first fold's network's (``dlw.crossfit.features_network``),
-    the one network that never trained on the validation rows the detector is calibrated on; with
-    ``folds`` > 1, each fold's network's, stacked as (rows, folds, units) for a ``CrossConformalDetector``.
+    the one network that never trained on the validation rows the detector is calibrated on.
     """
     import keras
 
     from dlw.crossfit import features_network
 
-    if folds > 1:
-        stacked = [fold.output for fold in fold_penultimate_models(model)]
-        return keras.Model(model.inputs, keras.ops.stack(stacked, axis=1), name="penultimate")
     network = features_network(model)
     if network is model:
         return keras.Model(model.inputs, mean_of_members(model.get_layer("output").input), name="penultimate")
@@ -409,8 +359,7 @@ def feature_blocks(features_model, prepared, inputs) -> dict[str, np.ndarray]:
 def blocks_from_penultimate(penultimate, prepared, inputs) -> dict[str, np.ndarray]:
     """``feature_blocks`` from an already computed penultimate layer (serving computes it with the output)."""
     penultimate = np.asarray(penultimate, dtype="float64")
-    # (rows, folds, units) stays as it is: a CrossConformalDetector reads each fold's slice
-    blocks = {"penultimate": penultimate if penultimate.ndim == 3 else penultimate.reshape(len(penultimate), -1)}
+    blocks = {"penultimate": penultimate.reshape(len(penultimate), -1)}
     columns = np.asarray(prepared.baseline_features(inputs), dtype="float64")
     if columns.shape[1]:  # a table of text columns only has none here (its text is in the penultimate layer)
         blocks["inputs"] = columns
@@ -424,15 +373,16 @@ DETECTOR_ROWS = 20_000
 def fit_detector(model, prepared, rate: float):
     """``(detector, outputs_and_features_model(model))``: fitted on the train split, calibrated so that about ``rate``
     of familiar inputs are flagged: on the validation split, or, cross-fitted, on every fold's held-out rows."""
+    features = penultimate_model(model)
+    detector = fitted_detector(features, prepared, rate)
     folds = fold_penultimate_models(model) if prepared.splits is not None and prepared.splits.folds else []
-    if len(folds) < 2:
-        features = penultimate_model(model)
-        return fitted_detector(features, prepared, rate), outputs_and_features_model(model, features)
-    members, calibration = [], []
-    for features, view in zip(folds, prepared.fold_views()):
-        members.append(fitted_detector(features, view, rate))
-        calibration.append(members[-1].score(feature_blocks(features, view, view.inputs["validation"])))
-    return CrossConformalDetector(members, calibration, rate), outputs_and_features_model(model, penultimate_model(model, len(folds)))
+    if len(folds) > 1:
+        held_out = []
+        for fold, view in zip(folds, prepared.fold_views()):
+            scorer = detector if not held_out else fitted_detector(fold, view, rate)
+            held_out.append(scorer.score(feature_blocks(fold, view, view.inputs["validation"])))
+        detector.calibrate_on(np.concatenate(held_out), folds=len(folds))
+    return detector, outputs_and_features_model(model, features)
 
 
 def fitted_detector(features, prepared, rate: float) -> OODDetector:

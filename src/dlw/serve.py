@@ -200,10 +200,9 @@ class Predictor:
         self.run = run
         self.prepared = run.prepared
         from dlw._backend import inference_function
-        from dlw.ood import outputs_and_features_model, penultimate_model
+        from dlw.ood import outputs_and_features_model
 
-        folds = run.detector.folds if run.detector is not None else 1
-        self.network = outputs_and_features_model(model, penultimate_model(model, folds))
+        self.network = outputs_and_features_model(model)
         self.call = inference_function(self.network)
         self.input_names = {t.name for t in model.inputs}
 

@@ -156,6 +156,7 @@ class Workflow:
         from dlw.calibration import calibration_summary, uncalibrated_outputs
         from dlw.evaluate import measure
         from dlw.ood import fit_detector
+        from dlw.objectives import learned_target
         from dlw.plots import plot_learning_curves
         from dlw.predict import write_test_predictions
         from dlw.sufficiency import trainable_parameters
@@ -175,7 +176,7 @@ class Workflow:
         with tensorflow_unseen():
             model.save(folder / "model.keras")
         write_atomic(folder / "history.csv", result.history.to_csv(index=False))
-        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", f"(standardized {'log ' * logs_target(prepared.target_scaling)}target)" if prepared.target_scaling else "")
+        plot_learning_curves(result.history, result.best_epoch, folder / "learning_curves.png", f"(standardized {learned_target(logs_target(prepared.target_scaling))})" if prepared.target_scaling else "")
         detector = fit_detector(model, prepared, self.config.checks.ood_rate)
         detector[0].save(folder)
         explanations = {**prepared.explain(model, folder, self.config.train.seed), "limits": EXPLANATION_LIMITS}  # while the baselines may still predict
@@ -296,19 +297,18 @@ class Run:
     @property
     def detector(self):
         if not hasattr(self, "_detector"):
-            from dlw.ood import load_detector
+            from dlw.ood import OODDetector
 
-            self._detector = load_detector(self.path) if (self.path / "ood.json").exists() else None
+            self._detector = OODDetector.load(self.path) if (self.path / "ood.json").exists() else None
         return self._detector
 
     @property
     def checked(self):
         """``(detector, outputs_and_features_model(model))`` with the run's unfamiliar-input detector, else None."""
         if not hasattr(self, "_checked"):
-            from dlw.ood import outputs_and_features_model, penultimate_model
+            from dlw.ood import outputs_and_features_model
 
-            detector = self.detector
-            self._checked = (detector, outputs_and_features_model(self.model, penultimate_model(self.model, detector.folds))) if detector is not None else None
+            self._checked = (self.detector, outputs_and_features_model(self.model)) if self.detector is not None else None
         return self._checked
 
     def evaluate(self, data: str | Path | pd.DataFrame | None = None, console: Console = QUIET) -> dict:
