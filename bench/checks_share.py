@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import make_table  # noqa: E402
 
 CHECKS = {
-    "dlw.ood": ("fit_detector", "score_inputs"),
+    # Scoring the test rows rides on the pass that predicts them (dlw.ood.raw_outputs_and_scores, since stop 37): not
+    # separable, so not counted. (The name score_inputs listed here before no longer existed: the script failed from stop 37.)
+    "dlw.ood": ("fit_detector",),
     "dlw.explain": ("table_importance",),
     "dlw.plots": ("plot_confusion_matrix", "plot_residuals", "plot_learning_curves", "plot_importance", "plot_reliability"),
 }
@@ -65,6 +67,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--regression", action="store_true",
+                        help="predict the table's hidden score (a number) instead of its class: a cross-fitted run of five networks")
     args = parser.parse_args()
     from dlw import Workflow
 
@@ -73,7 +77,7 @@ def main() -> int:
     shares = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "table.csv"
-        make_table(data, args.rows)
+        make_table(data, args.rows, numeric_target=args.regression)
         for repeat in range(args.repeats):
             spent.clear()
             began = STARTED if repeat == 0 else time.perf_counter()  # the first run pays the imports, as a command does

@@ -29,7 +29,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 
 
-def make_table(path: Path, rows: int, seed: int = 0) -> None:
+def make_table(path: Path, rows: int, seed: int = 0, *, numeric_target: bool = False) -> None:
+    """The table: 12 numbers (one 5% missing), two categories, and ``label`` (3 classes), or its score with noise."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, 12))
     colour = rng.choice(["red", "green", "blue", "grey"], size=rows)
@@ -39,7 +40,7 @@ def make_table(path: Path, rows: int, seed: int = 0) -> None:
     frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(12)])
     frame.loc[rng.random(rows) < 0.05, "x4"] = np.nan
     frame["colour"], frame["region"] = colour, region
-    frame["label"] = np.array(["low", "mid", "high"])[label]
+    frame["label"] = score + rng.normal(scale=0.5, size=rows) if numeric_target else np.array(["low", "mid", "high"])[label]
     frame.to_csv(path, index=False)
 
 

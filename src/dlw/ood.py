@@ -209,24 +209,35 @@ class OODDetector:
         self.calibration_rows = {"rows": int(len(scores)), "folds": int(folds)}
         return self
 
-    def settings(self) -> dict:
-        """What ``ood.json`` holds: readable settings, no arrays."""
-        self._check_fitted()
-        return {"method": self.method, "rate": self.rate, "threshold": self.threshold, "blocks": self.blocks, "dims": self.dims,
-                "scale": self.scale, "scaling": self.scaling, "n_classes": self.n_classes,
-                **({"calibration_rows": self.calibration_rows} if self.calibration_rows else {})}
-
-    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        """What ``ood.npz`` holds, each name led by ``prefix``."""
-        return {f"{prefix}b{i}_{key}": value for i, name in enumerate(self.blocks) for key, value in self._arrays[name].items()}
-
     def save(self, folder) -> None:
         """Write ``ood.json`` (settings, readable) and ``ood.npz`` (the arrays) into ``folder``."""
-        save_detector_files(folder, self.settings(), self.arrays())
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        info = {
+            "method": self.method,
+            "rate": self.rate,
+            "threshold": self.threshold,
+            "blocks": self.blocks,
+            "dims": self.dims,
+            "scale": self.scale,
+            "scaling": self.scaling,
+            "n_classes": self.n_classes,
+            **({"calibration_rows": self.calibration_rows} if self.calibration_rows else {}),
+        }
+        write_json(folder / "ood.json", info)
+        arrays = {f"b{i}_{key}": value for i, name in enumerate(self.blocks) for key, value in self._arrays[name].items()}
+
+        def savez(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        write_atomic(folder / "ood.npz", savez)
 
     @classmethod
-    def from_settings(cls, info: dict, data, prefix: str = "") -> "OODDetector":
-        """A detector from ``settings()`` and the arrays ``arrays(prefix)`` wrote (an open ``ood.npz``)."""
+    def load(cls, folder) -> "OODDetector":
+        folder = Path(folder)
+        info = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
         detector = cls()
         detector.rate, detector.threshold = float(info["rate"]), float(info["threshold"])
         detector.blocks = list(info["blocks"])
@@ -235,30 +246,12 @@ class OODDetector:
         detector.scaling = {k: str(v) for k, v in info.get("scaling", {}).items()}
         detector.n_classes = int(info.get("n_classes", 0))
         detector.calibration_rows = info.get("calibration_rows")
-        detector._arrays = {
-            name: {key: data[f"{prefix}b{i}_{key}"] for key in ("mean", "scale", "whiten", "class_means")}
-            for i, name in enumerate(detector.blocks)
-        }
-        return detector
-
-    @classmethod
-    def load(cls, folder) -> "OODDetector":
-        folder = Path(folder)
-        info = json.loads((folder / "ood.json").read_text(encoding="utf-8"))
         with np.load(folder / "ood.npz", allow_pickle=False) as data:
-            return cls.from_settings(info, data)
-
-
-def save_detector_files(folder, settings: dict, arrays: dict[str, np.ndarray]) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "ood.json", settings)
-
-    def savez(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    write_atomic(folder / "ood.npz", savez)
+            detector._arrays = {
+                name: {key: data[f"b{i}_{key}"] for key in ("mean", "scale", "whiten", "class_means")}
+                for i, name in enumerate(detector.blocks)
+            }
+        return detector
 
 
 def conformal_threshold(scores: np.ndarray, rate: float) -> float:
@@ -378,9 +371,9 @@ def fit_detector(model, prepared, rate: float):
     folds = fold_penultimate_models(model) if prepared.splits is not None and prepared.splits.folds else []
     if len(folds) > 1:
         held_out = []
-        for fold, view in zip(folds, prepared.fold_views()):
-            scorer = detector if not held_out else fitted_detector(fold, view, rate)
-            held_out.append(scorer.score(feature_blocks(fold, view, view.inputs["validation"])))
+        for fold_features, view in zip(folds, prepared.fold_views()):  # the first view is the run's own split
+            scorer = detector if not held_out else fitted_detector(fold_features, view, rate)
+            held_out.append(scorer.score(feature_blocks(fold_features, view, view.inputs["validation"])))
         detector.calibrate_on(np.concatenate(held_out), folds=len(folds))
     return detector, outputs_and_features_model(model, features)
 
