@@ -131,6 +131,8 @@ def test_a_cross_fitted_run_flags_unfamiliar_rows_calibrated_on_every_non_test_r
     n = len(splits["train"]) + len(splits["validation"])
     assert info["calibration_rows"] == {"rows": n, "folds": 5} and n == 354
     assert "held-out scores of every fold" in run.metrics["ood"]["method"]
+    card = (run.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "calibrated on 354 held-out rows (5 folds) to flag 5% of familiar ones" in card
 
     # The threshold by hand: fold k's network's penultimate layer and the encoded columns, a detector fitted on
     # its train rows, its held-out fold scored; the run's own detector scores the first fold.

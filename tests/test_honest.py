@@ -267,9 +267,10 @@ def test_ood_threshold_is_the_conformal_rank_of_the_held_out_scores():
 
 
 def test_ood_save_load_round_trip(cancer_detector, tmp_path):
-    detector, scaler, _, _, x_test = cancer_detector
+    detector, scaler, _, x_val, x_test = cancer_detector
     detector.save(tmp_path)
     info = json.loads((tmp_path / "ood.json").read_text())
+    assert info["calibration_rows"] == {"rows": len(x_val), "folds": 1}
     assert info["rate"] == 0.05 and info["blocks"] == ["inputs"] and info["dims"] == {"inputs": 30}
     assert info["threshold"] == detector.threshold and "Mahalanobis" in info["method"] and info["scale"]["inputs"] > 0
     with np.load(tmp_path / "ood.npz", allow_pickle=False) as data:

@@ -24,6 +24,7 @@ from dlw.crossfit import folds_text
 from dlw.data.prepared import logs_target
 from dlw.errors import DlwError
 from dlw.objectives import higher_is_better
+from dlw.ood import calibration_text
 from dlw.runs import RunFiles, is_run_folder, write_atomic
 
 CARD = "MODEL_CARD.md"
@@ -186,7 +187,7 @@ def section_checks(f: CardFacts) -> str:
     if ood.get("flag_rate") is not None:
         lines.append(
             f"- unfamiliar inputs: {_num(ood.get('flagged'))} of {_num(ood.get('n'))} test {f.rows_word} flagged "
-            f"({ood['flag_rate']:.1%}); the detector is calibrated to flag {ood.get('rate', 0):.0%} of familiar ones "
+            f"({ood['flag_rate']:.1%}); the detector is {calibration_text(ood.get('rate', 0), ood.get('calibration_rows'))} "
             "(the `ood` column of every prediction)"
         )
     else:

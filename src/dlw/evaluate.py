@@ -18,7 +18,7 @@ from dlw.classes import balanced_train_rows, baseline_decision, choose_main_metr
 from dlw.console import Console
 from dlw.crossfit import validation_network
 from dlw.data.prepared import SPLITS, Prepared
-from dlw.ood import raw_outputs_and_scores
+from dlw.ood import calibration_text, raw_outputs_and_scores
 from dlw.plots import plot_confusion_matrix, plot_residuals
 from dlw.problem import Problem
 from dlw.runs import pause_point
@@ -136,7 +136,8 @@ def measure(
 def ood_summary(detector, split: str, outputs: dict) -> dict:
     """The summary of the unfamiliar-input ``detector``'s flags on ``split`` (``outputs[f"{split}_ood"]``)."""
     flags = outputs[f"{split}_ood"][0]
-    return {"rate": detector.rate, "split": split, "flag_rate": float(np.mean(flags)), "flagged": int(np.sum(flags)), "n": int(len(flags))}
+    return {"rate": detector.rate, "split": split, "flag_rate": float(np.mean(flags)), "flagged": int(np.sum(flags)), "n": int(len(flags)),
+            **({"calibration_rows": detector.calibration_rows} if detector.calibration_rows else {})}
 
 
 def measure_baselines(prepared: Prepared, evaluated: dict, main: str, result: dict, thresholds: dict | None = None, fitting: Future | None = None) -> dict:
@@ -208,7 +209,7 @@ def say_metrics(result: dict, split: str, console: Console) -> None:
         console.say(f"    {name:24s}{fmt(metrics)}")
     if "ood" in result:
         ood = result["ood"]
-        console.say(f"    unfamiliar inputs: {ood['flagged']} of {ood['n']} flagged ({ood['flag_rate']:.1%}; calibrated to flag {ood['rate']:.0%} of familiar ones)")
+        console.say(f"    unfamiliar inputs: {ood['flagged']} of {ood['n']} flagged ({ood['flag_rate']:.1%}; {calibration_text(ood['rate'], ood.get('calibration_rows'))})")
     if result["main_metric_reason"].startswith("the smallest class"):
         console.say(f"    main metric {main}: {result['main_metric_reason']}")
     for line in say(result["advice"]).splitlines():

@@ -78,7 +78,7 @@ class OODDetector:
         self.scale: dict[str, float] = {}  # per block: the validation median distance
         self.scaling: dict[str, str] = {}  # per block: "per_dimension" or "shared"
         self.n_classes: int = 0
-        self.calibration_rows: dict | None = None  # {"rows", "folds"} where calibrate_on set the threshold
+        self.calibration_rows: dict | None = None  # {"rows", "folds"}: what set the threshold (None: saved before stop 46)
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
 
     # --- fitting -------------------------------------------------------------
@@ -128,6 +128,7 @@ class OODDetector:
             median = float(np.median(self._distance(name, val[name])))
             self.scale[name] = median if median > 0 else 1.0
         self.threshold = conformal_threshold(self.score(val), rate)
+        self.calibration_rows = {"rows": int(finite_val.sum()), "folds": 1}
         return self
 
     def _fit_block(self, name: str, x: np.ndarray, codes: np.ndarray, n_classes: int, shared: bool) -> None:
@@ -263,6 +264,15 @@ def conformal_threshold(scores: np.ndarray, rate: float) -> float:
     """
     ordered = np.sort(np.asarray(scores, dtype="float64"))
     return float(ordered[min(int(np.ceil((len(ordered) + 1) * (1.0 - rate))), len(ordered)) - 1])
+
+
+def calibration_text(rate: float, calibration_rows: dict | None) -> str:
+    """How the threshold was set, for a person: "calibrated on 800 held-out rows (5 folds) to flag 5% of familiar ones"."""
+    rows, folds = (calibration_rows or {}).get("rows"), (calibration_rows or {}).get("folds", 1)
+    if not isinstance(rows, int) or not isinstance(folds, int):  # saved before stop 46, or a file edited by hand
+        return f"calibrated to flag {rate:.0%} of familiar ones"
+    where = f"{rows:,} held-out rows ({folds} folds)" if folds > 1 else f"{rows:,} validation rows"
+    return f"calibrated on {where} to flag {rate:.0%} of familiar ones"
 
 
 def flag_rate(flags: np.ndarray) -> float:
