@@ -25,7 +25,7 @@ validation scores in its finite-sample (split conformal) form, ``conformal_thres
 ``rate`` of familiar rows are flagged by design.
 
 A cross-fitted run (``dlw.crossfit``) has a network per fold, each never trained on its own fold,
-and a small table's validation split is 22-42 rows, too few for a 95% quantile. There the threshold
+and a small table's validation split is 8-42 rows, too few for a 95% quantile. There the threshold
 is the same quantile of every fold's held-out scores, pooled: each fold's network gets such a
 detector for the purpose, fitted on its train rows, and scores its held-out fold in units of that
 fold's median (bench/RESULTS.md, stop 46). The first fold's detector is the one kept.
