@@ -9,12 +9,11 @@ and scored on its test rows:
   validation scores (dlw's calibration up to stop 45);
 - ``conformal``: the same detector and scores, its threshold the ceil((n + 1) * 0.95)-th smallest
   validation score (split conformal: at most 5% of familiar rows flagged, in expectation);
-- ``pooled``: the first fold's detector, its threshold the conformal quantile of every fold's held-out
-  scores pooled (one detector per fold's network, fitted on its train rows, each fold's scores divided
-  by that fold's median, as the first fold's are), so every non-test row is a calibration row;
-- ``shipped``: what ``dlw.ood.fit_detector`` fits (since stop 46: the validation split for one network;
-  cross-fitted, the 95% quantile of every fold's held-out scores pooled, as ``pooled`` but by
-  ``np.quantile`` like the one-network threshold);
+- ``shipped``: what ``dlw.ood.fit_detector`` fits: the conformal rank on the validation split for one
+  network; cross-fitted, the conformal rank of every fold's held-out scores pooled (one detector per
+  fold's network, fitted on its train rows, each fold's scores in units of that fold's median), so
+  every non-test row calibrates. bench/RESULTS.md (stop 46) calls this one ``pooled`` where it was
+  measured before dlw shipped it, with the same figures;
 - ``cross``: cross-conformal (Vovk, 2015): one detector per fold's network, each fitted on that network's
   train rows and scored on its held-out fold, so every non-test row is a calibration row; a new row's
   p-value counts, over all folds, the held-out rows scoring at least what it scores under that fold's
@@ -44,26 +43,6 @@ from tables import file_stem, run_dlw, table_csv  # noqa: E402
 RATE = 0.05
 
 
-def blocks_of(prepared, network_features, inputs):
-    from dlw.ood import feature_blocks
-
-    return feature_blocks(network_features, prepared, inputs)
-
-
-def member_features(model, k: int):
-    """Member ``k``'s penultimate layer (the mean of its ensemble's members), as ``dlw.ood.penultimate_model`` builds it."""
-    import keras
-
-    from dlw.crossfit import fold_members
-
-    members = fold_members(model)
-    network = members[k] if members else model
-    features = keras.Model(network.input, network.get_layer("output").input)(model.input)
-    if len(features.shape) == 3:
-        features = keras.ops.mean(features, axis=1)
-    return keras.Model(model.inputs, features)
-
-
 def shifted_rows(prepared, frame, seed: int):
     """The test rows, each with one numeric input column set past the train range (train max + one train sd)."""
     numeric = [f.name for f in prepared.schema.features if f.kind == "numeric" and not f.group_number]
@@ -84,7 +63,7 @@ def shifted_rows(prepared, frame, seed: int):
 def rates_for(run_path: Path) -> dict:
     from dlw.console import QUIET
     from dlw.data.kinds import prepare
-    from dlw.ood import OODDetector, feature_blocks, fit_detector, penultimate_model
+    from dlw.ood import OODDetector, conformal_threshold, feature_blocks, fit_detector, fold_penultimate_models, penultimate_model
     from dlw.workflow import load
 
     run = load(run_path)
@@ -96,35 +75,27 @@ def rates_for(run_path: Path) -> dict:
     unfamiliar = prepared.encode_labelled(shifted, QUIET)[0] if shifted is not None else None
     views = list(prepared.fold_views())
     result = {"n_validation": len(prepared.splits.validation), "n_test": len(prepared.splits.test), "folds": len(views)}
-    shipped, _ = fit_detector(model, prepared, RATE)  # what dlw ships: validation split, or pooled held-out folds
+    shipped, _ = fit_detector(model, prepared, RATE)
     result["shipped_test"] = float(shipped.flag(feature_blocks(penultimate_model(model), prepared, prepared.inputs["test"])).mean())
     if unfamiliar is not None:
         result["shipped_shifted"] = float(shipped.flag(feature_blocks(penultimate_model(model), prepared, unfamiliar)).mean())
     calibration, test_scores, shifted_scores = [], [], []
-    for k, view in enumerate(views):
-        features = member_features(model, k)
-        train = blocks_of(view, features, view.inputs["train"])
-        val = blocks_of(view, features, view.inputs["validation"])
+    for features, view in zip(fold_penultimate_models(model) or [penultimate_model(model)], views):
+        train = feature_blocks(features, view, view.inputs["train"])
+        val = feature_blocks(features, view, view.inputs["validation"])
         labels = view.targets["train"] if classify else None
         detector = OODDetector().fit(train, labels, val, rate=RATE, shared_units=view.shared_detector_blocks)
         calibration.append(detector.score(val))
-        test_scores.append(detector.score(blocks_of(view, features, view.inputs["test"])))
+        test_scores.append(detector.score(feature_blocks(features, view, view.inputs["test"])))
         if unfamiliar is not None:
-            shifted_scores.append(detector.score(blocks_of(view, features, unfamiliar)))
-        if k == 0:
-            n = len(calibration[0])
-            rank = min(int(np.ceil((n + 1) * (1 - RATE))), n)
-            thresholds = {"validation": float(np.quantile(calibration[0], 1 - RATE)), "conformal": float(np.sort(calibration[0])[rank - 1])}
+            shifted_scores.append(detector.score(feature_blocks(features, view, unfamiliar)))
+        if len(calibration) == 1:
+            thresholds = {"validation": float(np.quantile(calibration[0], 1 - RATE)), "conformal": conformal_threshold(calibration[0], RATE)}
             for name, threshold in thresholds.items():
                 result[f"{name}_test"] = float((test_scores[0] > threshold).mean())
                 if unfamiliar is not None:
                     result[f"{name}_shifted"] = float((shifted_scores[0] > threshold).mean())
     if len(views) > 1:
-        pooled = np.sort(np.concatenate(calibration))
-        threshold = pooled[min(int(np.ceil((len(pooled) + 1) * (1 - RATE))), len(pooled)) - 1]
-        result["pooled_test"] = float((test_scores[0] > threshold).mean())
-        if unfamiliar is not None:
-            result["pooled_shifted"] = float((shifted_scores[0] > threshold).mean())
         result["cross_test"] = float((cross_p(calibration, test_scores) <= RATE).mean())
         if unfamiliar is not None:
             result["cross_shifted"] = float((cross_p(calibration, shifted_scores) <= RATE).mean())

@@ -36,6 +36,7 @@ Saved as plain JSON (``ood.json``) and numbers (``ood.npz``, read with
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -268,11 +269,17 @@ def conformal_threshold(scores: np.ndarray, rate: float) -> float:
 
 def calibration_text(rate: float, calibration_rows: dict | None) -> str:
     """How the threshold was set, for a person: "calibrated on 800 held-out rows (5 folds) to flag 5% of familiar ones"."""
-    rows, folds = (calibration_rows or {}).get("rows"), (calibration_rows or {}).get("folds", 1)
-    if not isinstance(rows, int) or not isinstance(folds, int):  # saved before stop 46, or a file edited by hand
-        return f"calibrated to flag {rate:.0%} of familiar ones"
+    return f"calibrated {threshold_text(rate, calibration_rows)}"
+
+
+def threshold_text(rate: float, calibration_rows: dict | None) -> str:
+    """"on 800 held-out rows (5 folds) to flag 5% of familiar ones", or "on 40 validation rows ...", or, for a run saved
+    before stop 46 (or a ``calibration_rows`` edited by hand), "to flag 5% of familiar ones"."""
+    rows, folds = (calibration_rows.get("rows"), calibration_rows.get("folds", 1)) if isinstance(calibration_rows, dict) else (None, None)
+    if not isinstance(rows, int) or not isinstance(folds, int):
+        return f"to flag {rate:.0%} of familiar ones"
     where = f"{rows:,} held-out rows ({folds} folds)" if folds > 1 else f"{rows:,} validation rows"
-    return f"calibrated on {where} to flag {rate:.0%} of familiar ones"
+    return f"on {where} to flag {rate:.0%} of familiar ones"
 
 
 def flag_rate(flags: np.ndarray) -> float:
@@ -377,19 +384,20 @@ def fit_detector(model, prepared, rate: float):
     """``(detector, outputs_and_features_model(model))``: fitted on the train split, calibrated so that about ``rate``
     of familiar inputs are flagged: on the validation split, or, cross-fitted, on every fold's held-out rows."""
     features = penultimate_model(model)
-    detector = fitted_detector(features, prepared, rate)
+    detector, held_out = fitted_detector(features, prepared, rate)
     folds = fold_penultimate_models(model) if prepared.splits is not None and prepared.splits.folds else []
     if len(folds) > 1:
-        held_out = []
-        for fold_features, view in zip(folds, prepared.fold_views()):  # the first view is the run's own split
-            scorer = detector if not held_out else fitted_detector(fold_features, view, rate)
-            held_out.append(scorer.score(feature_blocks(fold_features, view, view.inputs["validation"])))
-        detector.calibrate_on(np.concatenate(held_out), folds=len(folds))
+        # The first fold's view is the run's own split and the first fold's network the one ``features`` reads:
+        # its held-out scores are the kept detector's validation scores.
+        others = itertools.islice(zip(folds, prepared.fold_views()), 1, None)
+        scores = [held_out, *(fitted_detector(fold_features, view, rate)[1] for fold_features, view in others)]
+        detector.calibrate_on(np.concatenate(scores), folds=len(folds))
     return detector, outputs_and_features_model(model, features)
 
 
-def fitted_detector(features, prepared, rate: float) -> OODDetector:
-    """An ``OODDetector`` on ``features`` (a penultimate model), fitted on ``prepared``'s train split, calibrated on its validation split."""
+def fitted_detector(features, prepared, rate: float) -> tuple[OODDetector, np.ndarray]:
+    """An ``OODDetector`` on ``features`` (a penultimate model), fitted on ``prepared``'s train split and calibrated on
+    its validation split, and its scores there."""
     prepared = prepared.with_at_most(DETECTOR_ROWS, ("train", "validation"), seed=0)
     train = feature_blocks(features, prepared, prepared.inputs["train"])
     val = feature_blocks(features, prepared, prepared.inputs["validation"])
@@ -399,7 +407,8 @@ def fitted_detector(features, prepared, rate: float) -> OODDetector:
             f"{prepared.config.data.source}: the training diverged (the network's outputs are not finite numbers); the inputs "
             "hold extreme values (beyond about 1e30) or the learning rate is too high: rescale or drop those columns, or lower train.learning_rate"
         )
-    return OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks)
+    detector = OODDetector().fit(train, labels, val, rate=rate, shared_units=prepared.shared_detector_blocks)
+    return detector, detector.score(val)
 
 
 # Table rows scored at once: each row's blocks are float64 copies (the penultimate layer and the

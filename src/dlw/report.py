@@ -33,7 +33,7 @@ import pandas as pd
 from dlw.advice import BASELINE_BETTER, NETWORK_BETTER, NO_CLEAR_DIFFERENCE
 from dlw.crossfit import folds_text
 from dlw.objectives import higher_is_better
-from dlw.ood import calibration_text
+from dlw.ood import threshold_text
 from dlw.runs import RunFiles, read_json_or_none, write_atomic
 
 __all__ = ["write_report", "SECTIONS"]
@@ -791,9 +791,7 @@ def _section_unfamiliar(r: _Run) -> str:
         if ood.get("method"):
             pairs.append(("Method", ood["method"]))
         if _is_number(rate):
-            calibration = ood.get("calibration_rows")
-            where = calibration_text(rate, calibration if isinstance(calibration, dict) else None).removeprefix("calibrated ")
-            pairs.append(("Target flag rate (how the threshold was set)", where))
+            pairs.append(("Target flag rate (how the threshold was set)", threshold_text(rate, ood.get("calibration_rows"))))
         if _is_number(flagged):
             count = (f" ({_fmt(ood['flagged'])} of {_fmt(ood['n'])})"
                      if _is_number(ood.get("flagged")) and _is_number(ood.get("n")) else "")
