@@ -545,7 +545,8 @@ def read_numbers(feature: Feature, column: pd.Series) -> None:
 # GROUP_MIN_VALUES values or more, GROUP_MIN_ROWS rows a value on average, and each value's rows form one block
 # of consecutive rows, unless every value is a year (a file sorted by year). Read as a number, the network can
 # only cut it into bins; as a category each group gets its own embedding (Ecdat Males' `nr`: rmse 0.420 ->
-# 0.355, bench/RESULTS.md, stop 39). Only a note: a file sorted by age or visits has such blocks too.
+# 0.355, bench/RESULTS.md, stop 39). A note, and a column ``dlw.groups`` may read as a category: a file sorted
+# by age or visits has such blocks too, which the column alone does not tell apart.
 GROUP_MIN_VALUES, GROUP_MIN_ROWS, YEAR_RANGE = 20, 2, (1800, 2100)
 
 
@@ -561,7 +562,8 @@ def group_number_note(column: pd.Series) -> str:
     if blocks != distinct or (values.min() >= YEAR_RANGE[0] and values.max() <= YEAR_RANGE[1]):
         return ""
     return (f"{distinct} integers, each on one block of consecutive rows ({len(values) / distinct:.0f} on average): the number of "
-            f"a group (a person, a school, a firm)? Read as a number; data.types: {{{column.name}: categorical}} learns one effect per group")
+            f"a group (a person, a school, a firm)? data.group_numbers decides whether it is read as a number or as a category "
+            f"(auto: the first fold's network, where the run cross-fits); data.types: {{{column.name}: categorical}} learns one effect per group")
 
 
 def _true_value(column: pd.Series) -> str | None:

@@ -31,6 +31,7 @@ from dlw.data.kinds import prepare, prepared_for_predictions, schema_from_dict
 from dlw.data.prepared import Prepared, logs_target
 from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
+from dlw.groups import group_reading
 from dlw.models import MODEL_KINDS, describe_model, held_value_notes, load_network
 from dlw.models.designs import design_configs_and_why
 from dlw.problem import Problem
@@ -120,7 +121,7 @@ class Workflow:
         if config.train.early_stopping:
             check_monitor(objective, config.train.early_stopping.monitor)
         self.console.step(4, f"loss: {objective.loss}; metrics: {', '.join(objective.metrics)}")
-        return prepared, objective, backbone
+        return group_reading(config, prepared, objective, self.console), objective, backbone  # step 3's group numbers, read as the data say
 
     def _steps_5_and_6(self, prepared: Prepared, objective, backbone, baselines, checkpoint_in: Path | None = None):
         """Build and train through the one fit path (the ``baselines`` awaited where they decide the designs); the trained network and the small-data warnings."""

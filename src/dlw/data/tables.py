@@ -133,6 +133,10 @@ class TablePrepared(Prepared):
             self._tree_maps = maps
         return self._tree_maps
 
+    def read_again(self, config) -> "TablePrepared":
+        """The same table prepared again, quietly, under ``config`` (another reading of its columns: ``dlw.groups``)."""
+        return prepare_table(config, QUIET)
+
     def fit_data(self, split: str, config, *, shuffle: bool, seed: int, rows: np.ndarray | None = None):
         x, y = self.inputs[split], self.training_targets(split)
         return (x, y) if rows is None else (self.take(x, rows), y[rows])

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Callable
 
 from dlw.console import QUIET, Console
+from dlw.groups import trial_columns
 from dlw.models import EMBEDDING_MIN_ROWS, along_a_date, tabm_embeddings
 
 # The linear baseline's out-of-fold rmse over boosting's from which a small table's target is taken to bend.
@@ -91,8 +92,8 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
     not: followed on six small tables whose step 3 noted such a number, it lowered the network's rmse in 11 of 11 runs
     (bench/RESULTS.md, stops 43 and 45). Not a default: the note also marks some measurements a file is sorted by (stop 39).
     """
-    # the ratio first: only a table's schema has group numbers
-    if design_embeddings_for(config, prepared, ratio) == OWN_DESIGN or not (groups := prepared.schema.group_number_names):
+    # the ratio first: only a table's schema has group numbers; where data.group_numbers tried them, its trial answered
+    if design_embeddings_for(config, prepared, ratio) == OWN_DESIGN or not (groups := prepared.schema.group_number_names) or trial_columns(config, prepared):
         return None
     types = ", ".join(f"{name}: categorical" for name in groups)
     return (
