@@ -90,7 +90,8 @@ def bend_hint(config, prepared, ratio: float | None) -> str | None:
 
     The bend boosting follows may be each group's own level, which a category learns and an embedding of the number does
     not: followed on six small tables whose step 3 noted such a number, it lowered the network's rmse in 11 of 11 runs
-    (bench/RESULTS.md, stops 43 and 45). Not a default: the note also marks some measurements a file is sorted by (stop 39).
+    (bench/RESULTS.md, stops 43 and 45). Said only where ``data.group_numbers: number`` keeps the number as written: under
+    ``auto`` the first fold's networks have already tried the category (``dlw.groups``).
     """
     # the ratio first: only a table's schema has group numbers; where data.group_numbers tried them, its trial answered
     if design_embeddings_for(config, prepared, ratio) == OWN_DESIGN or not (groups := prepared.schema.group_number_names) or trial_columns(config, prepared):
