@@ -316,7 +316,7 @@ def test_a_panels_person_number_gets_a_note_that_reads_it_as_a_category():
     notes = {f.name: f.note for f in Schema.infer(frame, "wage").features}
     assert "60 integers, each on one block of consecutive rows (8 on average): the number of a group" in notes["nr"]
     assert "data.types: {nr: categorical}" in notes["nr"]
-    assert not any("group" in notes[c] for c in ("year", "school", "exper"))  # 8, 13 and 19 values: too few
+    assert not any("group" in notes[c] for c in ("year", "school", "exper"))  # 8 values (too few); school and exper change within a man (not in blocks)
     shuffled = frame.sample(frac=1.0, random_state=0)  # the same numbers, no longer in blocks
     assert "group" not in {f.name: f.note for f in Schema.infer(shuffled, "wage").features}["nr"]
     by_year = pd.DataFrame({"year": np.repeat(np.arange(1960, 1990), 5), "y": np.arange(150) % 3})  # a file sorted by year

@@ -42,6 +42,15 @@ def test_a_chicks_number_is_read_as_a_category_where_the_first_folds_network_say
     assert np.corrcoef(predicted, rows["weight"])[0, 1] > 0.9
 
 
+def test_a_panel_of_a_dozen_groups_is_noted():
+    from dlw.schema import Schema
+
+    frame = pd.read_csv(CHICKWEIGHT)
+    dozen = frame[frame["Chick"] <= 12]  # as datasets' Theoph (12 subjects) or lme4's sleepstudy (18)
+    assert Schema.infer(dozen, "weight").group_number_names == ["Chick"]
+    assert Schema.infer(frame[frame["Chick"] <= 9], "weight").group_number_names == []  # 9 values: too few
+
+
 def test_the_users_choice_of_reading_decides_without_a_trial():
     def prepared_and_config(*overrides):
         config = load_spec(str(CHICKWEIGHT), target="weight", overrides=["train.folds=3", *overrides])

@@ -106,7 +106,7 @@ class DataConfig(_Strict):
     )
     group_numbers: Literal["auto", "number", "category"] = Field(
         "auto",
-        description="Tables: the integer columns step 3 notes as likely a group's number (20 values or more, each on one block of consecutive "
+        description="Tables: the integer columns step 3 notes as likely a group's number (10 values or more, each on one block of consecutive "
         "rows: a patient, a school), unless data.types names them. number: read as written; category: one level per group; auto: where "
         "the run cross-fits tabm on a regression target, the first fold's network is trained both ways and the category kept where "
         "its validation loss is 10% lower, else read as written.",

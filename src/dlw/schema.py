@@ -546,8 +546,9 @@ def read_numbers(feature: Feature, column: pd.Series) -> None:
 # of consecutive rows, unless every value is a year (a file sorted by year). Read as a number, the network can
 # only cut it into bins; as a category each group gets its own embedding (Ecdat Males' `nr`: rmse 0.420 ->
 # 0.355, bench/RESULTS.md, stop 39). A note, and a column ``dlw.groups`` may read as a category: a file sorted
-# by age or visits has such blocks too, which the column alone does not tell apart.
-GROUP_MIN_VALUES, GROUP_MIN_ROWS, YEAR_RANGE = 20, 2, (1800, 2100)
+# by age or visits has such blocks too, which the column alone does not tell apart. From 10 values since stop 47,
+# where the trial guards the reading (20 before: it missed panels of 12-19 subjects, Theoph's and sleepstudy's).
+GROUP_MIN_VALUES, GROUP_MIN_ROWS, YEAR_RANGE = 10, 2, (1800, 2100)
 
 
 def group_number_note(column: pd.Series) -> str:
