@@ -563,7 +563,9 @@ def test_the_baselines_ratio_decides_the_design_only_where_auto_left_a_small_reg
     def table(n_train: int, task: str = "regression", dated: bool = False, groups=(), folds: int = 5, kinds=("numeric", "categorical")):
         features = [SimpleNamespace(kind=kind) for kind in kinds]
         schema = SimpleNamespace(has_date=dated, group_number_names=list(groups), features=features)
-        return SimpleNamespace(count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema, splits=SimpleNamespace(fold_count=folds))
+        return SimpleNamespace(
+            kind="table", count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema, splits=SimpleNamespace(fold_count=folds)
+        )
 
     config, own, both, embedded = load_spec("penguins"), ("auto",), ("auto", BEND_EMBEDDINGS), (BEND_EMBEDDINGS,)
     assert [design_embeddings_for(config, table(300), ratio) for ratio in (None, 1.19, 1.2, 1.49, 1.5, 4.0)] == [own, own, both, both, embedded, embedded]

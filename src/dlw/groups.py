@@ -1,6 +1,6 @@
 """A group's number, read as a number or as a category: where the run cross-fits, the first fold's network decides.
 
-Step 3 notes an integer column as likely a group's number (``dlw.schema.group_number_note``: 20
+Step 3 notes an integer column as likely a group's number (``dlw.schema.group_number_note``: 10
 values or more, each on one block of consecutive rows: a chick, a patient, a school). Read as a
 number, the network can only cut it into bins; as a category each group gets its own embedding,
 which the network crosses with the other inputs (a chick's own growth curve). But a file sorted by a
@@ -27,10 +27,9 @@ def trial_columns(config, prepared) -> list[str]:
     ``auto`` tries them only where the run cross-fits a tabm network on a regression target; ``category`` everywhere on a table.
     """
     choice = config.data.group_numbers
-    schema = getattr(prepared, "schema", None)
-    if choice == "number" or schema is None or not hasattr(schema, "group_number_names"):
+    if choice == "number" or prepared.kind != "table":
         return []
-    names = [name for name in schema.group_number_names if name not in config.data.types]
+    names = [name for name in prepared.schema.group_number_names if name not in config.data.types]
     if choice == "auto":
         cross_fitted = prepared.splits is not None and prepared.splits.fold_count > 1
         if config.model.kind != "tabm" or prepared.problem.task != "regression" or not cross_fitted:
