@@ -35,11 +35,20 @@ def test_a_chicks_number_is_read_as_a_category_where_the_first_folds_network_say
     assert rmse < 15, rmse  # read as a number, the same networks reach 31 (bench/RESULTS.md, stop 47): each chick's curve is learned
     assert run.config.data.group_numbers == "auto" and "Chick" not in run.config.data.types  # the user's config, as written
     # read back, the run reads `Chick` as it trained: the same test rows, the same rmse, and a chick's rows predicted
+    # each baseline keeps its own reading: boosting splits the chick's number (a category loses it 19 -> 37), ridge learns each chick's level
+    assert run.metrics["baseline_fits"]["hist_gradient_boosting"]["group_numbers"] == "number"
+    assert run.metrics["baseline_fits"]["linear"]["group_numbers"] == "category"
     loaded = dlw.load(run.path)
-    assert loaded.evaluate()["test"]["rmse"] == pytest.approx(rmse, rel=1e-5)
+    again = loaded.evaluate()
+    assert again["test"]["rmse"] == pytest.approx(rmse, rel=1e-5)
+    refitted = {name: metrics["rmse"] for name, metrics in again["baselines"].items()}
+    assert refitted == pytest.approx({name: metrics["rmse"] for name, metrics in run.metrics["baselines"].items()}, rel=1e-9)  # as the run fitted them
     rows = pd.read_csv(CHICKWEIGHT).head(12)
     predicted = loaded.predict(rows.drop(columns=["weight"]))["prediction"].to_numpy()
     assert np.corrcoef(predicted, rows["weight"])[0, 1] > 0.9
+    # new labelled rows: each baseline encodes them in its own reading (boosting reads their number, as it trained)
+    on_new = loaded.evaluate(rows)["baselines"]["hist_gradient_boosting"]["rmse"]
+    assert on_new < 20, on_new  # these rows trained it: fitted closely; read through the category encoding it would be far off
 
 
 def test_a_panel_of_a_dozen_groups_is_noted():
@@ -66,6 +75,30 @@ def test_the_users_choice_of_reading_decides_without_a_trial():
     read = group_reading(config, prepared, objective=None)  # no network is trained: nothing to decide
     assert {f.name: f.kind for f in read.schema.features}["Chick"] == "categorical"
     assert read.notes[-1] == "column 'Chick' read as a category, one level per group (data.group_numbers: category)"
+
+
+def test_each_baseline_keeps_the_reading_of_lower_out_of_fold_loss():
+    from dlw.baselines import fit_baselines, linear_over_boosting
+    from dlw.groups import as_categories, category_reading, paired
+
+    config = load_spec(str(CHICKWEIGHT), target="weight", overrides=["train.folds=3"])
+    as_number = prepare(config, Console(quiet=True))
+    as_category = category_reading(as_number, as_categories(config, ["Chick"]), ["Chick"])
+    alone = {reading: fit_baselines(prepared, 0) for reading, prepared in (("number", as_number), ("category", as_category))}
+    both = fit_baselines(paired(as_category, as_number), 0)  # the network reads categories; each baseline may take the number
+    for name, fitted in both.items():
+        losses = {reading: alone[reading][name].out_of_fold_loss for reading in alone}
+        better = min(losses, key=losses.get) if losses["number"] != losses["category"] else "category"  # a tie keeps the network's
+        assert fitted.chosen["group_numbers"] == better, (name, losses)
+        assert fitted.out_of_fold_loss == losses[better]
+        test = fitted.predict_split("test", as_category.inputs["test"])  # asked with the network's encoding of the test rows
+        assert np.allclose(test, alone[better][name].predict(as_category.inputs["test"] if better == "category" else as_number.inputs["test"]))
+    assert both["hist_gradient_boosting"].chosen["group_numbers"] == "number" and both["linear"].chosen["group_numbers"] == "category"
+    # the network's design reads the bend in its own reading, as its rules were measured
+    assert linear_over_boosting(both) == pytest.approx(linear_over_boosting(alone["category"]))
+    assert linear_over_boosting(both) != pytest.approx(linear_over_boosting(alone["number"]))
+    with pytest.raises(ValueError, match="not encoded in this baseline's reading"):
+        both["hist_gradient_boosting"].predict_split("data", as_category.inputs["test"])
 
 
 def test_a_wrong_reading_is_a_one_line_config_error_that_names_the_key():

@@ -109,7 +109,8 @@ class DataConfig(_Strict):
         description="Tables: the integer columns step 3 notes as likely a group's number (10 values or more, each on one block of consecutive "
         "rows: a patient, a school), unless data.types names them. number: read as written; category: one level per group; auto: where "
         "the run cross-fits tabm on a regression target, the first fold's network is trained both ways and the category kept where "
-        "its validation loss is 10% lower, else read as written.",
+        "its validation loss is 10% lower, else read as written. The network's reading binds only the network: each baseline fits "
+        "both and keeps the one of lower out-of-fold loss.",
     )
     sheet: str | None = Field(None, description="Excel (.xlsx): the sheet to read; default: the first.")
     text: TextConfig = Field(default_factory=TextConfig, description="Free-text columns: hashed word and character n-grams.")

@@ -10,6 +10,10 @@ stops 39 and 45), so the data decide: with ``data.group_numbers: auto``, on a cr
 run of tabm, the first fold's network is trained both ways before the run's own networks, and the
 categories are kept where their validation loss is ``GROUP_GAIN`` lower; the whole run (network and
 baselines alike, as if ``data.types`` said so) then reads them that way. The test rows choose nothing.
+
+The baselines are not bound by the network's choice: the run's data carry the other reading too
+(``Prepared.other_reading``), and each baseline fits both and keeps the one of lower out-of-fold
+loss (``dlw.baselines``), so the verdict measures the network against each baseline's own best reading.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ GROUP_GAIN = 0.10
 
 
 def trial_columns(config, prepared) -> list[str]:
-    """The columns ``data.group_numbers`` may read as categories: step 3's group numbers that ``data.types`` leaves inferred.
+    """The columns ``data.group_numbers`` may read as categories: step 3's group numbers that ``data.types`` leaves inferred
+    (also once read as categories: ``group_reading`` keeps their mark).
 
     ``auto`` tries them only where the run cross-fits a tabm network on a regression target; ``category`` everywhere on a table.
     """
     choice = config.data.group_numbers
     if choice == "number" or prepared.kind != "table":
         return []
-    names = [name for name in prepared.schema.group_number_names if name not in config.data.types]
+    names = [f.name for f in prepared.schema.features if f.group_number and f.name not in config.data.types]
     if choice == "auto":
         cross_fitted = prepared.splits is not None and prepared.splits.fold_count > 1
         if config.model.kind != "tabm" or prepared.problem.task != "regression" or not cross_fitted:
@@ -62,23 +67,60 @@ def first_fold_loss(config, prepared, objective) -> float:
 def group_reading(config, prepared, objective, console: Console = QUIET):
     """``prepared``, or the same rows re-read with step 3's group numbers as categories (``data.group_numbers``; see the module).
 
-    The re-read data carry a note of what decided, which the run folder keeps (``schema.json``'s notes).
+    The reading chosen carries a note of what decided, which the run folder keeps (``schema.json``'s notes),
+    and the other reading as ``other_reading``, for the baselines.
     """
     names = trial_columns(config, prepared)
     if not names:
         return prepared
     columns = f"column{'s' if len(names) > 1 else ''} {', '.join(repr(name) for name in names)}"
     other_config = as_categories(config, names)
-    other = prepared.read_again(other_config)  # a table's: only a table has group numbers (trial_columns)
+    other = category_reading(prepared, other_config, names)
     if config.data.group_numbers == "category":
-        return with_note(other, f"{columns} read as a category, one level per group (data.group_numbers: category)", console)
+        return with_note(paired(other, prepared), f"{columns} read as a category, one level per group (data.group_numbers: category)", console)
     console.say(f"    {columns} likely a group's number: the first fold's network trains reading it as a number, then as a category, to choose")
     as_number, as_category = first_fold_loss(config, prepared, objective), first_fold_loss(other_config, other, objective)
     if as_category <= (1 - GROUP_GAIN) * as_number:
         figures = f"the first fold's validation loss {as_category:.4g}, against {as_number:.4g} read as a number"
-        return with_note(other, f"{columns} read as a category, one level per group: {figures} (data.group_numbers: number keeps the number)", console)
+        note = f"{columns} read as a category, one level per group: {figures} (data.group_numbers: number keeps the number)"
+        return with_note(paired(other, prepared), note, console)
     figures = f"the first fold's validation loss {as_number:.4g}, against {as_category:.4g} read as a category"
-    return with_note(prepared, f"{columns} kept as a number: {figures}, not {GROUP_GAIN:.0%} lower (data.group_numbers: category reads it as one)", console)
+    note = f"{columns} kept as a number: {figures}, not {GROUP_GAIN:.0%} lower (data.group_numbers: category reads it as one)"
+    return with_note(paired(prepared, other), note, console)
+
+
+def category_reading(prepared, config, names: list[str]):
+    """``prepared``'s rows read again under ``config`` (``as_categories``), the categories ``names`` still marked as group numbers."""
+    other = prepared.read_again(config)  # a table's: only a table has group numbers (trial_columns)
+    for f in other.schema.features:
+        f.group_number = f.group_number or f.name in names  # so that a finished run knows it had two readings
+    return other
+
+
+def paired(chosen, other):
+    """``chosen``, carrying ``other`` as the reading its baselines may take instead."""
+    chosen.other_reading = other
+    return chosen
+
+
+def with_other_reading(config, prepared, data=None):
+    """A finished run's ``prepared`` (its saved schema's reading) paired with the other reading of its group numbers, as training paired them.
+
+    ``data``: new labelled rows (``Run.evaluate``), which the other reading encodes too, as its split ``"data"``.
+    """
+    names = trial_columns(config, prepared)
+    if not names:
+        return prepared
+    as_category = any(f.kind == "categorical" for f in prepared.schema.features if f.name in names)
+    other = prepared.read_again(config) if as_category else category_reading(prepared, as_categories(config, names), names)
+    if data is not None:
+        other.inputs["data"], other.targets["data"] = other.encode_labelled(data, QUIET)
+    return paired(prepared, other)
+
+
+def reading_name(prepared) -> str:
+    """How ``prepared`` reads its marked group numbers: ``"category"`` or ``"number"``."""
+    return "category" if any(f.group_number and f.kind == "categorical" for f in prepared.schema.features) else "number"
 
 
 def with_note(prepared, note: str, console: Console):
@@ -88,4 +130,4 @@ def with_note(prepared, note: str, console: Console):
     return prepared
 
 
-__all__ = ["GROUP_GAIN", "as_categories", "first_fold_loss", "group_reading", "trial_columns"]
+__all__ = ["GROUP_GAIN", "as_categories", "category_reading", "first_fold_loss", "group_reading", "reading_name", "trial_columns", "with_other_reading"]

@@ -63,7 +63,7 @@ class Feature:
     vocabulary: list[str] = field(default_factory=list)  # categorical levels seen in training
     note: str = ""
     encoding: dict | None = None  # date: dlw.dates' encoding; text: dlw.text's settings; numeric: {"clock": "HHMM"} or None
-    group_number: bool = False  # numeric: step 3 noted it as likely a group's number (``group_number_note``)
+    group_number: bool = False  # step 3 noted it as likely a group's number (``group_number_note``); kept if read as a category (``dlw.groups``)
 
 
 @dataclass

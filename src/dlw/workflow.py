@@ -31,7 +31,7 @@ from dlw.data.kinds import prepare, prepared_for_predictions, schema_from_dict
 from dlw.data.prepared import Prepared, logs_target
 from dlw.data.splits import Splits
 from dlw.errors import DataError, DlwError
-from dlw.groups import group_reading
+from dlw.groups import group_reading, with_other_reading
 from dlw.models import MODEL_KINDS, describe_model, held_value_notes, load_network
 from dlw.models.designs import design_configs_and_why
 from dlw.problem import Problem
@@ -110,8 +110,7 @@ class Workflow:
         if config.model.kind == "pretrained":
             from dlw.models.pretrained import resolve_backbone
 
-            m = config.model
-            backbone = resolve_backbone(m.backbone, None, weights=m.backbone_weights, layer=m.backbone_layer)
+            backbone = resolve_backbone(config.model.backbone, None, weights=config.model.backbone_weights, layer=config.model.backbone_layer)
         prepared = prepare(config, self.console, backbone_shape=getattr(backbone, "input_shape", None))
         problem = prepared.problem
         check_main_metric(problem.task, config.checks.main_metric)
@@ -324,8 +323,8 @@ class Run:
         if source not in (*BUILTINS, *IMAGE_BUILTINS) and not Path(source).exists():
             raise DataError(f"{source}: the run's training data is gone; it is needed to refit the baselines")
         choose_backend(MODEL_KINDS[self.config.model.kind].convolutional)
-        prepared = prepare(self.config, QUIET, schema=self.schema)
-        self._check_same_data(prepared)
+        prepared = self._same_data(prepare(self.config, QUIET, schema=self.schema))
+        prepared = with_other_reading(self.config, prepared, data)  # each baseline keeps its own reading of the group numbers
         evaluated = None if data is None else {"data": prepared.encode_labelled(data, console)}
         prepared.problem, prepared.target_scaling = self.problem, self.target_scaling
         result = measure(self.model, prepared, console, evaluated=evaluated, detector=self.checked, bootstrap=self.config.checks.bootstrap)
@@ -333,7 +332,7 @@ class Run:
             result["source"] = str(data) if not isinstance(data, pd.DataFrame) else "DataFrame"
         return result
 
-    def _check_same_data(self, prepared: Prepared) -> None:
+    def _same_data(self, prepared: Prepared) -> Prepared:  # a DataError unless its rows and test split are the run's
         expected = self.manifest.get("data", {})
         if expected.get("rows") is not None and expected["rows"] != len(prepared.frame):
             n, source = len(prepared.frame), self.config.data.source
@@ -341,6 +340,7 @@ class Run:
         saved = Splits.load(self.path / "splits.json")
         if not np.array_equal(saved.test, prepared.splits.test):
             raise DataError(f"{self.config.data.source}: the test split differs from the run's splits.json; the data changed since training")
+        return prepared
 
 
 def load(path: str | Path) -> Run:

@@ -54,6 +54,9 @@ class Prepared:
     dropped_rows: int
     notes: list[str] = field(default_factory=list)
     config: Any = None  # the Config it was prepared for
+    # The same rows with step 3's group numbers read the other way (``dlw.groups``), or None: each baseline
+    # fits both readings and keeps the one its own loss prefers.
+    other_reading: Any = None
 
     kind: ClassVar[str] = ""
     noun: ClassVar[str] = "row"  # what one example is called in messages
