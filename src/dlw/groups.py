@@ -8,8 +8,8 @@ measurement (a mother's age, a quarter, an income) has such blocks too, and a ca
 measurement into unrelated levels. Nothing in the column tells the two apart (bench/RESULTS.md,
 stops 39 and 45), so the data decide: with ``data.group_numbers: auto``, on a cross-fitted regression
 run of tabm, the first fold's network is trained both ways before the run's own networks, and the
-categories are kept where their validation loss is ``GROUP_GAIN`` lower; the whole run (network and
-baselines alike, as if ``data.types`` said so) then reads them that way. The test rows choose nothing.
+categories are kept where their validation loss is ``GROUP_GAIN`` lower; the network then reads them
+that way, as if ``data.types`` said so. The test rows choose nothing.
 
 The baselines are not bound by the network's choice: the run's data carry the other reading too
 (``Prepared.other_reading``), and each baseline fits both and keeps the one of lower out-of-fold
