@@ -338,6 +338,7 @@ def test_report_on_the_run_folder_as_dlw_writes_it(penguins_run, tmp_path):
     assert "Could not be shown" not in text
     assert_self_contained(text)
     assert len(doc.images) >= 2  # learning curves, confusion matrix
+    assert "What each baseline chose on the validation split" in text and "min samples leaf" in text  # the baselines' strength, shown
 
 
 def test_minimal_run_report_has_every_section_and_says_what_is_absent(minimal_run, tmp_path):

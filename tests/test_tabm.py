@@ -561,7 +561,8 @@ def test_the_baselines_ratio_decides_the_design_only_where_auto_left_a_small_reg
     from dlw.models.designs import BEND_EMBEDDINGS, bend_hint, design_configs_and_why, design_embeddings_for
 
     def table(n_train: int, task: str = "regression", dated: bool = False, groups=(), folds: int = 5, kinds=("numeric", "categorical")):
-        features = [SimpleNamespace(kind=kind) for kind in kinds]
+        features = [SimpleNamespace(kind=kind, name=f"{kind}_{j}", group_number=False) for j, kind in enumerate(kinds)]
+        features += [SimpleNamespace(kind="numeric", name=name, group_number=True) for name in groups]  # as step 3 marks them
         schema = SimpleNamespace(has_date=dated, group_number_names=list(groups), features=features)
         return SimpleNamespace(
             kind="table", count=lambda split: n_train, problem=SimpleNamespace(task=task), schema=schema, splits=SimpleNamespace(fold_count=folds)

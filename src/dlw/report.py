@@ -693,7 +693,7 @@ def _section_performance(r: _Run) -> str:
                       "fitted on the same training rows. Best value per column is shaded; "
                       + ", ".join(f"{esc(n)}: {'higher' if higher_is_better(n) else 'lower'} is better" for n in names) + "."))
         out.append(_table(header, rows, numeric=set(range(1, len(header))), row_classes=["network"] + [""] * len(baselines),
-                          cell_classes=best_cells))
+                          cell_classes=best_cells) + _baseline_choices(m.get("baseline_fits")))
         if not baselines:
             out.append(_p("No baselines were measured for this run.", "absent"))
     threshold = r.problem.get("threshold")
@@ -711,6 +711,23 @@ def _section_performance(r: _Run) -> str:
         out.append(_figure(r.folder / png, caption))
     out.append(_calibration(m.get("calibration"), r.folder))
     return "".join(out)
+
+
+def _baseline_choices(fits) -> str:
+    """What each baseline chose on the validation split (metrics.json's ``baseline_fits``), as one paragraph; "" without them."""
+    if not isinstance(fits, dict) or not fits:
+        return ""
+    described = []
+    for name, chosen in fits.items():
+        if not isinstance(chosen, dict):
+            continue
+        parts = [f"{key.replace('_', ' ')} {_fmt(value)}" for key, value in chosen.items() if key not in ("fit_seconds", "group_numbers")]
+        if chosen.get("group_numbers"):
+            parts.append(f"the group numbers read as a {chosen['group_numbers']}")
+        parts.append(f"fitted in {_fmt(chosen.get('fit_seconds'))} s")
+        described.append(f"{name}: {', '.join(parts)}")
+    return _p("What each baseline chose on the validation split (cross-fitted: its first fold's choice; the readings of a group's "
+              "number by out-of-fold loss): " + esc("; ".join(described)) + ".", "muted")
 
 
 def _calibration(c, folder: Path) -> str:
