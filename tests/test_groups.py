@@ -38,6 +38,7 @@ def test_a_chicks_number_is_read_as_a_category_where_the_first_folds_network_say
     # each baseline keeps its own reading: boosting splits the chick's number (a category loses it 19 -> 37), ridge learns each chick's level
     assert run.metrics["baseline_fits"]["hist_gradient_boosting"]["group_numbers"] == "number"
     assert run.metrics["baseline_fits"]["linear"]["group_numbers"] == "category"
+    assert "the group numbers as each baseline read them, by its out-of-fold loss: linear as a category, hist_gradient_boosting as a number" in log
     loaded = dlw.load(run.path)
     again = loaded.evaluate()
     assert again["test"]["rmse"] == pytest.approx(rmse, rel=1e-5)

@@ -207,6 +207,9 @@ def say_metrics(result: dict, split: str, console: Console) -> None:
     console.say(f"    {'network':24s}{fmt(result[split])}")
     for name, metrics in result["baselines"].items():
         console.say(f"    {name:24s}{fmt(metrics)}")
+    readings = {name: fit["group_numbers"] for name, fit in result.get("baseline_fits", {}).items() if fit.get("group_numbers") and name in ("linear", "hist_gradient_boosting")}
+    if readings:
+        console.say("    the group numbers as each baseline read them, by its out-of-fold loss: " + ", ".join(f"{name} as a {reading}" for name, reading in readings.items()))
     if "ood" in result:
         ood = result["ood"]
         console.say(f"    unfamiliar inputs: {ood['flagged']} of {ood['n']} flagged ({ood['flag_rate']:.1%}; {calibration_text(ood['rate'], ood.get('calibration_rows'))})")
