@@ -80,7 +80,7 @@ def test_the_users_choice_of_reading_decides_without_a_trial():
 
 def test_each_baseline_keeps_the_reading_of_lower_out_of_fold_loss():
     from dlw.baselines import fit_baselines, linear_over_boosting
-    from dlw.groups import as_categories, category_reading, paired
+    from dlw.groups import as_categories, category_reading, paired, reading_name, with_other_reading
 
     config = load_spec(str(CHICKWEIGHT), target="weight", overrides=["train.folds=3"])
     as_number = prepare(config, Console(quiet=True))
@@ -98,6 +98,10 @@ def test_each_baseline_keeps_the_reading_of_lower_out_of_fold_loss():
     # the network's design reads the bend in its own reading, as its rules were measured
     assert linear_over_boosting(both) == pytest.approx(linear_over_boosting(alone["category"]))
     assert linear_over_boosting(both) != pytest.approx(linear_over_boosting(alone["number"]))
+    # a finished run is paired again only where its baselines chose (an older run's did not, and is re-measured as it trained)
+    assert with_other_reading(config, prepare(config, Console(quiet=True)), metrics={"baseline_fits": {"linear": {"alpha": 1.0}}}).other_reading is None
+    paired_again = with_other_reading(config, prepare(config, Console(quiet=True)), metrics={"baseline_fits": {"linear": {"group_numbers": "number"}}})
+    assert reading_name(paired_again.other_reading) == "category" and paired_again.other_reading.other_reading is None
     with pytest.raises(ValueError, match="not encoded in this baseline's reading"):
         both["hist_gradient_boosting"].predict_split("data", as_category.inputs["test"])
 

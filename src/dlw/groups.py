@@ -103,13 +103,15 @@ def paired(chosen, other):
     return chosen
 
 
-def with_other_reading(config, prepared, data=None):
+def with_other_reading(config, prepared, data=None, *, metrics: dict | None = None):
     """A finished run's ``prepared`` (its saved schema's reading) paired with the other reading of its group numbers, as training paired them.
 
-    ``data``: new labelled rows (``Run.evaluate``), which the other reading encodes too, as its split ``"data"``.
+    ``data``: new labelled rows (``Run.evaluate``), which the other reading encodes too, as its split ``"data"``. ``metrics``: the
+    run's ``metrics.json``; a run whose baselines did not choose a reading (written before they could) is left unpaired, as it trained.
     """
     names = trial_columns(config, prepared)
-    if not names:
+    chose = metrics is None or any("group_numbers" in fit for fit in (metrics.get("baseline_fits") or {}).values())
+    if not names or not chose:
         return prepared
     as_category = any(f.kind == "categorical" for f in prepared.schema.features if f.name in names)
     other = prepared.read_again(config) if as_category else category_reading(prepared, as_categories(config, names), names)

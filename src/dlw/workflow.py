@@ -324,7 +324,7 @@ class Run:
             raise DataError(f"{source}: the run's training data is gone; it is needed to refit the baselines")
         choose_backend(MODEL_KINDS[self.config.model.kind].convolutional)
         prepared = self._same_data(prepare(self.config, QUIET, schema=self.schema))
-        prepared = with_other_reading(self.config, prepared, data)  # each baseline keeps its own reading of the group numbers
+        prepared = with_other_reading(self.config, prepared, data, metrics=self.metrics)  # each baseline keeps its own reading, as it trained
         evaluated = None if data is None else {"data": prepared.encode_labelled(data, console)}
         prepared.problem, prepared.target_scaling = self.problem, self.target_scaling
         result = measure(self.model, prepared, console, evaluated=evaluated, detector=self.checked, bootstrap=self.config.checks.bootstrap)
