@@ -27,14 +27,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tables import table_csv  # noqa: E402
 
 
-def fold_losses(config, prepared, objective) -> list[tuple[float, int]]:
-    """Each fold's network's validation loss at its best epoch, and its fold's rows."""
+def fold_losses(config, prepared, objective, folds: int | None = None) -> list[tuple[float, int]]:
+    """Each fold's network's validation loss at its best epoch, and its fold's rows (the first ``folds`` folds; default all)."""
+    from itertools import islice
+
     from dlw.console import QUIET
     from dlw.distribute import apply_distribution, release
     from dlw.train import fit_network, plan_training, seeded
 
     losses = []
-    for k, part in enumerate(prepared.fold_views()):
+    for k, part in enumerate(islice(prepared.fold_views(), folds)):
         planned = plan_training(seeded(config, config.train.seed + k), part.count("train"), task=part.problem.task)
         distribution = apply_distribution(planned, QUIET)
         try:
@@ -45,7 +47,7 @@ def fold_losses(config, prepared, objective) -> list[tuple[float, int]]:
     return losses
 
 
-def trial_row(path: Path, target: str, seed: int) -> dict | None:
+def trial_row(path: Path, target: str, seed: int, folds: int | None = None) -> dict | None:
     """Both readings' fold losses on one table and seed; None where the trial does not apply."""
     from dlw.console import QUIET
     from dlw.data.kinds import prepare
@@ -62,7 +64,7 @@ def trial_row(path: Path, target: str, seed: int) -> dict | None:
     other_config = as_categories(config, names)
     other = category_reading(prepared, other_config, names)
     started = time.perf_counter()
-    number, category = fold_losses(config, prepared, objective), fold_losses(other_config, other, objective)
+    number, category = fold_losses(config, prepared, objective, folds), fold_losses(other_config, other, objective, folds)
     return {"columns": names, "number": number, "category": category, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -70,13 +72,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", metavar="PACKAGE/ITEM:TARGET")
     parser.add_argument("--seeds", nargs="*", type=int, default=[42])
+    parser.add_argument("--folds", type=int, help="train only the first FOLDS folds' networks (default: every fold)")
     parser.add_argument("--json", type=Path, help="append each row as a JSON line to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tables:
             path, target = table_csv(name, Path(tmp))
             for seed in args.seeds:
-                row = trial_row(path, target, seed)
+                row = trial_row(path, target, seed, args.folds)
                 if row is None:
                     print(f"{name} seed {seed}: no trial", flush=True)
                     continue
