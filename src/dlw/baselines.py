@@ -476,12 +476,11 @@ def better_reading_baselines(prepared, seed: int) -> dict[str, Fitted]:
 
 
 def reading_loss(fitted: Fitted, prepared) -> float:
-    """``fitted``'s out-of-fold loss, or, fitted once, its loss on ``prepared``'s validation rows."""
+    """``fitted``'s out-of-fold loss, or, fitted once, its loss on ``prepared``'s validation rows (whose outputs it then knows)."""
     if fitted.out_of_fold_loss is not None:
         return fitted.out_of_fold_loss
     n_classes = len(prepared.problem.classes) if prepared.problem.is_classification else 0
-    outputs = fitted.predict_split("validation", prepared.inputs["validation"])
-    return validation_loss(outputs, prepared.targets["validation"], n_classes)
+    return fold_loss_sums({"fitted": fitted}, prepared, n_classes)["fitted"] / prepared.count("validation")
 
 
 def crossfit_baselines(prepared, seed: int) -> dict[str, Fitted]:

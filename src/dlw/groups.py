@@ -113,7 +113,7 @@ def with_other_reading(config, prepared, data=None, *, metrics: dict | None = No
     chose = metrics is None or any("group_numbers" in fit for fit in (metrics.get("baseline_fits") or {}).values())
     if not names or not chose:
         return prepared
-    as_category = any(f.kind == "categorical" for f in prepared.schema.features if f.name in names)
+    as_category = reading_name(prepared) == "category"
     other = prepared.read_again(config) if as_category else category_reading(prepared, as_categories(config, names), names)
     if data is not None:
         other.inputs["data"], other.targets["data"] = other.encode_labelled(data, QUIET)
