@@ -186,9 +186,7 @@ def main() -> int:
                 row.update(autogluon.get((name, seed), {}))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                if args.json:
-                    with args.json.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                bench_tables.append_json_line(args.json, row)
     print("\n".join(summary_lines(rows)))
     return 0
 

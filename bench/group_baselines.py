@@ -18,17 +18,19 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tables import file_stem, run_dlw, table_csv  # noqa: E402
+from tables import append_json_line, file_stem, run_dlw, table_csv  # noqa: E402
 
 
 def held_baselines(run_path: Path, seed: int) -> dict:
-    """The baselines of the run at ``run_path`` refitted held to its network's reading, with the verdict against them."""
+    """The baselines of the run at ``run_path`` refitted held to its network's reading, with the verdict against them.
+
+    ``prepare`` with the run's schema gives that one reading alone: only ``dlw.groups`` pairs it with the other.
+    """
     import dlw
     from dlw.advice import advise
     from dlw.baselines import fit_baselines
@@ -39,7 +41,7 @@ def held_baselines(run_path: Path, seed: int) -> dict:
     run = dlw.load(run_path)
     prepared = prepare(run.config, QUIET, schema=run.schema)
     prepared.problem, prepared.target_scaling = run.problem, run.target_scaling
-    fitted = fit_baselines(replace(prepared, other_reading=None), seed)
+    fitted = fit_baselines(prepared, seed)
     y = prepared.targets["test"]
     outputs = {name: f.predict(prepared.inputs["test"]) for name, f in fitted.items()}
     network = prepared.outputs(run.model, prepared.inputs["test"])
@@ -76,9 +78,7 @@ def main() -> int:
                     **held_baselines(out, seed),
                 }
                 print(json.dumps(row), flush=True)
-                if args.json:
-                    with args.json.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                append_json_line(args.json, row)
     return 0
 
 

@@ -14,7 +14,6 @@ Results, with the command that produced them, are kept in bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tables import table_csv  # noqa: E402
+from tables import append_json_line, table_csv  # noqa: E402
 
 
 def fold_losses(config, prepared, objective, folds: int | None = None) -> list[tuple[float, int]]:
@@ -86,10 +85,8 @@ def main() -> int:
                 row = {"table": name, "seed": seed, **row}
                 first = row["category"][0][0] / row["number"][0][0]
                 pooled = sum(loss * n for loss, n in row["category"]) / sum(loss * n for loss, n in row["number"])
-                print(f"{name} seed {seed}: category/number first fold {first:.3f}, all folds {pooled:.3f} ({row['seconds']} s)", flush=True)
-                if args.json:
-                    with args.json.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                print(f"{name} seed {seed}: category/number first fold {first:.3f}, {len(row['number'])} folds pooled {pooled:.3f} ({row['seconds']} s)", flush=True)
+                append_json_line(args.json, row)
     return 0
 
 

@@ -38,7 +38,7 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tables import file_stem, run_dlw, table_csv  # noqa: E402
+from tables import append_json_line, file_stem, run_dlw, table_csv  # noqa: E402
 
 RATE = 0.05
 
@@ -125,9 +125,7 @@ def main() -> int:
                 run_dlw(path, target, run, [f"data.split.seed={seed}", f"train.seed={seed}"])
             row = {"table": name, "seed": seed, **rates_for(run)}
             print(json.dumps(row), flush=True)
-            if args.json:
-                with args.json.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
+            append_json_line(args.json, row)
     return 0
 
 

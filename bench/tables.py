@@ -73,6 +73,13 @@ def table_csv(name: str, folder: Path) -> tuple[Path, str]:
     return path, target
 
 
+def append_json_line(path: Path | None, row: dict) -> None:
+    """Append ``row`` to ``path`` as one JSON line (the benchmarks' ``--json``); nothing when ``path`` is None."""
+    if path is not None:
+        with path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
 def file_stem(name: str) -> str:
     return name.replace("/", "_").replace(":", "_")
 
@@ -180,9 +187,7 @@ def main() -> int:
                     row.update(autogluon_figure(path, target, run, row["metric"], args.autogluon))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                if args.json:
-                    with args.json.open("a") as fh:
-                        fh.write(json.dumps({**row, "overrides": args.overrides, **test_outputs(run, target)}) + "\n")
+                append_json_line(args.json, {**row, "overrides": args.overrides, **test_outputs(run, target)})
     print_table(rows)
     if args.compare:
         print_changes(rows, read_rows(args.compare))
