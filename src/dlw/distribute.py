@@ -87,7 +87,18 @@ def choose_backend_for(config: Config) -> str:
     """``choose_backend``, except that data-parallel training needs JAX (Keras distributes on JAX only)."""
     if config.train.distribute == "data_parallel" and "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "jax")
+        if os.environ["KERAS_BACKEND"] != "jax":
+            # refused before keras loads another backend: TensorFlow's threads, once started, could abort the exit (SIGABRT)
+            raise needs_jax_error(os.environ["KERAS_BACKEND"])
     return choose_backend(MODEL_KINDS[config.model.kind].convolutional)
+
+
+def needs_jax_error(backend: str) -> ConfigError:
+    """The one-line error for ``train.distribute: data_parallel`` on a backend other than JAX."""
+    return ConfigError(
+        f"key 'train.distribute': data_parallel needs the JAX backend, but this process runs Keras on {backend}; "
+        "unset KERAS_BACKEND (or set it to jax), or use train.distribute: none"
+    )
 
 
 def apply_distribution(config: Config, console: Console) -> dict:
@@ -105,10 +116,7 @@ def apply_distribution(config: Config, console: Console) -> dict:
     backend = keras.backend.backend()
     if backend != "jax":
         if wanted == "data_parallel":
-            raise ConfigError(
-                f"key 'train.distribute': data_parallel needs the JAX backend, but this process runs Keras on {backend}; "
-                "unset KERAS_BACKEND (or set it to jax), or use train.distribute: none"
-            )
+            raise needs_jax_error(backend)
         return {"strategy": "none", "devices": 1, "note": f"distribution is only on JAX (backend {backend})"}
     initialize_multihost(console)
     start_jax_devices_yielding()  # the baselines beside the network get the cores first
