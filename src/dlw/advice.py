@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from dlw.classes import predicted_classes
 from dlw.objectives import higher_is_better
@@ -55,11 +56,14 @@ def advise(
     n_boot: int = 2000,
     seed: int = 0,
     thresholds: dict[str, float] | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict:
     """Compare the network with the best baseline on these rows; see the module docstring.
 
     ``thresholds`` maps "network" or a baseline's name to its decision rule (``Problem.decision``:
     a binary threshold or per-class offsets); the others predict the more probable class.
+    ``groups``: each row's group, where the split is by group; the bootstrap then resamples whole groups
+    (a cluster bootstrap), since a group's rows are alike and are not so many separate pieces of evidence.
     """
     y_true = np.asarray(y_true)
     n = len(y_true)
@@ -83,11 +87,8 @@ def advise(
     best = ranked[0]
     baseline_value, baseline_stats = candidates[best]
 
-    differences = _paired_bootstrap(metric, network_stats, baseline_stats, n, n_classes, n_boot, seed)
-    if np.all(np.isfinite(differences)):
-        lo, hi = (float(v) for v in np.quantile(differences, [0.025, 0.975]))
-    else:
-        lo = hi = float("nan")
+    codes = None if groups is None else pd.factorize(pd.Series(np.asarray(groups)))[0]
+    lo, hi = _interval95(_paired_bootstrap(metric, network_stats, baseline_stats, n_classes, n_boot, seed, codes))
     difference = network_value - baseline_value
     outcome = _outcome(lo, hi, higher, network_value)
     advice = {
@@ -100,6 +101,7 @@ def advise(
         "ci95": [lo, hi],
         "n_bootstrap": int(n_boot),
         "n": int(n),
+        **({"n_groups": int(codes.max()) + 1} if codes is not None else {}),
         "outcome": outcome,
         "verdict": VERDICTS[outcome].format(baseline=best),
     }
@@ -129,15 +131,13 @@ def say(advice: dict) -> str:
     """Two lines for the terminal: the numbers, then the verdict."""
     f = _formatter(advice)
     lo, hi = advice["ci95"]
+    groups = f" ({advice['n_groups']} groups)" if advice.get("n_groups") else ""
     first = (
-        f"network vs best baseline ({advice['baseline']}), {advice['metric']} on {advice['n']} rows: "
+        f"network vs best baseline ({advice['baseline']}), {advice['metric']} on {advice['n']} rows{groups}: "
         f"{f(advice['network'])} vs {f(advice['baseline_value'])}, difference {f(advice['difference'])} "
         f"(95% interval {f(lo)} to {f(hi)})"
     )
     return f"{first}\nverdict: {advice['verdict']}"
-
-
-# --- per-row statistics and metrics from their (weighted) sums -----------------
 
 
 def _row_statistics(metric: str, y_true: np.ndarray, output: np.ndarray, n_classes: int | None, threshold=None) -> np.ndarray:
@@ -226,22 +226,35 @@ def _weighted_auc(counts: np.ndarray, y: np.ndarray, score: np.ndarray) -> np.nd
         return np.where(pairs > 0, (group_positives * (below + 0.5 * tied_negatives)).sum(axis=1) / np.where(pairs > 0, pairs, 1), np.nan)
 
 
-def _paired_bootstrap(metric, network_stats, baseline_stats, n, n_classes, n_boot, seed) -> np.ndarray:
+def _paired_bootstrap(metric, network_stats, baseline_stats, n_classes, n_boot, seed, codes=None) -> np.ndarray:
+    """``n_boot`` resampled differences network - baseline: of rows, or of whole groups where ``codes`` (each row's group code) are given."""
     rng = np.random.default_rng(seed)
     both = np.hstack([network_stats, baseline_stats])
     split = network_stats.shape[1]
+    n = len(both)
+    units = n if codes is None else int(codes.max()) + 1
     chunk = max(1, _CHUNK_CELLS // n)
     differences = []
     for start in range(0, n_boot, chunk):
         size = min(chunk, n_boot - start)
-        rows = rng.integers(0, n, size=(size, n))
-        flat = (rows + (np.arange(size) * n)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=size * n).reshape(size, n).astype("float64")
+        drawn = rng.integers(0, units, size=(size, units))
+        flat = (drawn + (np.arange(size) * units)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=size * units).reshape(size, units).astype("float64")
+        if codes is not None:
+            counts = counts[:, codes]  # each row counted as often as its group was drawn
         network = _metric_from_counts(metric, counts, both[:, :split], n_classes)
         baseline = _metric_from_counts(metric, counts, both[:, split:], n_classes)
         with np.errstate(invalid="ignore"):
             differences.append(network - baseline)
     return np.concatenate(differences)
+
+
+def _interval95(differences: np.ndarray) -> tuple[float, float]:
+    """The central 95% of the resampled differences; nan where any is not finite (a diverged model)."""
+    if not np.all(np.isfinite(differences)):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(differences, [0.025, 0.975])
+    return float(lo), float(hi)
 
 
 def _rank_key(value: float, higher: bool) -> tuple:
@@ -272,8 +285,9 @@ def _explain(advice: dict) -> str:
             f"(its outputs are broken) while {base}'s is {f(advice['baseline_value'])}, so use {base}."
         )
     direction = "higher" if advice["higher_is_better"] else "lower"
+    rows = f"{advice['n']} held-out rows" + (f" ({advice['n_groups']} groups, resampled whole)" if advice.get("n_groups") else "")
     numbers = (
-        f"On {advice['n']} held-out rows the network's {metric} is {f(advice['network'])} and {name}'s is "
+        f"On {rows} the network's {metric} is {f(advice['network'])} and {name}'s is "
         f"{f(advice['baseline_value'])}; the difference is {f(advice['difference'])} "
         f"(95% interval {f(lo)} to {f(hi)}, {direction} is better), so "
     )

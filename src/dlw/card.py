@@ -130,7 +130,9 @@ def section_data(f: CardFacts) -> str:
     lines.append(f"| fingerprint (SHA-256) | {'`' + sha + '`' if sha else 'none: a built-in data set, fixed by the dlw version'} |")
     sizes = {k: len(v) for k, v in f.splits.items() if isinstance(v, list)}
     if sizes:
-        lines.append(f"| split | {', '.join(f'{k} {n:,}' for k, n in sizes.items())} |")
+        # the method says what the test metrics mean: a split by group's test rows are groups the model never saw
+        method = f"{f.splits['method']}: " if f.splits.get("method") else ""
+        lines.append(f"| split | {method}{', '.join(f'{k} {n:,}' for k, n in sizes.items())} |")
     for excluded, why in (f.schema.get("excluded") or {}).items():
         lines.append(f"| left out | {excluded}: {why} |")
     return "\n".join(lines) + "\n"

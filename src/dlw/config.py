@@ -35,19 +35,24 @@ class SplitConfig(_Strict):
     stratify: bool = Field(True, description="Keep class proportions equal across splits (classification only).")
     order: str = Field(
         "random",
-        description="'random', or 'time:<column>' for a chronological split: the latest rows are the test set.",
+        description="'random'; 'time:<column>' for a chronological split (the latest rows are the test set); or 'group:<column>' "
+        "for a split by group (each value of the column, a patient or a school, in one split: the test rows are groups never seen).",
     )
 
     @field_validator("order")
     @classmethod
     def _order_is_known(cls, value: str) -> str:
-        if value == "random" or re.fullmatch(r"time:.+", value):
+        if value == "random" or re.fullmatch(r"(time|group):.+", value):
             return value
-        raise ValueError("must be 'random' or 'time:<column>'")
+        raise ValueError("must be 'random', 'time:<column>' or 'group:<column>'")
 
     @property
     def time_column(self) -> str | None:
         return self.order.split(":", 1)[1] if self.order.startswith("time:") else None
+
+    @property
+    def group_column(self) -> str | None:
+        return self.order.split(":", 1)[1] if self.order.startswith("group:") else None
 
 
 class AugmentConfig(_Strict):

@@ -52,12 +52,16 @@ def fold_count(config, task: str, n_rest: int) -> int:
     return int(folds)
 
 
-def fold_rows(rest: np.ndarray, labels: np.ndarray | None, folds: int, seed: int) -> list[np.ndarray]:
-    """The non-test rows ``rest`` cut into ``folds`` seeded folds (stratified on ``labels`` when given), each sorted."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+def fold_rows(rest: np.ndarray, labels: np.ndarray | None, folds: int, seed: int, *, groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """The non-test rows ``rest`` cut into ``folds`` seeded folds, each sorted: stratified on ``labels``, or of whole
+    ``groups`` (each row's group code, a split by group's: ``dlw.data.splits.make_group_splits``), when given."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
     order = np.argsort(rest, kind="stable")
     rest = rest[order]
+    if groups is not None:
+        cut = GroupKFold(folds, shuffle=True, random_state=seed).split(rest, groups=np.asarray(groups)[order])
+        return [np.sort(rest[at]) for _, at in cut]
     labels = None if labels is None else np.asarray(labels)[order]
     if labels is not None and np.unique(labels, return_counts=True)[1].min() < folds:
         labels = None  # a class with fewer rows than folds cannot be in every fold

@@ -119,7 +119,7 @@ def measure(
     base_outputs = measure_baselines(prepared, evaluated, main, result, thresholds=thresholds, fitting=baselines)
     result["advice"] = advise(
         problem.task, result["main_metric"], evaluated[main][1], outputs[main], {k: v[main] for k, v in base_outputs.items()},
-        n_boot=bootstrap, seed=prepared.splits.seed or 0, thresholds=thresholds,
+        n_boot=bootstrap, seed=prepared.splits.seed or 0, thresholds=thresholds, groups=prepared.split_groups(main),
     )
     if "persistence" in base_outputs:  # the weather episode's question: is the network better than "the next value = this one"?
         only = {"persistence": base_outputs["persistence"][main]}

@@ -279,8 +279,9 @@ def decoded_images(config: Config, images: img.ImageSet, size, channels: int, co
 def prepare_images(config: Config, console: Console = QUIET, schema: ImageSchema | None = None, backbone_shape=None) -> ImagePrepared:
     """Steps 1-3 for images; the same ``Prepared`` seam as tables, with image arrays or streams as inputs."""
     data = config.data
-    if data.split.time_column:
-        raise ConfigError(f"{origin_of(config)}: key 'data.split.order': a chronological split needs a table with a time column, not images")
+    if data.split.order != "random":
+        kind = "a chronological split" if data.split.time_column else "a split by group"
+        raise ConfigError(f"{origin_of(config)}: key 'data.split.order': {kind} needs a table with that column, not images; remove the key")
     images = find_images(config)
     problem = image_problem(images, config)
     console.step(1, f"problem: {problem.question.replace('a row', 'an image')}  [{problem.task}: {problem.reason}]")

@@ -123,6 +123,43 @@ def make_splits(
     return dataclasses.replace(splits, train=np.sort(np.concatenate(cut[1:])), validation=cut[0], folds=cut)
 
 
+def make_group_splits(
+    rows: np.ndarray, groups: pd.Series, validation: float, test: float, seed: int, column: str, origin: str = "data", folds: int = 1
+) -> Splits:
+    """Seeded split of whole groups (``column``'s values: a patient, a school): every row of a group in one split, so
+    the test rows are groups the model never saw. The shares are of groups (scikit-learn's ``GroupShuffleSplit``);
+    with ``folds`` > 1 the non-test groups are cut into folds of whole groups for cross-fitting.
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    if groups.isna().any():
+        raise DataError(
+            f"{origin}: column {column!r} (data.split.order) is empty on row {int(rows[np.flatnonzero(groups.isna().to_numpy())[0]])}; "
+            "a split by group needs every row's group: fill it in or drop the row"
+        )
+    if validation + test >= 0.9:
+        raise DataError(f"{origin}: data.split.validation + data.split.test = {validation + test:.2f}; leave at least 10% for training")
+    codes = pd.factorize(groups)[0]
+    n_groups = int(codes.max()) + 1
+    n_test, n_val = held_out_count(n_groups, test), held_out_count(n_groups, validation)
+    needed = n_test + max(n_val + 2, folds)
+    if n_groups < needed:
+        raise DataError(
+            f"{origin}: column {column!r} (data.split.order) has {n_groups} groups; a split by group with these shares needs at least "
+            f"{needed}: use a column with more groups, or data.split.order: random"
+        )
+    positions = np.arange(len(rows))
+    rest, test_pos = next(GroupShuffleSplit(1, test_size=n_test, random_state=seed).split(positions, groups=codes))
+    kept, val_at = next(GroupShuffleSplit(1, test_size=n_val, random_state=seed).split(rest, groups=codes[rest]))
+    splits = Splits(np.sort(rows[rest[kept]]), np.sort(rows[rest[val_at]]), np.sort(rows[test_pos]), f"by group ({column})", seed)
+    if folds <= 1:
+        return splits
+    from dlw.crossfit import fold_rows
+
+    cut = fold_rows(rows[rest], None, folds, seed, groups=codes[rest])
+    return dataclasses.replace(splits, train=np.sort(np.concatenate(cut[1:])), validation=cut[0], folds=cut)
+
+
 def make_time_splits(rows: np.ndarray, times: pd.Series, validation: float, test: float, column: str, origin: str = "data") -> Splits:
     """Chronological split: the latest rows are the test set, those before them validation."""
     parsed = _as_time(times)

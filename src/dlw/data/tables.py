@@ -18,9 +18,10 @@ from dlw.console import QUIET, Console
 from dlw.crossfit import describe_folds, fold_count
 from dlw.data.builtin import BUILTINS
 from dlw.data.loaders import read_table
+from dlw.data.group_order import group_order_notes
 from dlw.data.lone_columns import lone_column_notes
 from dlw.data.prepared import LOG_TRANSFORM, SPLITS, Prepared
-from dlw.data.splits import make_splits, make_time_splits, held_out_count
+from dlw.data.splits import held_out_count, make_group_splits, make_splits, make_time_splits
 from dlw.errors import ConfigError, DataError
 from dlw.problem import Problem, check_target_column, drop_missing_target, encode_target, formulate
 from dlw.schema import MAX_CATEGORIES, RESERVED_LEVELS, Schema, inferred_kind
@@ -219,6 +220,12 @@ def split_table(config, frame: pd.DataFrame, labelled: pd.DataFrame, problem: Pr
         if config.data.types.get(column, inferred_kind(labelled[column])) == "date":
             return splits, {}
         return splits, {column: "orders the chronological split (data.split.order)"}
+    if column := split_cfg.group_column:
+        if column not in frame.columns:
+            raise DataError(f"{origin}: column {column!r} in data.split.order is not in the data")
+        splits = make_group_splits(rows, labelled[column], split_cfg.validation, split_cfg.test, split_cfg.seed, column, origin, folds=folds)
+        # a test row's group is one no train row had: as a category it says nothing, as a number only what its numbering carries
+        return splits, {column: "cuts the split by group (data.split.order)"}
     target = config.data.target
     labels = encode_target(labelled[target], problem) if problem.is_classification and split_cfg.stratify else None
     return make_splits(rows, labels, split_cfg.validation, split_cfg.test, split_cfg.seed, origin, problem.classes, folds=folds), {}
@@ -232,7 +239,8 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     notes = [f"dropped {dropped} row(s) whose target {target!r} is missing"] if dropped else []
     console.step(1, f"problem: {problem.question}  [{problem.task}: {problem.reason}]")
     splits, skip = split_table(config, frame, labelled, problem)
-    if schema is None:
+    inferred = schema is None
+    if inferred:
         schema = Schema.infer(labelled, target, config.data.features, config.data.types, skip, origin, text=config.data.text.model_dump())
         schema.fit(frame.loc[splits.train])
     inputs, targets = {}, {}
@@ -247,16 +255,30 @@ def prepare_table(config, console: Console = QUIET, schema: Schema | None = None
     )
     notes += [f"column {name!r} not used: {reason}" for name, reason in schema.excluded.items()]
     notes += [f"column {f.name!r}: {f.note}" for f in schema.features if f.note]
-    notes += chronological_split_hint(config, schema)
+    notes += chronological_split_hint(config, schema) + group_split_hint(config, schema)
     notes += lone_column_notes(frame, splits, schema, problem, target, seed=config.data.split.seed)
     sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in SPLITS)
     console.step(3, f"data: {len(frame)} rows; {splits.method} split: {sizes}")
     if splits.folds:
         notes.insert(0, describe_folds(splits))
+    scaling = target_scaling(problem, targets, config.data.target_transform)
+    prepared = TablePrepared(frame, problem, schema, splits, inputs, targets, scaling, dropped, notes, config=config)
+    if inferred:  # a finished run's notes are its schema's; the check's fits are not made again
+        notes += group_order_notes(prepared, seed=config.data.split.seed)
     for note in notes:
         console.say(f"    {note}")
-    scaling = target_scaling(problem, targets, config.data.target_transform)
-    return TablePrepared(frame, problem, schema, splits, inputs, targets, scaling, dropped, notes, config=config)
+    return prepared
+
+
+def group_split_hint(config, schema: Schema) -> list[str]:
+    """A note for a table with a group's number split at random: its test rows are new rows of groups the train rows know."""
+    groups = schema.group_number_names
+    if config.data.split.order != "random" or not groups:
+        return []
+    return [
+        f"the split is random, so the test rows' groups (by {groups[0]!r}) are in the train rows too: if the model will meet "
+        f"new groups, test it on groups it never saw (--set data.split.order=group:{groups[0]})"
+    ]
 
 
 def chronological_split_hint(config, schema: Schema) -> list[str]:
