@@ -55,7 +55,7 @@ def write_config(data: str, target: str | None, output: Path | None = None) -> s
         f"    test: {defaults.data.split.test}         # held out: used only for the final measurement",
         f"    seed: {defaults.data.split.seed}",
         f"    stratify: {str(defaults.data.split.stratify).lower()}      # keep class proportions in every split",
-        "    order: random      # or time:<column> for a chronological split",
+        "    order: random      # or time:<column> for a chronological split, group:<column> to test on groups never seen",
         f"task: auto    # inferred: {problem.task}",
         "model:",
         "  kind: auto         # tabm, dlw's default for tables; mlp is the lesson's plain MLP",
