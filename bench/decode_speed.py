@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+from dlw.workers import shutdown_pools  # noqa: E402
 
 
 def write_pngs(folder: Path, n: int, seed: int = 0) -> list[str]:
@@ -98,7 +99,7 @@ def main() -> None:
     print(f"{'':{width}}  images/s  vs serial")
     for name, value in results:
         print(f"{name:{width}}  {value:8,.0f}  {value / results[0][1]:8.2f}x")
-    img.shutdown_pools()
+    shutdown_pools()
 
 
 if __name__ == "__main__":

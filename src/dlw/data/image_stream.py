@@ -96,7 +96,7 @@ class ImageStream(keras.utils.PyDataset):
                 x = np.concatenate([part for part, _ in parts])
                 failed = [(k * step + i, reason) for k, (_, fails) in enumerate(parts) for i, reason in fails]
             except BrokenProcessPool:  # a worker crashed: decode this batch here
-                img._drop_pool(self.processes)
+                img.drop_worker_pool(self.processes)
                 x, failed = img._decode_chunk(paths, self.size, self.channels)
         else:
             x, failed = img._decode_chunk(paths, self.size, self.channels)

@@ -9,16 +9,10 @@ JAX or TensorFlow threads are running), started once and reused.
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
 import os
-import sys
-import threading
-import types
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dlw.errors import DataError
+from dlw.workers import drop_pool
+from dlw.workers import worker_pool as shared_pool
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Modes without colour; an image in one of these counts as grey.
@@ -35,7 +31,6 @@ _IGNORED_DIRS = frozenset({"__MACOSX"})
 # Fewer images than this are decoded in this process: starting workers costs more.
 SERIAL_BELOW = 200
 _ORIENTATION = 0x0112
-_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 class ImageDecodeError(DataError):
@@ -473,7 +468,7 @@ def decode_many(paths, size: tuple[int, int], channels: int, workers: int | None
             failures.extend((start + i, paths[start + i], reason) for i, reason in failed)
             copied.add(start)
     except BrokenProcessPool:  # a worker died (a crash inside an image library): finish here, serially
-        _drop_pool(workers)
+        drop_worker_pool(workers)
         failures = [f for f in failures if f[0] // chunk * chunk in copied]
         for start in range(0, n, chunk):
             if start not in copied:
@@ -513,71 +508,20 @@ def cache_fits(n_images: int, size: tuple[int, int], channels: int, cache_mb: fl
     return int(n_images) * int(size[0]) * int(size[1]) * int(channels) <= float(cache_mb) * 1024 * 1024
 
 
-# --- worker processes -----------------------------------------------------------
+# --- worker processes (``dlw.workers``) ----------------------------------------------
 
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+DECODING_PRELOAD = ("dlw.data.images",)  # numpy and PIL once, in the fork server
 
 
 def _workers(workers: int | None) -> int:
     return max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
 
 
-def _ready() -> int:
-    import time
-
-    time.sleep(0.05)  # keep each worker busy so that every submit starts a new one
-    return os.getpid()
-
-
-@contextmanager
-def _main_hidden():
-    """Start workers without re-running the caller's ``__main__`` in them.
-
-    Spawned and forkserver children import the parent's main script, which runs
-    an unguarded script (no ``if __name__ == "__main__"``) a second time and costs
-    a pytest or CLI import per worker; the decoding workers need none of it.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """The shared pool of ``workers`` decoding processes, started on first use and kept for reuse."""
-    with _POOLS_LOCK:
-        pool = _POOLS.get(workers)
-        if pool is None:
-            context = multiprocessing.get_context(_START_METHOD)
-            if _START_METHOD == "forkserver":
-                context.set_forkserver_preload(["dlw.data.images"])  # numpy and PIL once, in the server
-            pool = ProcessPoolExecutor(workers, mp_context=context)
-            with _main_hidden():
-                started = [pool.submit(_ready) for _ in range(workers)]
-            for future in started:
-                future.result()
-            _POOLS[workers] = pool
-        return pool
+    return shared_pool(workers, DECODING_PRELOAD)
 
 
-def _drop_pool(workers: int) -> None:
-    with _POOLS_LOCK:
-        pool = _POOLS.pop(workers, None)
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def shutdown_pools() -> None:
-    """Stop every decoding worker (they also stop when this process exits)."""
-    with _POOLS_LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
-    for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-atexit.register(shutdown_pools)
+def drop_worker_pool(workers: int) -> None:
+    """Forget the decoding pool after a worker died; the next ``worker_pool`` starts a new one."""
+    drop_pool(workers, DECODING_PRELOAD)
