@@ -8,6 +8,7 @@ here they are checked where a user meets them: a trained run, its files and its 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -221,3 +222,50 @@ def test_boosting_predicts_the_validation_rows_once_to_choose_its_leaf_and_not_a
     assert predicted == [] and lone.known == {} and lone.chosen["min_samples_leaf"] == dlw.baselines.BOOSTING_LEAF
     lone.predict_split("validation", validation)
     assert predicted == [prepared.count("validation")]
+
+
+def test_a_small_tables_boosting_candidates_fit_in_a_worker_process_to_the_same_figures(tmp_path, monkeypatch):
+    """A small table's candidates are fitted in ``dlw.workers``' pool, off the training loop's interpreter lock; the
+    same fits as in this process, and in this process where no worker can start."""
+    import multiprocessing
+    import os
+
+    from sklearn.datasets import load_diabetes
+
+    import dlw.baselines
+    import dlw.workers
+    from dlw.console import QUIET
+    from dlw.data.kinds import prepare
+    from dlw.spec import load_spec
+
+    csv = write_csv(load_diabetes(as_frame=True).frame, tmp_path / "diabetes.csv")
+    prepared = prepare(load_spec(str(csv), target="target"), QUIET)
+    in_worker = dlw.baselines.fit_boosting(prepared, 0)
+    workers = [p for p in multiprocessing.active_children() if p.pid != os.getpid()]
+    assert workers  # the pool's process, started for these fits
+    pids = []
+    real = dlw.baselines.fitted_candidate
+    monkeypatch.setattr(dlw.baselines, "fitted_candidate", lambda *a: pids.append(os.getpid()) or real(*a))
+    monkeypatch.setattr(dlw.workers, "worker_pool", lambda *a: (_ for _ in ()).throw(OSError("no processes here")))
+    here = dlw.baselines.fit_boosting(prepared, 0)
+    assert pids == [os.getpid()] * len(dlw.baselines.BOOSTING_LEAF_GRID)  # the fallback: each candidate in this process
+    assert in_worker.chosen == here.chosen
+    np.testing.assert_array_equal(in_worker.predict(prepared.inputs["test"]), here.predict(prepared.inputs["test"]))
+
+
+def test_the_networks_design_reads_the_bend_before_the_other_reading_is_fitted():
+    from dlw.baselines import fit_baselines, linear_over_boosting
+    from dlw.console import Console
+    from dlw.data.kinds import prepare
+    from dlw.groups import as_categories, category_reading, paired
+    from dlw.spec import load_spec
+
+    chickweight = Path(__file__).parent / "data" / "chickweight.csv"
+    config = load_spec(str(chickweight), target="weight", overrides=["train.folds=3"])
+    as_number = prepare(config, Console(quiet=True))
+    as_category = category_reading(as_number, as_categories(config, ["Chick"]), ["Chick"])
+    handed = []
+    both = fit_baselines(paired(as_category, as_number), 0, on_network_reading=handed.append)
+    assert len(handed) == 1 and set(handed[0]) == set(both)
+    assert all(f.reading is None for f in handed[0].values())  # the network's reading alone, before the other was fitted
+    assert linear_over_boosting(handed[0]) == linear_over_boosting(both)  # what the design reads, unchanged

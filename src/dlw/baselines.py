@@ -54,6 +54,7 @@ BACKGROUND_SWITCH_INTERVAL = 0.0005
 LINEAR_C_GRID = tuple(10.0**e for e in range(-4, 3))
 RIDGE_ALPHA_GRID = tuple(10.0**e for e in range(-2, 5))
 GRID_ROWS = 20_000
+BOOSTING_PRELOAD = ("dlw.baselines", "sklearn.ensemble")  # what a boosting worker imports first (``dlw.workers``)
 
 
 @dataclass
@@ -96,7 +97,12 @@ def sklearn_threads():
     """
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=None if _cores_free.get() else max(1, (os.cpu_count() or 2) // 2))
+    return threadpool_limits(limits=sklearn_thread_limit())
+
+
+def sklearn_thread_limit() -> int | None:
+    """``sklearn_threads``' cap: half the cores, or None (no cap) where ``_cores_free`` is set."""
+    return None if _cores_free.get() else max(1, (os.cpu_count() or 2) // 2)
 
 
 class BaselinesFuture(Future):
@@ -107,10 +113,30 @@ class BaselinesFuture(Future):
     def __init__(self):
         super().__init__()
         self.awaited = threading.Event()
+        self._bend: Future = Future()
 
     def result(self, timeout=None):
         self.awaited.set()
         return super().result(timeout)
+
+    def bend(self) -> float | None:
+        """``linear_over_boosting`` of the baselines in the network's reading, as soon as those are fitted.
+
+        Where each baseline also fits the other reading of a group's number, the network's design need not
+        wait for it: on ChickWeight boosting on the number is 15 of the baselines' 17 s (stop 49). Waiting
+        here leaves the rest fitting beside the network, as before it was awaited.
+        """
+        return self._bend.result()
+
+    def set_bend(self, fitted: dict[str, Fitted]) -> None:
+        """Set ``bend`` from ``fitted`` (the network's reading's baselines) unless it is set already."""
+        if not self._bend.done():
+            self._bend.set_result(linear_over_boosting(fitted))
+
+    def set_exception(self, exception) -> None:
+        if not self._bend.done():
+            self._bend.set_exception(exception)
+        super().set_exception(exception)
 
 
 def outputs_in_chunks(fitted: Fitted, prepared, split: str, awaited: threading.Event):
@@ -281,16 +307,51 @@ def fit_boosting(prepared, seed: int) -> Fitted:
     leaves = BOOSTING_LEAF_GRID if len(y) <= BOOSTING_GRID_ROWS else (BOOSTING_LEAF,)
     n_classes = len(problem.classes) if problem.is_classification else 0
     started = time.perf_counter()
-    with sklearn_threads():
-        fits = {leaf: cls(**settings, min_samples_leaf=leaf).fit(x, y, X_val=xv, y_val=yv) for leaf in leaves}
-        # One candidate needs no choosing: its validation outputs, 11 s on the 336,776-row table, are
-        # left to be computed once, in chunks, with the test split's (bench/RESULTS.md, stop 36).
-        outputs = {leaf: validation_outputs(model, xv, n_classes) for leaf, model in fits.items()} if len(fits) > 1 else {}
+    if len(leaves) > 1:
+        fits, outputs = boosting_candidates(cls, settings, leaves, (x, y, xv, yv), n_classes)
+    else:
+        with sklearn_threads():
+            # One candidate needs no choosing: its validation outputs, 11 s on the 336,776-row table, are
+            # left to be computed once, in chunks, with the test split's (bench/RESULTS.md, stop 36).
+            fits, outputs = {leaves[0]: cls(**settings, min_samples_leaf=leaves[0]).fit(x, y, X_val=xv, y_val=yv)}, {}
     best = min(outputs, key=lambda leaf: validation_loss(outputs[leaf], yv, n_classes)) if outputs else leaves[0]
     seconds = time.perf_counter() - started
     chosen = {"iterations": int(fits[best].n_iter_), "min_samples_leaf": best}
     known = {"validation": (prepared.inputs["validation"], outputs[best])} if outputs else {}
     return Fitted(output_of(fits[best], problem, lambda inputs: prepared.tree_features(inputs)[0]), chosen, seconds, known)
+
+
+def boosting_candidates(cls, settings: dict, leaves: tuple, data: tuple, n_classes: int) -> tuple[dict, dict]:
+    """Each leaf's fitted boosting and its validation outputs, fitted in ``dlw.workers``' pool where it can start.
+
+    A small table's candidates are Python-bound (scikit-learn grows each tree in Python: 0.3-0.9 ms a tree on 400
+    rows), so in this process they hold the interpreter lock against the training loop beside them; there the
+    networks and the fits share the cores instead (bench/RESULTS.md, stop 49). The same fits, to the digit: the worker
+    caps its threads as ``sklearn_threads`` does here.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    from dlw.workers import drop_pool, worker_pool
+
+    workers = max(1, (os.cpu_count() or 2) // 2)
+    try:
+        pool = worker_pool(workers, BOOSTING_PRELOAD)
+        futures = {leaf: pool.submit(fitted_candidate, cls, settings, leaf, data, n_classes, sklearn_thread_limit()) for leaf in leaves}
+        done = {leaf: future.result() for leaf, future in futures.items()}
+    except (BrokenProcessPool, OSError):  # no worker here (a sandbox, a crashed worker): the same fits, in this process
+        drop_pool(workers, BOOSTING_PRELOAD)
+        done = {leaf: fitted_candidate(cls, settings, leaf, data, n_classes, sklearn_thread_limit()) for leaf in leaves}
+    return {leaf: model for leaf, (model, _) in done.items()}, {leaf: outputs for leaf, (_, outputs) in done.items()}
+
+
+def fitted_candidate(cls, settings: dict, leaf: int, data: tuple, n_classes: int, threads: int | None) -> tuple[Any, np.ndarray]:
+    """One boosting candidate (``min_samples_leaf=leaf``) fitted on ``data`` = (x, y, x_val, y_val), and its validation outputs."""
+    from threadpoolctl import threadpool_limits
+
+    x, y, xv, yv = data
+    with threadpool_limits(limits=threads):
+        model = cls(**settings, min_samples_leaf=leaf).fit(x, y, X_val=xv, y_val=yv)
+        return model, validation_outputs(model, xv, n_classes)
 
 
 def validation_outputs(model, xv, n_classes: int) -> np.ndarray:
@@ -412,7 +473,8 @@ def fit_baselines_in_background(prepared) -> Future:
     future = BaselinesFuture()
 
     def fitted_with_outputs() -> dict[str, Fitted]:
-        fitted = fit_baselines(prepared, prepared.splits.seed or 0)
+        fitted = fit_baselines(prepared, prepared.splits.seed or 0, on_network_reading=future.set_bend)
+        future.set_bend(fitted)  # no other reading: these are the network's
         for f in fitted.values():  # 3,000 trees on 130,000 rows take seconds: also while the network trains
             for split in ("validation", "test"):
                 if split in prepared.inputs and split not in f.known:  # a cross-fitted baseline knows its validation outputs
@@ -432,14 +494,14 @@ def fit_baselines_in_background(prepared) -> Future:
     return future
 
 
-def fit_baselines(prepared, seed: int) -> dict[str, Fitted]:
+def fit_baselines(prepared, seed: int, *, on_network_reading: Callable[[dict], None] | None = None) -> dict[str, Fitted]:
     """Every baseline of the prepared data's kind (and persistence when configured), fitted on its train rows (validation chooses, test never).
 
     Cross-fitted when the network is (``dlw.crossfit``), so the verdict compares like with like. Where the
     data carry another reading of their group numbers, each baseline keeps its better (``better_reading_baselines``).
     """
     if prepared.other_reading is not None:
-        return better_reading_baselines(prepared, seed)
+        return better_reading_baselines(prepared, seed, on_network_reading=on_network_reading)
     if prepared.splits is not None and prepared.splits.folds:
         return crossfit_baselines(prepared, seed)
     names = prepared.baseline_names
@@ -448,17 +510,20 @@ def fit_baselines(prepared, seed: int) -> dict[str, Fitted]:
     return {baseline_name(name, prepared.problem): FITTERS[name](prepared, seed) for name in names}
 
 
-def better_reading_baselines(prepared, seed: int) -> dict[str, Fitted]:
+def better_reading_baselines(prepared, seed: int, *, on_network_reading: Callable[[dict], None] | None = None) -> dict[str, Fitted]:
     """Each baseline fitted on both readings of the group numbers (``prepared`` and its ``other_reading``), keeping the one of
     lower out-of-fold loss (validation loss where not cross-fitted); a tie keeps the network's reading.
 
     The network's reading was chosen for the network (``dlw.groups``); a baseline held to it may be held below its
     strength (ChickWeight's boosting: rmse 19.1 reading the chick's number, 36.9 reading it as a category).
+    ``on_network_reading`` is handed the network's reading's fits as soon as they are done (``BaselinesFuture.bend``).
     """
     from dlw.groups import reading_name
 
     other = prepared.other_reading
     own_fits = fit_baselines(replace(prepared, other_reading=None), seed)
+    if on_network_reading is not None:  # the network's design reads these alone
+        on_network_reading(own_fits)
     other_fits = fit_baselines(other, seed)
     kept = {}
     for name, own in own_fits.items():

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from dlw._backend import choose_backend, import_keras, tensorflow_unseen
-from dlw.baselines import fit_baselines_in_background, linear_over_boosting
+from dlw.baselines import fit_baselines_in_background
 from dlw.card import write_card
 from dlw.config import Config
 from dlw.console import QUIET, Console
@@ -128,7 +128,7 @@ class Workflow:
         from dlw.train import train_network
 
         console, warnings = self.console, []
-        designs, why = design_configs_and_why(self.config, prepared, lambda: linear_over_boosting(baselines.result()), console)
+        designs, why = design_configs_and_why(self.config, prepared, baselines.bend, console)
 
         def announce(model, base, tc) -> None:
             console.step(5, f"model: {describe_model(model, designs[0], prepared, backbone=backbone, base=base)}{networks_note(prepared.splits, why)}")
