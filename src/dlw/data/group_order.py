@@ -50,7 +50,7 @@ def group_order_figures(prepared, *, seed: int) -> dict[str, tuple[float, float]
     x, categorical = prepared.tree_features(prepared.take(prepared.inputs["train"], rows))
     y = np.asarray(prepared.targets["train"])[rows]
     column_names = prepared.schema.numeric_input_names
-    keys = prepared.frame.loc[prepared.splits.train]
+    keys = prepared.frame.loc[prepared.splits.train, names]
     figures = {}
     for name in names:
         kept = [j for j, column in enumerate(column_names) if column not in (name, f"{name} (missing)")] + list(range(len(column_names), x.shape[1]))
