@@ -52,8 +52,8 @@ def unseen_group_gain(prepared, name: str, seed: int) -> float:
     groups = prepared.frame.loc[rows, name].to_numpy()
     known = ~np.isnan(groups.astype("float64"))
     x, y, groups = x[known], y[known], groups[known]
-    names = prepared.schema.numeric_input_names
-    without = [j for j, column in enumerate(names) if column not in (name, f"{name} (missing)")] + list(range(len(names), x.shape[1]))
+    left_out = prepared.schema.numeric_positions_of(name)
+    without = [j for j in range(x.shape[1]) if j not in left_out]
     losses = []
     for columns in (list(range(x.shape[1])), without):
         if not columns:  # the column was the only input: without it, the mean of the other groups

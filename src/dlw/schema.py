@@ -207,7 +207,11 @@ class Schema:
         for f in nums:
             dated = f.kind == "date" and f.encoding
             inputs += [(name, True) for name in date_feature_names(f.name, f.encoding)] if dated else [(f.name, False)]
-        return inputs + [(f"{f.name} (missing)", False) for f in nums if f.indicator]
+        return inputs + [(indicator_name(f.name), False) for f in nums if f.indicator]
+
+    def numeric_positions_of(self, name: str) -> list[int]:
+        """Where the number ``name`` enters the ``numeric`` input: its column, and its missing indicator's if it has one."""
+        return [j for j, (column, _) in enumerate(self.numeric_inputs()) if column in (name, indicator_name(name))]
 
     @property
     def category_offsets(self) -> list[int]:
@@ -583,6 +587,11 @@ def _boolean_values(column: pd.Series, true_value: str | None) -> np.ndarray:
     result = np.where((lowered == true_value).fillna(False).to_numpy(dtype=bool), 1.0, 0.0)
     known = lowered.isin(list(_TRUE | _FALSE)).fillna(False).to_numpy(dtype=bool)
     return np.where(known, result, np.nan)
+
+
+def indicator_name(name: str) -> str:
+    """The name of the 0/1 input that marks where the number ``name`` was missing."""
+    return f"{name} (missing)"
 
 
 def load_schema(path: Path) -> Schema:

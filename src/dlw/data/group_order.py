@@ -49,11 +49,11 @@ def group_order_figures(prepared, *, seed: int) -> dict[str, tuple[float, float]
         rows = np.sort(rng.choice(rows, MAX_ROWS, replace=False))
     x, categorical = prepared.tree_features(prepared.take(prepared.inputs["train"], rows))
     y = np.asarray(prepared.targets["train"])[rows]
-    column_names = prepared.schema.numeric_input_names
     keys = prepared.frame.loc[prepared.splits.train, names]
     figures = {}
     for name in names:
-        kept = [j for j, column in enumerate(column_names) if column not in (name, f"{name} (missing)")] + list(range(len(column_names), x.shape[1]))
+        left_out = prepared.schema.numeric_positions_of(name)  # the numeric block comes first in tree_features
+        kept = [j for j in range(x.shape[1]) if j not in left_out]
         residuals = residuals_without(x[:, kept], categorical[kept], y, prepared.problem, seed=seed)
         groups = pd.to_numeric(keys[name], errors="coerce").to_numpy(dtype="float64")[rows]
         fit, random_best = order_r2(groups, residuals, rng)
