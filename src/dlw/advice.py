@@ -87,7 +87,7 @@ def advise(
     best = ranked[0]
     baseline_value, baseline_stats = candidates[best]
 
-    codes = None if groups is None else pd.factorize(pd.Series(np.asarray(groups)))[0]
+    codes = None if groups is None else pd.factorize(np.asarray(groups))[0]
     lo, hi = _interval95(_paired_bootstrap(metric, network_stats, baseline_stats, n_classes, n_boot, seed, codes))
     difference = network_value - baseline_value
     outcome = _outcome(lo, hi, higher, network_value)

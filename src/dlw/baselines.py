@@ -102,7 +102,12 @@ def sklearn_threads():
 
 def sklearn_thread_limit() -> int | None:
     """``sklearn_threads``' cap: half the cores, or None (no cap) where ``_cores_free`` is set."""
-    return None if _cores_free.get() else max(1, (os.cpu_count() or 2) // 2)
+    return None if _cores_free.get() else half_the_cores()
+
+
+def half_the_cores() -> int:
+    """Half this machine's cores, at least one: the baselines' share beside the network's training."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class BaselinesFuture(Future):
@@ -333,14 +338,14 @@ def boosting_candidates(cls, settings: dict, leaves: tuple, data: tuple, n_class
 
     from dlw.workers import drop_pool, worker_pool
 
-    workers = max(1, (os.cpu_count() or 2) // 2)
+    workers, threads = half_the_cores(), sklearn_thread_limit()
     try:
         pool = worker_pool(workers, BOOSTING_PRELOAD)
-        futures = {leaf: pool.submit(fitted_candidate, cls, settings, leaf, data, n_classes, sklearn_thread_limit()) for leaf in leaves}
+        futures = {leaf: pool.submit(fitted_candidate, cls, settings, leaf, data, n_classes, threads) for leaf in leaves}
         done = {leaf: future.result() for leaf, future in futures.items()}
     except (BrokenProcessPool, OSError):  # no worker here (a sandbox, a crashed worker): the same fits, in this process
         drop_pool(workers, BOOSTING_PRELOAD)
-        done = {leaf: fitted_candidate(cls, settings, leaf, data, n_classes, sklearn_thread_limit()) for leaf in leaves}
+        done = {leaf: fitted_candidate(cls, settings, leaf, data, n_classes, threads) for leaf in leaves}
     return {leaf: model for leaf, (model, _) in done.items()}, {leaf: outputs for leaf, (_, outputs) in done.items()}
 
 
